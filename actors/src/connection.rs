@@ -1,0 +1,329 @@
+//! ConnectionActor: one per WebSocket. Owns the connection's state (which room it is in),
+//! its message rate limit, the join flow (store lookup, rules, then the RoomActor), relays
+//! (routed through the room's view straight to the target's queue), and the call-ended flow.
+//!
+//! Must not: read the socket (the edge does, and sends decoded events here) or wait on a
+//! slow peer (all sends are bounded `try_send`s).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde_json::{Value, json};
+
+use crate::errors::ErrorCode;
+use crate::identity::Identity;
+use crate::node::NodeCtx;
+use crate::outbound::Outbound;
+use crate::ports::{EndOutcome, Member};
+use crate::protocol::{ClientEvent, RelayKind, ServerFrame, relay_frame};
+use crate::room::{LocalConn, Route, RoomMsg, RoomView, room_details};
+use crate::rooms::RoomsMsg;
+use crate::session::{AuditAction, ClientMeta, Session};
+use crate::{ConnId, RoomId, rules, telemetry};
+
+/// WebSocket close codes the server uses.
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const POLICY: u16 = 1008;
+    pub const RESTART: u16 = 1012;
+    pub const INTERNAL: u16 = 1011;
+    /// The same user joined the room from another connection.
+    pub const REPLACED: u16 = 4001;
+    /// Kicked by an operator.
+    pub const KICKED: u16 = 4003;
+}
+
+pub enum ConnMsg {
+    /// A decoded client event and when its frame was read.
+    Client { event: ClientEvent, received: Instant },
+    /// This connection's place in `room_id` was taken by the same user's new connection.
+    Replaced { room_id: RoomId },
+    /// Close with an `error` frame (drain, kick).
+    Disconnect { code: ErrorCode, close_code: u16 },
+    /// The socket is gone: leave the room and stop.
+    SocketClosed,
+    /// The room this connection is in.
+    CurrentRoom(RpcReplyPort<Option<RoomId>>),
+}
+
+pub struct ConnectionActor;
+
+pub struct ConnArgs {
+    pub id: ConnId,
+    pub identity: Identity,
+    pub meta: ClientMeta,
+    pub out: Outbound,
+    pub ctx: Arc<NodeCtx>,
+}
+
+struct Joined {
+    room_id: RoomId,
+    session_id: String,
+    view: Arc<RoomView>,
+}
+
+pub struct ConnState {
+    id: ConnId,
+    identity: Identity,
+    meta: ClientMeta,
+    out: Outbound,
+    ctx: Arc<NodeCtx>,
+    room: Option<Joined>,
+    bucket: TokenBucket,
+}
+
+/// Token bucket: `rate` per second sustained, `burst` at once.
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        TokenBucket { tokens: burst, rate: f64::from(rate), burst, last: Instant::now() }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl ConnState {
+    fn error(&self, code: ErrorCode, details: Value) {
+        telemetry::ws_error(code.as_str());
+        self.out.send(ServerFrame::error(code, details));
+    }
+
+    fn audit(&self, session_id: &str, action: AuditAction, metadata: Value) {
+        self.ctx.audit(session_id, &self.identity.user_id, action, metadata, &self.meta);
+    }
+
+    async fn rooms_call<T: Send + 'static>(&self, f: impl FnOnce(RpcReplyPort<T>) -> RoomsMsg) -> Option<T> {
+        self.ctx.rooms().call(f, Some(Duration::from_secs(10))).await.ok()?.success_or(()).ok()
+    }
+
+    async fn leave_current(&mut self) {
+        let Some(j) = self.room.take() else { return };
+        self.ctx.conns.set_room(&self.id, None);
+        let room_id = j.room_id.clone();
+        if let Some(Some(room)) = self.rooms_call(|reply| RoomsMsg::Lookup { room_id, reply }).await {
+            let conn_id = self.id.clone();
+            let _ = room.call(|r| RoomMsg::Leave { conn_id, reply: Some(r) }, Some(Duration::from_secs(10))).await;
+        }
+    }
+
+    async fn join(&mut self, room_id: String, user_name: Option<String>) {
+        telemetry::ws_event("join-room");
+        let room_id: RoomId = room_id.into();
+        let session = match self.ctx.ports.store.session_by_room(&room_id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return self.error(ErrorCode::SessionNotFound, room_details(&room_id)),
+            Err(e) => {
+                tracing::error!(error = %e, "store lookup for join failed");
+                return self.error(ErrorCode::StoreUnavailable, room_details(&room_id));
+            }
+        };
+        self.audit(&session.id, AuditAction::JoinAttempt, json!({ "roomId": &*room_id, "socketId": &*self.id }));
+        if let Err(code) = rules::check_session(&session, &self.identity, Utc::now(), &self.ctx.policy) {
+            self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &*room_id }));
+            return self.error(code, room_details(&room_id));
+        }
+        if self.room.as_ref().is_some_and(|j| j.room_id != room_id) {
+            self.leave_current().await;
+        }
+        let member = Member {
+            conn_id: self.id.clone(),
+            user_id: self.identity.user_id.clone(),
+            user_name: user_name.or_else(|| self.identity.name.clone()).unwrap_or_else(|| display_name(&session, &self.identity)),
+            user_role: self.identity.role.as_str().to_owned(),
+            node_id: self.ctx.node_id.clone(),
+        };
+        let capacity = rules::capacity(session.session_type, &self.ctx.policy);
+        match self.enter_room(&room_id, member, capacity).await {
+            Ok(view) => {
+                self.room = Some(Joined { room_id: room_id.clone(), session_id: session.id.clone(), view });
+                self.ctx.conns.set_room(&self.id, Some(room_id.clone()));
+                self.record_join(&session, &room_id).await;
+            }
+            Err(code) => {
+                self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &*room_id }));
+                self.error(code, room_details(&room_id));
+            }
+        }
+    }
+
+    /// Asks the room to admit us; retries when the room actor stopped under our feet.
+    async fn enter_room(&self, room_id: &RoomId, member: Member, capacity: usize) -> Result<Arc<RoomView>, ErrorCode> {
+        let me = self.ctx.conns.get(&self.id).map(|c| c.actor.clone()).ok_or(ErrorCode::Internal)?;
+        for _ in 0..3 {
+            let rid = room_id.clone();
+            let Some(Some((room, view))) = self.rooms_call(|reply| RoomsMsg::GetOrSpawn { room_id: rid, reply }).await else {
+                return Err(ErrorCode::Internal);
+            };
+            let conn = LocalConn { out: self.out.clone(), actor: me.clone() };
+            let m = member.clone();
+            match room.call(|reply| RoomMsg::Join { member: m, conn, capacity, reply }, Some(Duration::from_secs(10))).await {
+                Ok(ractor::rpc::CallResult::Success(res)) => return res.map(|_| view),
+                _ => continue,
+            }
+        }
+        Err(ErrorCode::Internal)
+    }
+
+    /// The call record: first join starts the call; every join counts as an access.
+    async fn record_join(&self, session: &Session, room_id: &str) {
+        let store = &self.ctx.ports.store;
+        let now = Utc::now();
+        if session.video_call_started.is_none() {
+            match store.mark_started(&session.id, now).await {
+                Ok(Some(s)) if s.video_call_started == Some(now) => {
+                    self.audit(&session.id, AuditAction::CallStart, json!({ "roomId": room_id, "via": "join-room" }));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(session = %session.id, error = %e, "recording call start failed"),
+            }
+        }
+        if let Err(e) = store.touch(&session.id, now).await {
+            tracing::warn!(session = %session.id, error = %e, "recording access failed");
+        }
+        self.audit(&session.id, AuditAction::JoinSuccess, json!({ "roomId": room_id, "socketId": &*self.id }));
+    }
+
+    fn relay(&self, kind: RelayKind, payload: &str, to: &str, received: Instant) {
+        let Some(j) = &self.room else {
+            return self.error(ErrorCode::PeerNotFound, json!({ "to": to }));
+        };
+        let frame = relay_frame(kind, payload, &self.id);
+        let routed = j.view.with_route(to, |route| match route {
+            Route::Local(out) => {
+                out.send(frame);
+            }
+            Route::Remote(node) => {
+                let to: ConnId = to.into();
+                if let Err(e) = self.ctx.ports.bus.deliver(node, &to, frame) {
+                    tracing::warn!(error = %e, "cross-node relay failed");
+                }
+            }
+        });
+        match routed {
+            Some(()) => telemetry::relayed(kind, received.elapsed()),
+            None => self.error(ErrorCode::PeerNotFound, json!({ "to": to })),
+        }
+    }
+
+    async fn call_ended(&mut self, room_id: String) {
+        telemetry::ws_event("call-ended");
+        let Some(j) = self.room.as_ref().filter(|j| *j.room_id == *room_id) else {
+            return self.error(ErrorCode::Forbidden, room_details(&room_id));
+        };
+        let (session_id, rid) = (j.session_id.clone(), j.room_id.clone());
+        let duration = match self.ctx.ports.store.mark_ended(&session_id, Utc::now()).await {
+            Ok(Some(EndOutcome::Ended(s))) => s.call_duration.unwrap_or(0),
+            Ok(Some(EndOutcome::NotStarted)) => return self.error(ErrorCode::CallNotStarted, room_details(&rid)),
+            Ok(None) => return self.error(ErrorCode::SessionNotFound, room_details(&rid)),
+            Err(e) => {
+                tracing::error!(session = %session_id, error = %e, "recording call end failed");
+                return self.error(ErrorCode::StoreUnavailable, room_details(&rid));
+            }
+        };
+        self.audit(&session_id, AuditAction::CallEnd, json!({ "roomId": &*rid, "duration": duration, "via": "call-ended" }));
+        let frame = ServerFrame::CallEnded { room_id: &rid, ended_by: &self.identity.user_id, duration }.encode();
+        let room_id = rid.clone();
+        if let Some(Some(room)) = self.rooms_call(|reply| RoomsMsg::Lookup { room_id, reply }).await {
+            let _ = room.send_message(RoomMsg::Broadcast { frame, except: None });
+        }
+    }
+
+    async fn client_event(&mut self, event: ClientEvent, received: Instant) {
+        if !self.bucket.take(received) {
+            metrics::counter!(telemetry::RATE_LIMITED, "edge" => "ws").increment(1);
+            return self.error(ErrorCode::RateLimited, json!({}));
+        }
+        match event {
+            ClientEvent::Relay { kind, payload, to } => self.relay(kind, payload.get(), &to, received),
+            ClientEvent::JoinRoom { room_id, user_name } => {
+                if self.room.as_ref().is_some_and(|j| *j.room_id == *room_id) {
+                    self.leave_current().await;
+                }
+                self.join(room_id, user_name).await
+            }
+            ClientEvent::LeaveRoom { room_id } => {
+                telemetry::ws_event("leave-room");
+                if self.room.as_ref().is_some_and(|j| *j.room_id == *room_id) {
+                    self.leave_current().await;
+                }
+            }
+            ClientEvent::CallEnded { room_id } => self.call_ended(room_id).await,
+        }
+    }
+}
+
+/// The name a participant shows when neither the frame nor the token gave one.
+fn display_name(session: &Session, who: &Identity) -> String {
+    if who.user_id == session.client.id {
+        session.client.name.clone()
+    } else if who.user_id == session.psychologist.id {
+        session.psychologist.name.clone()
+    } else {
+        who.role.as_str().to_owned()
+    }
+}
+
+impl Actor for ConnectionActor {
+    type Msg = ConnMsg;
+    type State = ConnState;
+    type Arguments = ConnArgs;
+
+    async fn pre_start(&self, me: ActorRef<ConnMsg>, a: ConnArgs) -> Result<ConnState, ActorProcessingErr> {
+        a.ctx.conns.insert(a.id.clone(), a.identity.user_id.clone(), a.out.clone(), me);
+        telemetry::connections(1.0);
+        let l = &a.ctx.limits;
+        let hello = ServerFrame::Connected { socket_id: &a.id, node_id: &a.ctx.node_id, heartbeat_ms: l.heartbeat_ms };
+        a.out.send(hello.encode());
+        let bucket = TokenBucket::new(l.ws_messages_per_sec, l.ws_burst);
+        Ok(ConnState { id: a.id, identity: a.identity, meta: a.meta, out: a.out, ctx: a.ctx, room: None, bucket })
+    }
+
+    async fn handle(&self, me: ActorRef<ConnMsg>, msg: ConnMsg, st: &mut ConnState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ConnMsg::Client { event, received } => st.client_event(event, received).await,
+            ConnMsg::Replaced { room_id } => {
+                if st.room.as_ref().is_some_and(|j| j.room_id == room_id) {
+                    st.room = None;
+                    st.ctx.conns.set_room(&st.id, None);
+                }
+                st.error(ErrorCode::SessionReplaced, room_details(&room_id));
+                st.out.close(close::REPLACED, "session replaced");
+            }
+            ConnMsg::Disconnect { code, close_code } => {
+                st.error(code, json!({}));
+                st.out.close(close_code, code.as_str());
+            }
+            ConnMsg::SocketClosed => me.stop(Some("socket closed".into())),
+            ConnMsg::CurrentRoom(reply) => {
+                let _ = reply.send(st.room.as_ref().map(|j| j.room_id.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _me: ActorRef<ConnMsg>, st: &mut ConnState) -> Result<(), ActorProcessingErr> {
+        st.leave_current().await;
+        st.ctx.conns.remove(&st.id);
+        telemetry::connections(-1.0);
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! One node's supervision tree and the handle its edges use.
+//!
+//! ```text
+//! Node
+//!  ├── ConnectionSupervisor ── ConnectionActor (one per socket)
+//!  └── RoomSupervisor ──────── RoomActor (one per room with local members)
+//! ```
+//! Owns start-up, the shared node context, accepting connections, drain and stop.
+//! Must not: know about HTTP, sockets or a particular store (the edges bring those).
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use ractor::{Actor, ActorRef};
+use serde_json::Value;
+
+use crate::connection::{ConnArgs, ConnMsg, ConnectionActor, close};
+use crate::connections::{ConnRegistry, ConnectionSupervisor};
+use crate::errors::ErrorCode;
+use crate::identity::Identity;
+use crate::outbound::Outbound;
+use crate::ports::{Member, Ports};
+use crate::room::RoomMsg;
+use crate::rooms::{RoomSupervisor, RoomsMsg};
+use crate::rules::JoinPolicy;
+use crate::session::{AuditAction, AuditEntry, ClientMeta};
+use crate::{ConnId, NodeId, RoomId, new_conn_id};
+
+/// Per-connection limits.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    pub ws_messages_per_sec: u32,
+    pub ws_burst: u32,
+    pub heartbeat_ms: u64,
+}
+
+/// What a node is started with, besides its ports.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: NodeId,
+    pub policy: JoinPolicy,
+    pub limits: ConnLimits,
+    pub audit_enabled: bool,
+}
+
+/// State every actor of the node shares (read-mostly).
+pub struct NodeCtx {
+    pub node_id: NodeId,
+    pub ports: Ports,
+    pub policy: JoinPolicy,
+    pub limits: ConnLimits,
+    pub conns: ConnRegistry,
+    audit_enabled: bool,
+    draining: AtomicBool,
+    rooms: OnceLock<ActorRef<RoomsMsg>>,
+}
+
+impl NodeCtx {
+    /// The RoomSupervisor (set once at start).
+    pub fn rooms(&self) -> &ActorRef<RoomsMsg> {
+        self.rooms.get().expect("room supervisor started before any connection")
+    }
+
+    /// Writes an audit entry in the background (when the audit log is enabled).
+    pub fn audit(&self, session_id: &str, user_id: &str, action: AuditAction, metadata: Value, meta: &ClientMeta) {
+        if !self.audit_enabled {
+            return;
+        }
+        let entry = AuditEntry {
+            session_id: session_id.to_owned(),
+            user_id: user_id.to_owned(),
+            action,
+            timestamp: Utc::now(),
+            metadata,
+            ip_address: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+        };
+        let store = self.ports.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.audit(entry).await {
+                tracing::warn!(error = %e, "audit entry not written");
+            }
+        });
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("actor failed to start: {0}")]
+    Spawn(String),
+}
+
+/// A running node.
+pub struct Node {
+    ctx: Arc<NodeCtx>,
+    conn_sup: ActorRef<()>,
+    room_sup: ActorRef<RoomsMsg>,
+}
+
+/// What `connect` gives the socket edge.
+pub struct Connection {
+    pub id: ConnId,
+    pub actor: ActorRef<ConnMsg>,
+}
+
+impl Node {
+    pub async fn start(cfg: NodeConfig, ports: Ports) -> Result<Node, NodeError> {
+        let ctx = Arc::new(NodeCtx {
+            node_id: cfg.node_id,
+            ports,
+            policy: cfg.policy,
+            limits: cfg.limits,
+            conns: ConnRegistry::default(),
+            audit_enabled: cfg.audit_enabled,
+            draining: AtomicBool::new(false),
+            rooms: OnceLock::new(),
+        });
+        let spawn_err = |e: ractor::SpawnErr| NodeError::Spawn(e.to_string());
+        let (room_sup, _) = Actor::spawn(None, RoomSupervisor, ctx.clone()).await.map_err(spawn_err)?;
+        let _ = ctx.rooms.set(room_sup.clone());
+        let (conn_sup, _) = Actor::spawn(None, ConnectionSupervisor, ctx.clone()).await.map_err(spawn_err)?;
+        Ok(Node { ctx, conn_sup, room_sup })
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.ctx.node_id
+    }
+
+    pub fn ctx(&self) -> &Arc<NodeCtx> {
+        &self.ctx
+    }
+
+    /// Starts the ConnectionActor of a new socket. Its first frame (`connected`) is queued.
+    pub async fn connect(&self, identity: Identity, meta: ClientMeta, out: Outbound) -> Result<Connection, ErrorCode> {
+        if self.ctx.is_draining() {
+            return Err(ErrorCode::NodeDraining);
+        }
+        let id = new_conn_id();
+        let args = ConnArgs { id: id.clone(), identity, meta, out, ctx: self.ctx.clone() };
+        let (actor, _) = Actor::spawn_linked(None, ConnectionActor, args, self.conn_sup.get_cell())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "connection actor failed to start");
+                ErrorCode::Internal
+            })?;
+        Ok(Connection { id, actor })
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.ctx.conns.len()
+    }
+
+    /// Rooms with local members.
+    pub async fn rooms(&self) -> Vec<RoomId> {
+        self.room_sup
+            .call(RoomsMsg::List, Some(Duration::from_secs(10)))
+            .await
+            .ok()
+            .and_then(|r| r.success_or(()).ok())
+            .unwrap_or_default()
+    }
+
+    /// A room's members across the cluster.
+    pub async fn room_members(&self, room: &RoomId) -> Vec<Member> {
+        self.ctx.ports.membership.members(room).await.unwrap_or_default()
+    }
+
+    /// Test hook: makes the room's actor panic. Returns false if the room has no actor here.
+    #[doc(hidden)]
+    pub async fn inject_room_fault(&self, room: &RoomId) -> bool {
+        let room_id = room.clone();
+        match self.room_sup.call(|reply| RoomsMsg::Lookup { room_id, reply }, None).await {
+            Ok(ractor::rpc::CallResult::Success(Some(actor))) => actor.send_message(RoomMsg::InjectFault).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Stops taking connections and joins, tells every client NODE_DRAINING, closes them,
+    /// and waits (up to `timeout`) until every connection has left its room.
+    pub async fn drain(&self, timeout: Duration) {
+        self.ctx.draining.store(true, Ordering::Release);
+        for (_, c) in self.ctx.conns.all() {
+            let _ = c.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::NodeDraining, close_code: close::RESTART });
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.ctx.conns.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !self.ctx.conns.is_empty() {
+            for (_, c) in self.ctx.conns.all() {
+                let _ = c.actor.send_message(ConnMsg::SocketClosed);
+            }
+        }
+    }
+
+    /// Stops the supervision tree.
+    pub fn stop(&self) {
+        self.conn_sup.stop(None);
+        self.room_sup.stop(None);
+    }
+}

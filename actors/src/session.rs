@@ -1,0 +1,168 @@
+//! The platform's appointment (a `Session`, with the video call fields) and the audit trail.
+//!
+//! Field names on the wire are the seed platform's (camelCase, `meetingLink`, `callDuration`,
+//! ...). Owns the data shapes only; storing them is a `Store`'s job.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionType {
+    Individual,
+    Group,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionStatus {
+    Scheduled,
+    #[serde(rename = "In Progress")]
+    InProgress,
+    Completed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentStatus {
+    Paid,
+    Pending,
+    Failed,
+    Refunded,
+}
+
+macro_rules! wire_names {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The name used on the wire and in the store.
+            pub fn as_str(self) -> &'static str { match self { $(Self::$v => $s),* } }
+            /// Parses the wire name.
+            pub fn parse(s: &str) -> Option<Self> { match s { $($s => Some(Self::$v),)* _ => None } }
+        }
+    };
+}
+wire_names!(SessionType { Individual => "Individual", Group => "Group" });
+wire_names!(SessionStatus {
+    Scheduled => "Scheduled", InProgress => "In Progress", Completed => "Completed", Cancelled => "Cancelled"
+});
+wire_names!(PaymentStatus { Paid => "paid", Pending => "pending", Failed => "failed", Refunded => "refunded" });
+
+/// One side of a session: a user id and the name to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    pub id: String,
+    pub name: String,
+}
+
+/// A session as stored, video call fields included (null when unset).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: String,
+    pub client: Party,
+    pub psychologist: Party,
+    pub session_date: DateTime<Utc>,
+    pub duration_minutes: i64,
+    pub session_type: SessionType,
+    pub status: SessionStatus,
+    pub payment_status: PaymentStatus,
+    pub meeting_link: Option<String>,
+    pub is_video_call: bool,
+    pub video_call_started: Option<DateTime<Utc>>,
+    pub video_call_ended: Option<DateTime<Utc>>,
+    pub call_duration: Option<i64>,
+    pub recording_enabled: bool,
+    pub recording_url: Option<String>,
+    pub last_accessed_at: Option<DateTime<Utc>>,
+    pub access_count: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a caller provides to create a session.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub client: Party,
+    pub psychologist: Party,
+    pub session_date: DateTime<Utc>,
+    pub duration_minutes: i64,
+    pub session_type: SessionType,
+    pub payment_status: PaymentStatus,
+    pub status: SessionStatus,
+}
+
+/// The audit trail's actions (the seed's enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    JoinAttempt,
+    JoinSuccess,
+    CallStart,
+    CallEnd,
+    Error,
+}
+wire_names!(AuditAction {
+    JoinAttempt => "join_attempt", JoinSuccess => "join_success", CallStart => "call_start",
+    CallEnd => "call_end", Error => "error"
+});
+
+/// One audit record: who did what to which session, from where.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub session_id: String,
+    pub user_id: String,
+    pub action: AuditAction,
+    pub timestamp: DateTime<Utc>,
+    pub metadata: serde_json::Value,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Where a request or connection came from, for the audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Makes a new 24-hex-digit id in the shape of a MongoDB ObjectId (time, random, counter).
+pub fn new_object_id(now: DateTime<Utc>) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let secs = now.timestamp() as u32;
+    let rnd = uuid::Uuid::new_v4();
+    let r = rnd.as_bytes();
+    let c = COUNTER.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
+    format!(
+        "{secs:08x}{:02x}{:02x}{:02x}{:02x}{:02x}{c:06x}",
+        r[0], r[1], r[2], r[3], r[4]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_ids_are_24_hex_and_distinct() {
+        let now = Utc::now();
+        let a = new_object_id(now);
+        let b = new_object_id(now);
+        assert_eq!(a.len(), 24);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in [
+            SessionStatus::Scheduled,
+            SessionStatus::InProgress,
+            SessionStatus::Completed,
+            SessionStatus::Cancelled,
+        ] {
+            assert_eq!(SessionStatus::parse(s.as_str()), Some(s));
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+        }
+    }
+}

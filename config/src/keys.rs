@@ -1,0 +1,133 @@
+//! The table of settable keys: dotted key -> field, and environment variable -> dotted key.
+//!
+//! One place knows how to parse each setting from text, shared by env vars and CLI flags.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::{LogFormat, Settings};
+
+/// An environment variable and the dotted key it sets.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvKey {
+    pub env: &'static str,
+    pub key: &'static str,
+}
+
+const fn k(env: &'static str, key: &'static str) -> EnvKey {
+    EnvKey { env, key }
+}
+
+/// Every environment variable a node reads: the seed platform's names first.
+pub const ENV_KEYS: &[EnvKey] = &[
+    k("VIDEO_CALL_JWT_SECRET", "auth.jwt_secret"),
+    k("STUN_SERVER_URL", "ice.stun_urls"),
+    k("TURN_SERVER_URL", "ice.turn_url"),
+    k("TURN_USERNAME", "ice.turn_username"),
+    k("TURN_PASSWORD", "ice.turn_password"),
+    k("VIDEO_CALL_RATE_LIMIT", "limits.rest_per_minute"),
+    k("SOCKET_CONNECTION_LIMIT", "limits.max_connections"),
+    k("VIDEO_CALL_LOG_LEVEL", "log.level"),
+    k("AUDIT_LOG_ENABLED", "log.audit_enabled"),
+    k("SIGNALGRID_LISTEN", "listen"),
+    k("SIGNALGRID_DATA_DIR", "data_dir"),
+    k("SIGNALGRID_NODE_ID", "node_id"),
+    k("SIGNALGRID_JWT_LEEWAY_SECS", "auth.leeway_secs"),
+    k("SIGNALGRID_JWT_PUBLIC_KEY", "auth.public_key_path"),
+    k("SIGNALGRID_JWT_PUBLIC_KEY_ALG", "auth.public_key_alg"),
+    k("SIGNALGRID_TURN_SECRET", "ice.turn_secret"),
+    k("SIGNALGRID_TURN_TTL_SECS", "ice.turn_ttl_secs"),
+    k("SIGNALGRID_RATE_LIMIT_EXEMPT_ADMINS", "limits.exempt_admins"),
+    k("SIGNALGRID_MAX_FRAME_BYTES", "limits.max_frame_bytes"),
+    k("SIGNALGRID_WS_RATE", "limits.ws_messages_per_sec"),
+    k("SIGNALGRID_WS_BURST", "limits.ws_burst"),
+    k("SIGNALGRID_OUTBOUND_QUEUE", "limits.outbound_queue"),
+    k("SIGNALGRID_HEARTBEAT_MS", "limits.heartbeat_ms"),
+    k("SIGNALGRID_JOIN_WINDOW_MINUTES", "rooms.join_window_minutes"),
+    k("SIGNALGRID_GRACE_MINUTES", "rooms.grace_minutes"),
+    k("SIGNALGRID_GROUP_CAPACITY", "rooms.group_capacity"),
+    k("SIGNALGRID_ADMIN_BYPASS", "rooms.admin_bypass"),
+    k("SIGNALGRID_LOG_FORMAT", "log.format"),
+    k("SIGNALGRID_TLS_CERT", "tls.cert_path"),
+    k("SIGNALGRID_TLS_KEY", "tls.key_path"),
+    k("SIGNALGRID_ALLOWED_ORIGINS", "allowed_origins"),
+];
+
+pub(crate) enum SetError {
+    Unknown,
+    Bad(String),
+}
+
+fn parse<T: FromStr>(v: &str) -> Result<T, SetError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.trim()
+        .parse()
+        .map_err(|e: T::Err| SetError::Bad(format!("{e} (got {v:?})")))
+}
+
+fn boolean(v: &str) -> Result<bool, SetError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(SetError::Bad(format!("expected true or false (got {v:?})"))),
+    }
+}
+
+fn opt_string(v: &str) -> Option<String> {
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> {
+    match key {
+        "listen" => s.listen = parse(v)?,
+        "data_dir" => s.data_dir = PathBuf::from(v),
+        "node_id" => s.node_id = opt_string(v),
+        "allowed_origins" => s.allowed_origins = list(v),
+        "auth.jwt_secret" => s.auth.jwt_secret = opt_string(v),
+        "auth.leeway_secs" => s.auth.leeway_secs = parse(v)?,
+        "auth.public_key_path" => s.auth.public_key_path = opt_string(v).map(PathBuf::from),
+        "auth.public_key_alg" => s.auth.public_key_alg = opt_string(v),
+        "ice.stun_urls" => s.ice.stun_urls = list(v),
+        "ice.turn_url" => s.ice.turn_url = opt_string(v),
+        "ice.turn_username" => s.ice.turn_username = opt_string(v),
+        "ice.turn_password" => s.ice.turn_password = opt_string(v),
+        "ice.turn_secret" => s.ice.turn_secret = opt_string(v),
+        "ice.turn_ttl_secs" => s.ice.turn_ttl_secs = parse(v)?,
+        "limits.rest_per_minute" => s.limits.rest_per_minute = parse(v)?,
+        "limits.exempt_admins" => s.limits.exempt_admins = boolean(v)?,
+        "limits.max_connections" => s.limits.max_connections = parse(v)?,
+        "limits.max_frame_bytes" => s.limits.max_frame_bytes = parse(v)?,
+        "limits.ws_messages_per_sec" => s.limits.ws_messages_per_sec = parse(v)?,
+        "limits.ws_burst" => s.limits.ws_burst = parse(v)?,
+        "limits.outbound_queue" => s.limits.outbound_queue = parse(v)?,
+        "limits.heartbeat_ms" => s.limits.heartbeat_ms = parse(v)?,
+        "rooms.join_window_minutes" => s.rooms.join_window_minutes = parse(v)?,
+        "rooms.grace_minutes" => s.rooms.grace_minutes = parse(v)?,
+        "rooms.group_capacity" => s.rooms.group_capacity = parse(v)?,
+        "rooms.admin_bypass" => s.rooms.admin_bypass = boolean(v)?,
+        "log.level" => s.log.level = v.trim().to_owned(),
+        "log.format" => {
+            s.log.format = match v.trim() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(SetError::Bad(format!("expected text or json (got {v:?})"))),
+            }
+        }
+        "log.audit_enabled" => s.log.audit_enabled = boolean(v)?,
+        "tls.cert_path" => s.tls.cert_path = opt_string(v).map(PathBuf::from),
+        "tls.key_path" => s.tls.key_path = opt_string(v).map(PathBuf::from),
+        _ => return Err(SetError::Unknown),
+    }
+    Ok(())
+}

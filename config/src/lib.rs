@@ -1,0 +1,333 @@
+//! Typed settings for a signalgrid node.
+//!
+//! Owns: the `Settings` tree with its defaults, loading it from a TOML file, and applying
+//! overrides (environment variables and command-line flags) by dotted key, each checked and
+//! reported with the key's name when it is bad.
+//! Must not: read the process environment or files on its own initiative. The binary passes
+//! the environment in (`apply_env`), so tests and library users stay in control.
+
+mod keys;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use keys::{ENV_KEYS, EnvKey};
+
+/// A setting that could not be accepted; always names the key (and the source of the value).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid value for {key} ({source_name}): {reason}")]
+    Invalid {
+        key: String,
+        source_name: String,
+        reason: String,
+    },
+    #[error("unknown setting {0}")]
+    Unknown(String),
+}
+
+/// Where the log output goes and how it looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Everything a node needs to know at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP/WebSocket listener binds.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store file.
+    pub data_dir: PathBuf,
+    /// Identifies this node in `connected` frames, logs and (later) the cluster. Made up
+    /// at start when unset.
+    pub node_id: Option<String>,
+    pub auth: AuthSettings,
+    pub ice: IceSettings,
+    pub limits: LimitSettings,
+    pub rooms: RoomSettings,
+    pub log: LogSettings,
+    pub tls: TlsSettings,
+    /// Origins allowed to open a WebSocket (exact match of the `Origin` header). Empty:
+    /// any origin, and requests without an `Origin` header (non-browser clients) always pass.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret shared with the platform that signs the tokens.
+    pub jwt_secret: Option<String>,
+    /// Clock skew tolerated on `exp`, in seconds.
+    pub leeway_secs: u64,
+    /// Optional PEM public key for RS256/ES256 tokens.
+    pub public_key_path: Option<PathBuf>,
+    /// `RS256` or `ES256`; required with `public_key_path`.
+    pub public_key_alg: Option<String>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IceSettings {
+    pub stun_urls: Vec<String>,
+    pub turn_url: Option<String>,
+    pub turn_username: Option<String>,
+    pub turn_password: Option<String>,
+    /// Shared secret for time-limited TURN credentials (TURN REST convention). When set it
+    /// wins over the static username/password.
+    pub turn_secret: Option<String>,
+    pub turn_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// REST requests per minute per user (or per IP before authentication).
+    pub rest_per_minute: u32,
+    /// Admin tokens are operators and the platform's back end: not rate limited unless false.
+    pub exempt_admins: bool,
+    /// Concurrent WebSocket connections a node accepts.
+    pub max_connections: usize,
+    /// Largest WebSocket frame accepted, in bytes; larger ones get PAYLOAD_TOO_LARGE.
+    pub max_frame_bytes: usize,
+    /// Sustained messages per second a WebSocket client may send.
+    pub ws_messages_per_sec: u32,
+    /// Burst above the sustained rate.
+    pub ws_burst: u32,
+    /// Frames queued for one client before it counts as too slow and is disconnected.
+    pub outbound_queue: usize,
+    /// Interval of server pings; two missed pongs close the socket.
+    pub heartbeat_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomSettings {
+    /// How early before `sessionDate` joining opens, in minutes.
+    pub join_window_minutes: i64,
+    /// How long after the scheduled end joining stays open, in minutes.
+    pub grace_minutes: i64,
+    /// Capacity of a Group session's room.
+    pub group_capacity: usize,
+    /// Admins skip the payment and time-window rules.
+    pub admin_bypass: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter: `info`, `debug`, `signalgrid=debug,warn`, ...
+    pub level: String,
+    pub format: LogFormat,
+    /// Write the audit trail (join attempts, joins, call start/end, errors) to the store.
+    pub audit_enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert_path: Option<PathBuf>,
+    pub key_path: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            node_id: None,
+            auth: AuthSettings::default(),
+            ice: IceSettings::default(),
+            limits: LimitSettings::default(),
+            rooms: RoomSettings::default(),
+            log: LogSettings::default(),
+            tls: TlsSettings::default(),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            jwt_secret: None,
+            leeway_secs: 30,
+            public_key_path: None,
+            public_key_alg: None,
+        }
+    }
+}
+
+impl Default for IceSettings {
+    fn default() -> Self {
+        IceSettings {
+            stun_urls: vec!["stun:stun.l.google.com:19302".into()],
+            turn_url: None,
+            turn_username: None,
+            turn_password: None,
+            turn_secret: None,
+            turn_ttl_secs: 86_400,
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            rest_per_minute: 100,
+            exempt_admins: true,
+            max_connections: 10_000,
+            max_frame_bytes: 64 * 1024,
+            ws_messages_per_sec: 50,
+            ws_burst: 200,
+            outbound_queue: 256,
+            heartbeat_ms: 25_000,
+        }
+    }
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        RoomSettings {
+            join_window_minutes: 15,
+            grace_minutes: 30,
+            group_capacity: 8,
+            admin_bypass: false,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            format: LogFormat::Text,
+            audit_enabled: true,
+        }
+    }
+}
+
+/// Secrets never reach a log through `Debug`.
+fn redact(v: &Option<String>) -> &'static str {
+    if v.is_some() { "<set>" } else { "<unset>" }
+}
+
+impl fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("jwt_secret", &redact(&self.jwt_secret))
+            .field("leeway_secs", &self.leeway_secs)
+            .field("public_key_path", &self.public_key_path)
+            .field("public_key_alg", &self.public_key_alg)
+            .finish()
+    }
+}
+
+impl fmt::Debug for IceSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IceSettings")
+            .field("stun_urls", &self.stun_urls)
+            .field("turn_url", &self.turn_url)
+            .field("turn_username", &self.turn_username)
+            .field("turn_password", &redact(&self.turn_password))
+            .field("turn_secret", &redact(&self.turn_secret))
+            .field("turn_ttl_secs", &self.turn_ttl_secs)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Reads a TOML file; keys it does not set keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies every known environment variable present in `vars`.
+    pub fn apply_env<I, K, V>(&mut self, vars: I) -> Result<(), ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        for (name, value) in vars {
+            if let Some(k) = ENV_KEYS.iter().find(|k| k.env == name.as_ref()) {
+                self.set(k.key, value.as_ref(), k.env)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one setting by its dotted key (`limits.max_frame_bytes`), parsing `value`.
+    /// `source_name` says where the value came from, for the error message.
+    pub fn set(&mut self, key: &str, value: &str, source_name: &str) -> Result<(), ConfigError> {
+        keys::set(self, key, value).map_err(|reason| match reason {
+            keys::SetError::Unknown => ConfigError::Unknown(key.to_owned()),
+            keys::SetError::Bad(reason) => ConfigError::Invalid {
+                key: key.to_owned(),
+                source_name: source_name.to_owned(),
+                reason,
+            },
+        })
+    }
+
+    /// Checks relations between settings that single values cannot show.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| ConfigError::Invalid {
+            key: key.into(),
+            source_name: "settings".into(),
+            reason: reason.into(),
+        };
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.max_connections", l.max_connections),
+            ("limits.max_frame_bytes", l.max_frame_bytes),
+            ("limits.outbound_queue", l.outbound_queue),
+            ("rooms.group_capacity", self.rooms.group_capacity),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be greater than 0"));
+            }
+        }
+        if l.heartbeat_ms < 100 {
+            return Err(bad("limits.heartbeat_ms", "must be at least 100"));
+        }
+        if l.ws_messages_per_sec == 0 || l.rest_per_minute == 0 {
+            return Err(bad("limits", "rates must be greater than 0"));
+        }
+        if self.rooms.join_window_minutes < 0 || self.rooms.grace_minutes < 0 {
+            return Err(bad("rooms", "minutes must not be negative"));
+        }
+        if self.tls.cert_path.is_some() != self.tls.key_path.is_some() {
+            return Err(bad("tls", "cert_path and key_path go together"));
+        }
+        if self.auth.public_key_path.is_some() {
+            match self.auth.public_key_alg.as_deref() {
+                Some("RS256") | Some("ES256") => {}
+                _ => return Err(bad("auth.public_key_alg", "must be RS256 or ES256")),
+            }
+        }
+        if matches!(&self.auth.jwt_secret, Some(s) if s.len() < 16) {
+            return Err(bad("auth.jwt_secret", "must be at least 16 characters"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

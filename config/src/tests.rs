@@ -1,0 +1,84 @@
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    let s = Settings::default();
+    s.validate().unwrap();
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.limits.max_frame_bytes, 65_536);
+    assert!(s.auth.jwt_secret.is_none(), "no built-in secret");
+}
+
+#[test]
+fn seed_env_names_apply() {
+    let mut s = Settings::default();
+    s.apply_env([
+        ("VIDEO_CALL_JWT_SECRET", "0123456789abcdef-secret"),
+        ("STUN_SERVER_URL", "stun:a:3478, stun:b:3478"),
+        ("TURN_SERVER_URL", "turn:t:3478"),
+        ("VIDEO_CALL_RATE_LIMIT", "10"),
+        ("SOCKET_CONNECTION_LIMIT", "5"),
+        ("AUDIT_LOG_ENABLED", "false"),
+        ("SIGNALGRID_LISTEN", "127.0.0.1:0"),
+        ("UNRELATED", "x"),
+    ])
+    .unwrap();
+    assert_eq!(s.auth.jwt_secret.as_deref(), Some("0123456789abcdef-secret"));
+    assert_eq!(s.ice.stun_urls, vec!["stun:a:3478", "stun:b:3478"]);
+    assert_eq!(s.ice.turn_url.as_deref(), Some("turn:t:3478"));
+    assert_eq!(s.limits.rest_per_minute, 10);
+    assert_eq!(s.limits.max_connections, 5);
+    assert!(!s.log.audit_enabled);
+    assert_eq!(s.listen.port(), 0);
+}
+
+#[test]
+fn bad_value_names_the_key_and_variable() {
+    let mut s = Settings::default();
+    let err = s
+        .apply_env([("SOCKET_CONNECTION_LIMIT", "lots")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("limits.max_connections"), "{err}");
+    assert!(err.contains("SOCKET_CONNECTION_LIMIT"), "{err}");
+}
+
+#[test]
+fn file_sets_nested_keys_and_rejects_unknown_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sg.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:9000\"\n[limits]\nmax_frame_bytes = 1024\n[rooms]\ngrace_minutes = 5\n",
+    )
+    .unwrap();
+    let s = Settings::from_file(&path).unwrap();
+    assert_eq!(s.listen.port(), 9000);
+    assert_eq!(s.limits.max_frame_bytes, 1024);
+    assert_eq!(s.rooms.grace_minutes, 5);
+    assert_eq!(s.rooms.join_window_minutes, 15, "unset keys keep defaults");
+
+    std::fs::write(&path, "[limits]\nmax_frames = 1\n").unwrap();
+    let err = Settings::from_file(&path).unwrap_err().to_string();
+    assert!(err.contains("max_frames"), "{err}");
+}
+
+#[test]
+fn validate_catches_relations() {
+    let mut s = Settings::default();
+    s.tls.cert_path = Some("c.pem".into());
+    assert!(s.validate().unwrap_err().to_string().contains("tls"));
+    let mut s = Settings::default();
+    s.auth.jwt_secret = Some("short".into());
+    assert!(s.validate().unwrap_err().to_string().contains("auth.jwt_secret"));
+}
+
+#[test]
+fn debug_hides_secrets() {
+    let mut s = Settings::default();
+    s.auth.jwt_secret = Some("super-secret-value-123".into());
+    s.ice.turn_secret = Some("turn-secret-value".into());
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("super-secret-value-123"));
+    assert!(!shown.contains("turn-secret-value"));
+}
