@@ -1,1 +1,24 @@
-//! placeholder
+//! signalgrid: WebRTC signaling for a therapy platform's video calls.
+//!
+//! This crate is a node's edges and wiring; the domain lives in `signalgrid-actors`.
+//! - [`cli`]: the command line (`serve`, `token`, `session create`).
+//! - [`server`]: starting a node on a bound listener (plain or TLS) and shutting it down.
+//! - [`app`]: the state the edges share.
+//! - [`http`]: REST on warp: routes, error shape, request context, rate limits.
+//! - [`ws`]: the WebSocket upgrade and the per-socket read/write task.
+//! - [`auth`]: verifying and minting JWTs.
+//! - [`ice`]: STUN/TURN settings for clients.
+//! - [`store`]: `Store` implementations (the embedded SQLite store).
+//! - [`telemetry`]: logs and the Prometheus recorder.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod http;
+pub mod ice;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod ws;
+
+pub use signalgrid_config::Settings;

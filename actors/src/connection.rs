@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{Value, json};
 
@@ -20,7 +19,7 @@ use crate::ports::{EndOutcome, Member};
 use crate::protocol::{ClientEvent, RelayKind, ServerFrame, relay_frame};
 use crate::room::{LocalConn, Route, RoomMsg, RoomView, room_details};
 use crate::rooms::RoomsMsg;
-use crate::session::{AuditAction, ClientMeta, Session};
+use crate::session::{AuditAction, ClientMeta, Session, now_ms};
 use crate::{ConnId, RoomId, rules, telemetry};
 
 /// WebSocket close codes the server uses.
@@ -137,7 +136,7 @@ impl ConnState {
             }
         };
         self.audit(&session.id, AuditAction::JoinAttempt, json!({ "roomId": &*room_id, "socketId": &*self.id }));
-        if let Err(code) = rules::check_session(&session, &self.identity, Utc::now(), &self.ctx.policy) {
+        if let Err(code) = rules::check_session(&session, &self.identity, now_ms(), &self.ctx.policy) {
             self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &*room_id }));
             return self.error(code, room_details(&room_id));
         }
@@ -186,7 +185,7 @@ impl ConnState {
     /// The call record: first join starts the call; every join counts as an access.
     async fn record_join(&self, session: &Session, room_id: &str) {
         let store = &self.ctx.ports.store;
-        let now = Utc::now();
+        let now = now_ms();
         if session.video_call_started.is_none() {
             match store.mark_started(&session.id, now).await {
                 Ok(Some(s)) if s.video_call_started == Some(now) => {
@@ -230,7 +229,7 @@ impl ConnState {
             return self.error(ErrorCode::Forbidden, room_details(&room_id));
         };
         let (session_id, rid) = (j.session_id.clone(), j.room_id.clone());
-        let duration = match self.ctx.ports.store.mark_ended(&session_id, Utc::now()).await {
+        let duration = match self.ctx.ports.store.mark_ended(&session_id, now_ms()).await {
             Ok(Some(EndOutcome::Ended(s))) => s.call_duration.unwrap_or(0),
             Ok(Some(EndOutcome::NotStarted)) => return self.error(ErrorCode::CallNotStarted, room_details(&rid)),
             Ok(None) => return self.error(ErrorCode::SessionNotFound, room_details(&rid)),

@@ -172,6 +172,16 @@ impl Node {
         self.ctx.ports.membership.members(room).await.unwrap_or_default()
     }
 
+    /// Sends a frame to every member of a room (on every node), if it has members here.
+    pub async fn broadcast(&self, room: &RoomId, frame: String) {
+        let room_id = room.clone();
+        if let Ok(ractor::rpc::CallResult::Success(Some(actor))) =
+            self.room_sup.call(|reply| RoomsMsg::Lookup { room_id, reply }, Some(Duration::from_secs(10))).await
+        {
+            let _ = actor.send_message(RoomMsg::Broadcast { frame, except: None });
+        }
+    }
+
     /// Test hook: makes the room's actor panic. Returns false if the room has no actor here.
     #[doc(hidden)]
     pub async fn inject_room_fault(&self, room: &RoomId) -> bool {

@@ -79,18 +79,28 @@ impl Outbound {
     }
 }
 
+/// Completes when the queue overflowed: the writer must disconnect the client.
+#[derive(Debug, Clone)]
+pub struct OverflowSignal(Arc<Shared>);
+
+impl OverflowSignal {
+    pub async fn fired(&self) {
+        if self.0.overflowed.load(Ordering::Acquire) {
+            return;
+        }
+        self.0.kill.notified().await
+    }
+}
+
 impl OutboundRx {
     /// The next item; None when every producer is gone.
     pub async fn recv(&mut self) -> Option<Out> {
         self.rx.recv().await
     }
 
-    /// Completes when a producer found the queue full: the writer must disconnect.
-    pub async fn overflowed(&self) {
-        if self.shared.overflowed.load(Ordering::Acquire) {
-            return;
-        }
-        self.shared.kill.notified().await
+    /// A handle that completes when a producer finds the queue full.
+    pub fn overflow_signal(&self) -> OverflowSignal {
+        OverflowSignal(self.shared.clone())
     }
 
     /// Items waiting right now (for batching writes).
@@ -110,7 +120,7 @@ mod tests {
         assert!(tx.send("b".into()));
         assert!(!tx.send("c".into()), "third frame does not fit");
         assert!(tx.is_overflowed());
-        tokio::time::timeout(std::time::Duration::from_secs(5), rx.overflowed())
+        tokio::time::timeout(std::time::Duration::from_secs(5), rx.overflow_signal().fired())
             .await
             .expect("writer is told");
     }

@@ -124,6 +124,12 @@ pub struct ClientMeta {
     pub user_agent: Option<String>,
 }
 
+/// The current time at millisecond precision (what stores and the wire keep).
+pub fn now_ms() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
 /// Makes a new 24-hex-digit id in the shape of a MongoDB ObjectId (time, random, counter).
 pub fn new_object_id(now: DateTime<Utc>) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

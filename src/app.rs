@@ -1,0 +1,38 @@
+//! A node's shared state for the edges: settings, the actor node, the store, the token
+//! verifier, rate limiter and metrics handle. Built once at start.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use signalgrid_actors::NodeId;
+use signalgrid_actors::node::Node;
+use signalgrid_actors::ports::Store;
+use signalgrid_actors::rules::JoinPolicy;
+use signalgrid_config::Settings;
+
+use crate::auth::Verifier;
+use crate::http::rate_limit::RateLimiter;
+
+pub struct App {
+    pub settings: Settings,
+    pub node_id: NodeId,
+    pub node: Node,
+    pub store: Arc<dyn Store>,
+    pub verifier: Verifier,
+    pub policy: JoinPolicy,
+    pub rest_limiter: RateLimiter,
+    pub metrics: PrometheusHandle,
+    /// Open WebSockets (for the connection limit).
+    pub ws_open: AtomicUsize,
+}
+
+/// The join policy the settings describe.
+pub fn policy(s: &Settings) -> JoinPolicy {
+    JoinPolicy {
+        window_before_minutes: s.rooms.join_window_minutes,
+        grace_after_minutes: s.rooms.grace_minutes,
+        admin_bypass: s.rooms.admin_bypass,
+        group_capacity: s.rooms.group_capacity,
+    }
+}

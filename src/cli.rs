@@ -1,0 +1,252 @@
+//! The command line: `serve`, `token`, `session create`. A thin layer: it resolves settings
+//! (defaults < `--config` file < environment < flags) and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use clap::{Args, Parser, Subcommand};
+use signalgrid_actors::identity::Role;
+use signalgrid_actors::ports::Store;
+use signalgrid_actors::session::{NewSession, Party, PaymentStatus, SessionStatus, SessionType};
+use signalgrid_config::Settings;
+
+use crate::server::Server;
+use crate::store::EmbeddedStore;
+
+#[derive(Parser)]
+#[command(name = "signalgrid", version, about = "WebRTC signaling for therapy video calls")]
+pub struct Cli {
+    /// TOML settings file (see docs/configuration.md).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Data directory of the embedded store.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: REST + WebSocket signaling on the embedded store.
+    Serve(ServeArgs),
+    /// Mint a JWT with the configured secret, for trying things out.
+    Token(TokenArgs),
+    /// Sessions in the configured store.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Without a JWT secret, make one up (development only).
+    #[arg(long)]
+    dev: bool,
+    /// Certificate chain (PEM) for HTTPS/WSS.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for HTTPS/WSS.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// This node's id (default: made up at start).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// User id (the `sub` claim).
+    #[arg(long)]
+    user: String,
+    /// client, psychologist or admin.
+    #[arg(long)]
+    role: String,
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: i64,
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// Create a session and print its id.
+    Create(CreateArgs),
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    #[arg(long)]
+    client_id: String,
+    #[arg(long, default_value = "Client")]
+    client_name: String,
+    #[arg(long)]
+    psychologist_id: String,
+    #[arg(long, default_value = "Psychologist")]
+    psychologist_name: String,
+    /// Start time, RFC 3339 (default: now).
+    #[arg(long, value_name = "DATE")]
+    date: Option<String>,
+    /// Minutes from now to the start (instead of --date).
+    #[arg(long, value_name = "MINUTES", allow_hyphen_values = true)]
+    starts_in: Option<i64>,
+    #[arg(long, default_value_t = 50)]
+    duration: i64,
+    /// Individual or Group.
+    #[arg(long = "type", default_value = "Individual")]
+    session_type: String,
+    /// paid, pending, failed or refunded.
+    #[arg(long, default_value = "paid")]
+    payment: String,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("signalgrid: {msg}");
+    ExitCode::from(2)
+}
+
+fn settings(cli: &Cli) -> Result<Settings, String> {
+    let mut s = match &cli.config {
+        Some(p) => Settings::from_file(p).map_err(|e| e.to_string())?,
+        None => Settings::default(),
+    };
+    s.apply_env(std::env::vars()).map_err(|e| e.to_string())?;
+    if let Some(f) = &cli.log_format {
+        s.set("log.format", f, "--log-format").map_err(|e| e.to_string())?;
+    }
+    if let Some(d) = &cli.data_dir {
+        s.data_dir = d.clone();
+    }
+    if let Command::Serve(a) = &cli.command {
+        if let Some(l) = &a.listen {
+            s.set("listen", l, "--listen").map_err(|e| e.to_string())?;
+        }
+        if let Some(c) = &a.tls_cert {
+            s.tls.cert_path = Some(c.clone());
+        }
+        if let Some(k) = &a.tls_key {
+            s.tls.key_path = Some(k.clone());
+        }
+        if let Some(n) = &a.node_id {
+            s.node_id = Some(n.clone());
+        }
+    }
+    s.validate().map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let s = match settings(&cli) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    match cli.command {
+        Command::Serve(a) => serve(s, a.dev).await,
+        Command::Token(a) => token(&s, a),
+        Command::Session { command: SessionCommand::Create(a) } => create_session(&s, a).await,
+    }
+}
+
+async fn serve(mut s: Settings, dev: bool) -> ExitCode {
+    if let Err(e) = crate::telemetry::init_logs(&s.log) {
+        return fail(e);
+    }
+    if s.auth.jwt_secret.is_none() {
+        if !dev {
+            return fail("no JWT secret: set VIDEO_CALL_JWT_SECRET (or auth.jwt_secret in --config), or run with --dev");
+        }
+        let secret = format!("dev-{}", uuid::Uuid::new_v4().simple());
+        eprintln!("==========================================================================");
+        eprintln!(" WARNING: --dev and no JWT secret: made one up for this run only:");
+        eprintln!("   VIDEO_CALL_JWT_SECRET={secret}");
+        eprintln!(" Tokens signed by your platform will NOT verify. Never use this in production.");
+        eprintln!("==========================================================================");
+        s.auth.jwt_secret = Some(secret);
+    }
+    let store: Arc<dyn Store> = match EmbeddedStore::open(&s.data_dir) {
+        Ok(st) => Arc::new(st),
+        Err(e) => return fail(e),
+    };
+    let listener = match tokio::net::TcpListener::bind(s.listen).await {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cannot listen on {}: {e}", s.listen)),
+    };
+    let server = match Server::start(s, listener, store).await {
+        Ok(srv) => srv,
+        Err(e) => return fail(e),
+    };
+    eprintln!("signalgrid listening on {}", server.addr());
+    shutdown_signal().await;
+    tracing::info!("shutdown signal received; draining");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn token(s: &Settings, a: TokenArgs) -> ExitCode {
+    let Some(secret) = s.auth.jwt_secret.as_deref() else {
+        return fail("no JWT secret: set VIDEO_CALL_JWT_SECRET (or auth.jwt_secret in --config)");
+    };
+    let Some(role) = Role::parse(&a.role) else {
+        return fail(format!("--role must be client, psychologist or admin (got {:?})", a.role));
+    };
+    println!("{}", crate::auth::mint(secret, &a.user, role, a.name.as_deref(), a.ttl));
+    ExitCode::SUCCESS
+}
+
+async fn create_session(s: &Settings, a: CreateArgs) -> ExitCode {
+    let date: DateTime<Utc> = match (&a.date, a.starts_in) {
+        (Some(d), _) => match DateTime::parse_from_rfc3339(d) {
+            Ok(d) => d.with_timezone(&Utc),
+            Err(e) => return fail(format!("--date {d:?}: {e}")),
+        },
+        (None, Some(m)) => Utc::now() + Duration::minutes(m),
+        (None, None) => Utc::now(),
+    };
+    let (Some(kind), Some(pay)) = (SessionType::parse(&a.session_type), PaymentStatus::parse(&a.payment)) else {
+        return fail("--type must be Individual or Group; --payment one of paid, pending, failed, refunded");
+    };
+    if !(1..=1440).contains(&a.duration) {
+        return fail("--duration must be 1 to 1440 minutes");
+    }
+    let store = match EmbeddedStore::open(&s.data_dir) {
+        Ok(st) => st,
+        Err(e) => return fail(e),
+    };
+    let new = NewSession {
+        client: Party { id: a.client_id, name: a.client_name },
+        psychologist: Party { id: a.psychologist_id, name: a.psychologist_name },
+        session_date: date,
+        duration_minutes: a.duration,
+        session_type: kind,
+        payment_status: pay,
+        status: SessionStatus::Scheduled,
+    };
+    match store.create_session(new).await {
+        Ok(sess) => {
+            println!("{}", sess.id);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,104 @@
+//! The REST edge on warp: routes, the request context, the error shape, rate limits.
+//!
+//! Every route ends in a handler that answers (never rejects), through `Ctx::respond`, so
+//! that every answer, errors and the 404 included, has the error shape and `x-request-id`.
+
+pub mod context;
+pub mod error;
+pub mod ops;
+pub mod rate_limit;
+pub mod sessions;
+pub mod video_calls;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Buf, Filter};
+
+use crate::app::App;
+use context::with_ctx;
+
+/// Largest REST request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Reads the body up to `MAX_BODY_BYTES`; a larger one yields None (PAYLOAD_TOO_LARGE).
+async fn read_limited<S, B>(s: S) -> Option<Bytes>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut s = std::pin::pin!(s);
+    let mut buf = Vec::new();
+    while let Some(chunk) = s.next().await {
+        let mut chunk = chunk.ok()?;
+        if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
+            return None;
+        }
+        while chunk.has_remaining() {
+            let n = chunk.chunk().len();
+            buf.extend_from_slice(chunk.chunk());
+            chunk.advance(n);
+        }
+    }
+    Some(Bytes::from(buf))
+}
+
+/// All routes of a node.
+pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
+    let ctx = with_ctx(app.clone());
+    let config = warp::path!("api" / "video-calls" / "config").and(warp::get()).and(ctx.clone()).then(video_calls::config);
+    let generate = warp::path!("api" / "video-calls" / "generate-room" / String)
+        .and(warp::post())
+        .and(ctx.clone())
+        .then(video_calls::generate_room);
+    let can_join =
+        warp::path!("api" / "video-calls" / "can-join" / String).and(warp::get()).and(ctx.clone()).then(video_calls::can_join);
+    let start = warp::path!("api" / "video-calls" / "start" / String).and(warp::post()).and(ctx.clone()).then(video_calls::start);
+    let end = warp::path!("api" / "video-calls" / "end" / String).and(warp::post()).and(ctx.clone()).then(video_calls::end);
+    let create = warp::path!("api" / "sessions")
+        .and(warp::post())
+        .and(ctx.clone())
+        .and(warp::body::stream().then(read_limited))
+        .then(|ctx: context::Ctx, body: Option<Bytes>| async move {
+            match body {
+                Some(b) => sessions::create(ctx, b).await,
+                None => ctx.respond(
+                    "sessions-create",
+                    Err(error::ApiError::new(signalgrid_actors::errors::ErrorCode::PayloadTooLarge)),
+                ),
+            }
+        });
+    let get = warp::path!("api" / "sessions" / String).and(warp::get()).and(ctx.clone()).then(sessions::get);
+    let healthz = warp::path!("healthz").and(ctx.clone()).then(ops::healthz);
+    let readyz = warp::path!("readyz").and(ctx.clone()).then(ops::readyz);
+    let metrics = warp::path!("metrics").and(ctx.clone()).then(ops::metrics);
+    let ws = crate::ws::route(ctx.clone());
+    let fallback = ctx.then(ops::not_found);
+    config
+        .or(generate)
+        .unify()
+        .or(can_join)
+        .unify()
+        .or(start)
+        .unify()
+        .or(end)
+        .unify()
+        .or(create)
+        .unify()
+        .or(get)
+        .unify()
+        .or(healthz)
+        .unify()
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(ws)
+        .unify()
+        .or(fallback)
+        .unify()
+        .boxed()
+}

@@ -1,0 +1,237 @@
+//! Serving a node: builds the `App` (actor node, verifier, limits), runs the accept loop on
+//! a listener the caller bound (tests bind port 0), optionally wrapping each stream in TLS,
+//! and shuts down in order: stop accepting, drain the node (NODE_DRAINING to every client),
+//! finish in-flight requests, flush the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use signalgrid_actors::node::{ConnLimits, Node, NodeConfig};
+use signalgrid_actors::ports::{Ports, Store};
+use signalgrid_cluster::{LocalBus, LocalMembership};
+use signalgrid_config::Settings;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tower_service::Service;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+use crate::app::{App, policy};
+use crate::auth::Verifier;
+use crate::http::rate_limit::RateLimiter;
+
+/// The client's address, put on every request for the handlers.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no JWT secret configured (VIDEO_CALL_JWT_SECRET or auth.jwt_secret)")]
+    NoSecret,
+    #[error("JWT public key: {0}")]
+    Key(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("node: {0}")]
+    Node(String),
+}
+
+/// How long shutdown waits for clients to leave and requests to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running server.
+pub struct Server {
+    pub app: Arc<App>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<JoinSet<()>>,
+}
+
+/// The node id from settings, or a fresh one.
+pub fn node_id(settings: &Settings) -> String {
+    settings
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+}
+
+fn tls_acceptor(settings: &Settings) -> Result<Option<TlsAcceptor>, StartError> {
+    let (Some(cert), Some(key)) = (&settings.tls.cert_path, &settings.tls.key_path) else {
+        return Ok(None);
+    };
+    let err = |what: &str, e: &dyn std::fmt::Display| StartError::Tls(format!("{what}: {e}"));
+    let cert_pem = std::fs::read(cert).map_err(|e| err(&cert.display().to_string(), &e))?;
+    let key_pem = std::fs::read(key).map_err(|e| err(&key.display().to_string(), &e))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err("certificate", &e))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| err("key", &e))?
+        .ok_or_else(|| StartError::Tls("no private key in key file".into()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err("protocol versions", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| err("certificate/key", &e))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(cfg))))
+}
+
+fn verifier(settings: &Settings) -> Result<Verifier, StartError> {
+    let secret = settings.auth.jwt_secret.as_deref().ok_or(StartError::NoSecret)?;
+    let v = Verifier::new(secret, settings.auth.leeway_secs);
+    match (&settings.auth.public_key_path, &settings.auth.public_key_alg) {
+        (Some(path), Some(alg)) => {
+            let pem = std::fs::read(path).map_err(|e| StartError::Key(format!("{}: {e}", path.display())))?;
+            v.with_public_key(&pem, alg).map_err(|e| StartError::Key(e.to_string()))
+        }
+        _ => Ok(v),
+    }
+}
+
+impl Server {
+    /// Starts a single node (in-process membership) serving on `listener`.
+    pub async fn start(settings: Settings, listener: TcpListener, store: Arc<dyn Store>) -> Result<Server, StartError> {
+        let ports = Ports { store: store.clone(), membership: Arc::new(LocalMembership::new()), bus: Arc::new(LocalBus) };
+        Server::start_with(settings, listener, ports).await
+    }
+
+    /// Starts a node with the given ports (the cluster wiring passes its own).
+    pub async fn start_with(settings: Settings, listener: TcpListener, ports: Ports) -> Result<Server, StartError> {
+        let verifier = verifier(&settings)?;
+        let tls = tls_acceptor(&settings)?;
+        let node_id: signalgrid_actors::NodeId = node_id(&settings).into();
+        let l = &settings.limits;
+        let cfg = NodeConfig {
+            node_id: node_id.clone(),
+            policy: policy(&settings),
+            limits: ConnLimits { ws_messages_per_sec: l.ws_messages_per_sec, ws_burst: l.ws_burst, heartbeat_ms: l.heartbeat_ms },
+            audit_enabled: settings.log.audit_enabled,
+        };
+        let store = ports.store.clone();
+        let node = Node::start(cfg, ports).await.map_err(|e| StartError::Node(e.to_string()))?;
+        let app = Arc::new(App {
+            policy: policy(&settings),
+            rest_limiter: RateLimiter::new(settings.limits.rest_per_minute),
+            settings,
+            node_id,
+            node,
+            store,
+            verifier,
+            metrics: crate::telemetry::metrics(),
+            ws_open: AtomicUsize::new(0),
+        });
+        let addr = listener.local_addr().map_err(|e| StartError::Node(e.to_string()))?;
+        let (stop, stop_rx) = watch::channel(false);
+        let routes = crate::http::routes(app.clone());
+        let accept = tokio::spawn(accept_loop(listener, routes, tls, stop_rx));
+        tracing::info!(%addr, node = %app.node_id, tls = app.settings.tls.cert_path.is_some(), "signalgrid node serving");
+        Ok(Server { app, addr, stop, accept })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Graceful shutdown: stop accepting, drain, finish requests, flush the store.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let in_flight = self.accept.await.ok();
+        self.app.node.drain(DRAIN_TIMEOUT).await;
+        if let Some(mut tasks) = in_flight {
+            let all_done = async { while tasks.join_next().await.is_some() {} };
+            if tokio::time::timeout(DRAIN_TIMEOUT, all_done).await.is_err() {
+                tracing::warn!("some HTTP requests did not finish before shutdown");
+            }
+        }
+        if let Err(e) = self.app.store.flush().await {
+            tracing::error!(error = %e, "store flush at shutdown failed");
+        }
+        self.app.node.stop();
+        tracing::info!(node = %self.app.node_id, "signalgrid node stopped");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    routes: BoxedFilter<(Response,)>,
+    tls: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut conns = JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let (tcp, peer) = tokio::select! {
+            _ = stop.changed() => break,
+            res = listener.accept() => match res {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let routes = routes.clone();
+        let stop = stop.clone();
+        match tls.clone() {
+            None => {
+                conns.spawn(serve_conn(tcp, peer, routes, stop));
+            }
+            Some(acceptor) => {
+                conns.spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_conn(stream, peer, routes, stop).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+    conns
+}
+
+/// Serves one HTTP/1.1 connection (which may upgrade to a WebSocket). On shutdown, a
+/// connection between requests closes and one mid-request finishes it first.
+async fn serve_conn<IO>(io: IO, peer: SocketAddr, routes: BoxedFilter<(Response,)>, mut stop: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = warp::service(routes);
+    let handler = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        let mut svc = svc.clone();
+        async move { svc.call(req).await }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(io), handler)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let res = tokio::select! {
+        res = conn.as_mut() => res,
+        _ = stopping => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+    }
+}

@@ -1,0 +1,145 @@
+//! One socket's task: reads frames (size check first, then decode, then hand to the
+//! ConnectionActor), writes the connection's bounded outbound queue, pings on the heartbeat
+//! and closes a client that stops answering or cannot keep up.
+//!
+//! A bad frame gets an `error` frame and the socket stays open. Reading happens here, not
+//! in the actor, so that the actor stays free for the messages other actors send it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use signalgrid_actors::connection::{ConnMsg, close};
+use signalgrid_actors::errors::ErrorCode;
+use signalgrid_actors::identity::Identity;
+use signalgrid_actors::outbound::{self, Out, Outbound};
+use signalgrid_actors::protocol::{ServerFrame, decode};
+use signalgrid_actors::session::ClientMeta;
+use signalgrid_actors::telemetry;
+use warp::ws::{Message, WebSocket};
+
+use super::Slot;
+use crate::app::App;
+
+/// Frames written before one flush.
+const WRITE_BATCH: usize = 64;
+
+fn refuse(out: &Outbound, code: ErrorCode, details: serde_json::Value) {
+    telemetry::ws_error(code.as_str());
+    out.send(ServerFrame::error(code, details));
+}
+
+/// What to do with one frame from the client.
+enum Read {
+    Continue,
+    Pong,
+    Stop,
+}
+
+fn on_frame(msg: Message, app: &App, out: &Outbound, actor: &ractor::ActorRef<ConnMsg>) -> Read {
+    if msg.is_pong() {
+        return Read::Pong;
+    }
+    if msg.is_close() {
+        return Read::Stop;
+    }
+    if msg.is_ping() {
+        return Read::Continue;
+    }
+    if msg.is_binary() {
+        refuse(out, ErrorCode::BadRequest, json!({ "reason": "binary frames are not accepted" }));
+        return Read::Continue;
+    }
+    let received = Instant::now();
+    let limit = app.settings.limits.max_frame_bytes;
+    let bytes = msg.as_bytes();
+    if bytes.len() > limit {
+        refuse(out, ErrorCode::PayloadTooLarge, json!({ "limit": limit, "size": bytes.len() }));
+        return Read::Continue;
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        refuse(out, ErrorCode::BadRequest, json!({ "reason": "not UTF-8" }));
+        return Read::Continue;
+    };
+    match decode(text) {
+        Ok(event) => match actor.send_message(ConnMsg::Client { event, received }) {
+            Ok(()) => Read::Continue,
+            Err(_) => Read::Stop,
+        },
+        Err(e) => {
+            refuse(out, e.code(), json!({ "reason": e.to_string() }));
+            Read::Continue
+        }
+    }
+}
+
+/// Runs until the socket closes, the client is too slow, or the node closes it.
+pub async fn run(socket: WebSocket, app: Arc<App>, who: Identity, meta: ClientMeta, slot: Slot) {
+    let (out, mut rx) = outbound::channel(app.settings.limits.outbound_queue);
+    let (mut sink, mut stream) = socket.split();
+    let conn = match app.node.connect(who, meta, out.clone()).await {
+        Ok(c) => c,
+        Err(code) => {
+            let _ = sink.send(Message::text(ServerFrame::error(code, json!({})))).await;
+            let _ = sink.send(Message::close_with(close::RESTART, code.as_str())).await;
+            return;
+        }
+    };
+    let beat = Duration::from_millis(app.settings.limits.heartbeat_ms);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+    let mut last_pong = Instant::now();
+    let overflow = rx.overflow_signal();
+    loop {
+        tokio::select! {
+            biased;
+            _ = overflow.fired() => {
+                let _ = sink.send(Message::close_with(close::POLICY, "slow consumer")).await;
+                break;
+            }
+            item = rx.recv() => {
+                let mut next = item;
+                let mut n = 0;
+                let mut closing = false;
+                while let Some(item) = next.take() {
+                    match item {
+                        Out::Text(t) => {
+                            if sink.feed(Message::text(t)).await.is_err() { closing = true; break; }
+                        }
+                        Out::Close { code, reason } => {
+                            let _ = sink.send(Message::close_with(code, reason)).await;
+                            closing = true;
+                            break;
+                        }
+                    }
+                    n += 1;
+                    if n < WRITE_BATCH { next = rx.try_recv(); }
+                }
+                if closing || n == 0 || sink.flush().await.is_err() { break; }
+            }
+            frame = stream.next() => match frame {
+                Some(Ok(msg)) => match on_frame(msg, &app, &out, &conn.actor) {
+                    Read::Continue => {}
+                    Read::Pong => last_pong = Instant::now(),
+                    Read::Stop => break,
+                },
+                Some(Err(e)) => {
+                    tracing::debug!(conn = %conn.id, error = %e, "socket read failed");
+                    break;
+                }
+                None => break,
+            },
+            _ = ping.tick() => {
+                if last_pong.elapsed() > beat * 2 {
+                    telemetry::ws_error(ErrorCode::HeartbeatTimeout.as_str());
+                    let _ = sink.send(Message::text(ServerFrame::error(ErrorCode::HeartbeatTimeout, json!({})))).await;
+                    let _ = sink.send(Message::close_with(close::POLICY, "heartbeat timeout")).await;
+                    break;
+                }
+                if sink.send(Message::ping(Vec::<u8>::new())).await.is_err() { break; }
+            }
+        }
+    }
+    let _ = conn.actor.send_message(ConnMsg::SocketClosed);
+    drop(slot);
+}
