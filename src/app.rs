@@ -1,14 +1,14 @@
 //! A node's shared state for the edges: settings, the actor node, the store, the token
 //! verifier, rate limiter and metrics handle. Built once at start.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use signalgrid_actors::NodeId;
 use signalgrid_actors::node::Node;
 use signalgrid_actors::ports::Store;
 use signalgrid_actors::rules::JoinPolicy;
+use signalgrid_actors::NodeId;
 use signalgrid_config::Settings;
 
 use crate::auth::Verifier;

@@ -16,7 +16,11 @@ use crate::server::Server;
 use crate::store::EmbeddedStore;
 
 #[derive(Parser)]
-#[command(name = "signalgrid", version, about = "WebRTC signaling for therapy video calls")]
+#[command(
+    name = "signalgrid",
+    version,
+    about = "WebRTC signaling for therapy video calls"
+)]
 pub struct Cli {
     /// TOML settings file (see docs/configuration.md).
     #[arg(long, global = true, value_name = "FILE")]
@@ -123,7 +127,8 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
     };
     s.apply_env(std::env::vars()).map_err(|e| e.to_string())?;
     if let Some(f) = &cli.log_format {
-        s.set("log.format", f, "--log-format").map_err(|e| e.to_string())?;
+        s.set("log.format", f, "--log-format")
+            .map_err(|e| e.to_string())?;
     }
     if let Some(d) = &cli.data_dir {
         s.data_dir = d.clone();
@@ -155,7 +160,9 @@ pub async fn run() -> ExitCode {
     match cli.command {
         Command::Serve(a) => serve(s, a.dev).await,
         Command::Token(a) => token(&s, a),
-        Command::Session { command: SessionCommand::Create(a) } => create_session(&s, a).await,
+        Command::Session {
+            command: SessionCommand::Create(a),
+        } => create_session(&s, a).await,
     }
 }
 
@@ -195,7 +202,7 @@ async fn serve(mut s: Settings, dev: bool) -> ExitCode {
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
+    use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}
@@ -208,9 +215,15 @@ fn token(s: &Settings, a: TokenArgs) -> ExitCode {
         return fail("no JWT secret: set VIDEO_CALL_JWT_SECRET (or auth.jwt_secret in --config)");
     };
     let Some(role) = Role::parse(&a.role) else {
-        return fail(format!("--role must be client, psychologist or admin (got {:?})", a.role));
+        return fail(format!(
+            "--role must be client, psychologist or admin (got {:?})",
+            a.role
+        ));
     };
-    println!("{}", crate::auth::mint(secret, &a.user, role, a.name.as_deref(), a.ttl));
+    println!(
+        "{}",
+        crate::auth::mint(secret, &a.user, role, a.name.as_deref(), a.ttl)
+    );
     ExitCode::SUCCESS
 }
 
@@ -223,8 +236,13 @@ async fn create_session(s: &Settings, a: CreateArgs) -> ExitCode {
         (None, Some(m)) => Utc::now() + Duration::minutes(m),
         (None, None) => Utc::now(),
     };
-    let (Some(kind), Some(pay)) = (SessionType::parse(&a.session_type), PaymentStatus::parse(&a.payment)) else {
-        return fail("--type must be Individual or Group; --payment one of paid, pending, failed, refunded");
+    let (Some(kind), Some(pay)) = (
+        SessionType::parse(&a.session_type),
+        PaymentStatus::parse(&a.payment),
+    ) else {
+        return fail(
+            "--type must be Individual or Group; --payment one of paid, pending, failed, refunded",
+        );
     };
     if !(1..=1440).contains(&a.duration) {
         return fail("--duration must be 1 to 1440 minutes");
@@ -234,8 +252,14 @@ async fn create_session(s: &Settings, a: CreateArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let new = NewSession {
-        client: Party { id: a.client_id, name: a.client_name },
-        psychologist: Party { id: a.psychologist_id, name: a.psychologist_name },
+        client: Party {
+            id: a.client_id,
+            name: a.client_name,
+        },
+        psychologist: Party {
+            id: a.psychologist_id,
+            name: a.psychologist_name,
+        },
         session_date: date,
         duration_minutes: a.duration,
         session_type: kind,

@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use sha1::Sha1;
 use signalgrid_config::IceSettings;
 
@@ -33,7 +33,8 @@ pub fn ice_config(cfg: &IceSettings, user_id: &str, now: i64) -> Value {
 
 /// base64(HMAC-SHA1(secret, username)).
 pub fn turn_credential(secret: &str, username: &str) -> String {
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
     mac.update(username.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -47,11 +48,17 @@ mod tests {
         // RFC 2202 test case 2: key "Jefe", data "what do ya want for nothing?".
         let expected = base64::engine::general_purpose::STANDARD
             .encode(hex_bytes("effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"));
-        assert_eq!(turn_credential("Jefe", "what do ya want for nothing?"), expected);
+        assert_eq!(
+            turn_credential("Jefe", "what do ya want for nothing?"),
+            expected
+        );
     }
 
     fn hex_bytes(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! finish in-flight requests, flush the store.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -18,13 +18,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
-use crate::app::{App, policy};
+use crate::app::{policy, App};
 use crate::auth::Verifier;
 use crate::http::rate_limit::RateLimiter;
 
@@ -76,23 +76,34 @@ fn tls_acceptor(settings: &Settings) -> Result<Option<TlsAcceptor>, StartError> 
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| err("key", &e))?
         .ok_or_else(|| StartError::Tls("no private key in key file".into()))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err("protocol versions", &e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| err("certificate/key", &e))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| err("protocol versions", &e))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| err("certificate/key", &e))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(TlsAcceptor::from(Arc::new(cfg))))
 }
 
 fn verifier(settings: &Settings) -> Result<Verifier, StartError> {
-    let secret = settings.auth.jwt_secret.as_deref().ok_or(StartError::NoSecret)?;
+    let secret = settings
+        .auth
+        .jwt_secret
+        .as_deref()
+        .ok_or(StartError::NoSecret)?;
     let v = Verifier::new(secret, settings.auth.leeway_secs);
-    match (&settings.auth.public_key_path, &settings.auth.public_key_alg) {
+    match (
+        &settings.auth.public_key_path,
+        &settings.auth.public_key_alg,
+    ) {
         (Some(path), Some(alg)) => {
-            let pem = std::fs::read(path).map_err(|e| StartError::Key(format!("{}: {e}", path.display())))?;
-            v.with_public_key(&pem, alg).map_err(|e| StartError::Key(e.to_string()))
+            let pem = std::fs::read(path)
+                .map_err(|e| StartError::Key(format!("{}: {e}", path.display())))?;
+            v.with_public_key(&pem, alg)
+                .map_err(|e| StartError::Key(e.to_string()))
         }
         _ => Ok(v),
     }
@@ -100,13 +111,25 @@ fn verifier(settings: &Settings) -> Result<Verifier, StartError> {
 
 impl Server {
     /// Starts a single node (in-process membership) serving on `listener`.
-    pub async fn start(settings: Settings, listener: TcpListener, store: Arc<dyn Store>) -> Result<Server, StartError> {
-        let ports = Ports { store: store.clone(), membership: Arc::new(LocalMembership::new()), bus: Arc::new(LocalBus) };
+    pub async fn start(
+        settings: Settings,
+        listener: TcpListener,
+        store: Arc<dyn Store>,
+    ) -> Result<Server, StartError> {
+        let ports = Ports {
+            store: store.clone(),
+            membership: Arc::new(LocalMembership::new()),
+            bus: Arc::new(LocalBus),
+        };
         Server::start_with(settings, listener, ports).await
     }
 
     /// Starts a node with the given ports (the cluster wiring passes its own).
-    pub async fn start_with(settings: Settings, listener: TcpListener, ports: Ports) -> Result<Server, StartError> {
+    pub async fn start_with(
+        settings: Settings,
+        listener: TcpListener,
+        ports: Ports,
+    ) -> Result<Server, StartError> {
         let verifier = verifier(&settings)?;
         let tls = tls_acceptor(&settings)?;
         let node_id: signalgrid_actors::NodeId = node_id(&settings).into();
@@ -114,11 +137,17 @@ impl Server {
         let cfg = NodeConfig {
             node_id: node_id.clone(),
             policy: policy(&settings),
-            limits: ConnLimits { ws_messages_per_sec: l.ws_messages_per_sec, ws_burst: l.ws_burst, heartbeat_ms: l.heartbeat_ms },
+            limits: ConnLimits {
+                ws_messages_per_sec: l.ws_messages_per_sec,
+                ws_burst: l.ws_burst,
+                heartbeat_ms: l.heartbeat_ms,
+            },
             audit_enabled: settings.log.audit_enabled,
         };
         let store = ports.store.clone();
-        let node = Node::start(cfg, ports).await.map_err(|e| StartError::Node(e.to_string()))?;
+        let node = Node::start(cfg, ports)
+            .await
+            .map_err(|e| StartError::Node(e.to_string()))?;
         let app = Arc::new(App {
             policy: policy(&settings),
             rest_limiter: RateLimiter::new(settings.limits.rest_per_minute),
@@ -130,12 +159,19 @@ impl Server {
             metrics: crate::telemetry::metrics(),
             ws_open: AtomicUsize::new(0),
         });
-        let addr = listener.local_addr().map_err(|e| StartError::Node(e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Node(e.to_string()))?;
         let (stop, stop_rx) = watch::channel(false);
         let routes = crate::http::routes(app.clone());
         let accept = tokio::spawn(accept_loop(listener, routes, tls, stop_rx));
         tracing::info!(%addr, node = %app.node_id, tls = app.settings.tls.cert_path.is_some(), "signalgrid node serving");
-        Ok(Server { app, addr, stop, accept })
+        Ok(Server {
+            app,
+            addr,
+            stop,
+            accept,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -191,7 +227,8 @@ async fn accept_loop(
             }
             Some(acceptor) => {
                 conns.spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    {
                         Ok(Ok(stream)) => serve_conn(stream, peer, routes, stop).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -205,8 +242,12 @@ async fn accept_loop(
 
 /// Serves one HTTP/1.1 connection (which may upgrade to a WebSocket). On shutdown, a
 /// connection between requests closes and one mid-request finishes it first.
-async fn serve_conn<IO>(io: IO, peer: SocketAddr, routes: BoxedFilter<(Response,)>, mut stop: watch::Receiver<bool>)
-where
+async fn serve_conn<IO>(
+    io: IO,
+    peer: SocketAddr,
+    routes: BoxedFilter<(Response,)>,
+    mut stop: watch::Receiver<bool>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = warp::service(routes);

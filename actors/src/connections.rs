@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use crate::connection::{ConnMsg, close};
+use crate::connection::{close, ConnMsg};
 use crate::errors::ErrorCode;
 use crate::node::NodeCtx;
 use crate::outbound::Outbound;
@@ -48,7 +48,15 @@ impl ConnRegistry {
     pub fn insert(&self, id: ConnId, user_id: String, out: Outbound, actor: ActorRef<ConnMsg>) {
         let mut m = self.lock();
         m.by_actor.insert(actor.get_id(), id.clone());
-        m.by_id.insert(id, ConnEntry { user_id, out, actor, room: None });
+        m.by_id.insert(
+            id,
+            ConnEntry {
+                user_id,
+                out,
+                actor,
+                room: None,
+            },
+        );
     }
 
     pub fn get(&self, id: &str) -> Option<ConnEntry> {
@@ -85,7 +93,11 @@ impl ConnRegistry {
 
     /// A snapshot of every connection (for drain and admin).
     pub fn all(&self) -> Vec<(ConnId, ConnEntry)> {
-        self.lock().by_id.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.lock()
+            .by_id
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -96,7 +108,11 @@ impl Actor for ConnectionSupervisor {
     type State = Arc<NodeCtx>;
     type Arguments = Arc<NodeCtx>;
 
-    async fn pre_start(&self, _me: ActorRef<()>, ctx: Arc<NodeCtx>) -> Result<Arc<NodeCtx>, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _me: ActorRef<()>,
+        ctx: Arc<NodeCtx>,
+    ) -> Result<Arc<NodeCtx>, ActorProcessingErr> {
         Ok(ctx)
     }
 
@@ -112,14 +128,23 @@ impl Actor for ConnectionSupervisor {
             };
             tracing::error!(conn = %conn_id, error = %err, "connection actor failed; closing its socket");
             crate::telemetry::connections(-1.0);
-            entry.out.send(ServerFrame::error(ErrorCode::Internal, serde_json::json!({})));
+            entry.out.send(ServerFrame::error(
+                ErrorCode::Internal,
+                serde_json::json!({}),
+            ));
             entry.out.close(close::INTERNAL, "internal error");
             if let Some(room_id) = entry.room {
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    let found = ctx.rooms().call(|reply| RoomsMsg::Lookup { room_id, reply }, None).await;
+                    let found = ctx
+                        .rooms()
+                        .call(|reply| RoomsMsg::Lookup { room_id, reply }, None)
+                        .await;
                     if let Ok(ractor::rpc::CallResult::Success(Some(room))) = found {
-                        let _ = room.send_message(RoomMsg::Leave { conn_id, reply: None });
+                        let _ = room.send_message(RoomMsg::Leave {
+                            conn_id,
+                            reply: None,
+                        });
                     }
                 });
             }

@@ -96,7 +96,9 @@ impl ErrorCode {
             Forbidden => "You are not a participant of this session.",
             SessionClosed => "This session has been cancelled or has already ended.",
             PaymentRequired => "Payment for this session has not been confirmed yet.",
-            OutsideTimeWindow => "This call is not open right now. You can join shortly before the session starts.",
+            OutsideTimeWindow => {
+                "This call is not open right now. You can join shortly before the session starts."
+            }
             RoomFull => "This call already has all its participants.",
             ValidationError => "Some fields of the request are not valid.",
             RateLimited => "Too many requests. Please wait a moment and try again.",

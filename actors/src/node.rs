@@ -8,16 +8,16 @@
 //! Owns start-up, the shared node context, accepting connections, drain and stop.
 //! Must not: know about HTTP, sockets or a particular store (the edges bring those).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
 use ractor::{Actor, ActorRef};
 use serde_json::Value;
 
-use crate::connection::{ConnArgs, ConnMsg, ConnectionActor, close};
+use crate::connection::{close, ConnArgs, ConnMsg, ConnectionActor};
 use crate::connections::{ConnRegistry, ConnectionSupervisor};
 use crate::errors::ErrorCode;
 use crate::identity::Identity;
@@ -27,7 +27,7 @@ use crate::room::RoomMsg;
 use crate::rooms::{RoomSupervisor, RoomsMsg};
 use crate::rules::JoinPolicy;
 use crate::session::{AuditAction, AuditEntry, ClientMeta};
-use crate::{ConnId, NodeId, RoomId, new_conn_id};
+use crate::{new_conn_id, ConnId, NodeId, RoomId};
 
 /// Per-connection limits.
 #[derive(Debug, Clone)]
@@ -61,11 +61,20 @@ pub struct NodeCtx {
 impl NodeCtx {
     /// The RoomSupervisor (set once at start).
     pub fn rooms(&self) -> &ActorRef<RoomsMsg> {
-        self.rooms.get().expect("room supervisor started before any connection")
+        self.rooms
+            .get()
+            .expect("room supervisor started before any connection")
     }
 
     /// Writes an audit entry in the background (when the audit log is enabled).
-    pub fn audit(&self, session_id: &str, user_id: &str, action: AuditAction, metadata: Value, meta: &ClientMeta) {
+    pub fn audit(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        action: AuditAction,
+        metadata: Value,
+        meta: &ClientMeta,
+    ) {
         if !self.audit_enabled {
             return;
         }
@@ -123,10 +132,18 @@ impl Node {
             rooms: OnceLock::new(),
         });
         let spawn_err = |e: ractor::SpawnErr| NodeError::Spawn(e.to_string());
-        let (room_sup, _) = Actor::spawn(None, RoomSupervisor, ctx.clone()).await.map_err(spawn_err)?;
+        let (room_sup, _) = Actor::spawn(None, RoomSupervisor, ctx.clone())
+            .await
+            .map_err(spawn_err)?;
         let _ = ctx.rooms.set(room_sup.clone());
-        let (conn_sup, _) = Actor::spawn(None, ConnectionSupervisor, ctx.clone()).await.map_err(spawn_err)?;
-        Ok(Node { ctx, conn_sup, room_sup })
+        let (conn_sup, _) = Actor::spawn(None, ConnectionSupervisor, ctx.clone())
+            .await
+            .map_err(spawn_err)?;
+        Ok(Node {
+            ctx,
+            conn_sup,
+            room_sup,
+        })
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -138,12 +155,23 @@ impl Node {
     }
 
     /// Starts the ConnectionActor of a new socket. Its first frame (`connected`) is queued.
-    pub async fn connect(&self, identity: Identity, meta: ClientMeta, out: Outbound) -> Result<Connection, ErrorCode> {
+    pub async fn connect(
+        &self,
+        identity: Identity,
+        meta: ClientMeta,
+        out: Outbound,
+    ) -> Result<Connection, ErrorCode> {
         if self.ctx.is_draining() {
             return Err(ErrorCode::NodeDraining);
         }
         let id = new_conn_id();
-        let args = ConnArgs { id: id.clone(), identity, meta, out, ctx: self.ctx.clone() };
+        let args = ConnArgs {
+            id: id.clone(),
+            identity,
+            meta,
+            out,
+            ctx: self.ctx.clone(),
+        };
         let (actor, _) = Actor::spawn_linked(None, ConnectionActor, args, self.conn_sup.get_cell())
             .await
             .map_err(|e| {
@@ -169,16 +197,29 @@ impl Node {
 
     /// A room's members across the cluster.
     pub async fn room_members(&self, room: &RoomId) -> Vec<Member> {
-        self.ctx.ports.membership.members(room).await.unwrap_or_default()
+        self.ctx
+            .ports
+            .membership
+            .members(room)
+            .await
+            .unwrap_or_default()
     }
 
     /// Sends a frame to every member of a room (on every node), if it has members here.
     pub async fn broadcast(&self, room: &RoomId, frame: String) {
         let room_id = room.clone();
-        if let Ok(ractor::rpc::CallResult::Success(Some(actor))) =
-            self.room_sup.call(|reply| RoomsMsg::Lookup { room_id, reply }, Some(Duration::from_secs(10))).await
+        if let Ok(ractor::rpc::CallResult::Success(Some(actor))) = self
+            .room_sup
+            .call(
+                |reply| RoomsMsg::Lookup { room_id, reply },
+                Some(Duration::from_secs(10)),
+            )
+            .await
         {
-            let _ = actor.send_message(RoomMsg::Broadcast { frame, except: None });
+            let _ = actor.send_message(RoomMsg::Broadcast {
+                frame,
+                except: None,
+            });
         }
     }
 
@@ -186,8 +227,14 @@ impl Node {
     #[doc(hidden)]
     pub async fn inject_room_fault(&self, room: &RoomId) -> bool {
         let room_id = room.clone();
-        match self.room_sup.call(|reply| RoomsMsg::Lookup { room_id, reply }, None).await {
-            Ok(ractor::rpc::CallResult::Success(Some(actor))) => actor.send_message(RoomMsg::InjectFault).is_ok(),
+        match self
+            .room_sup
+            .call(|reply| RoomsMsg::Lookup { room_id, reply }, None)
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Some(actor))) => {
+                actor.send_message(RoomMsg::InjectFault).is_ok()
+            }
             _ => false,
         }
     }
@@ -197,7 +244,10 @@ impl Node {
     pub async fn drain(&self, timeout: Duration) {
         self.ctx.draining.store(true, Ordering::Release);
         for (_, c) in self.ctx.conns.all() {
-            let _ = c.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::NodeDraining, close_code: close::RESTART });
+            let _ = c.actor.send_message(ConnMsg::Disconnect {
+                code: ErrorCode::NodeDraining,
+                close_code: close::RESTART,
+            });
         }
         let deadline = tokio::time::Instant::now() + timeout;
         while !self.ctx.conns.is_empty() && tokio::time::Instant::now() < deadline {

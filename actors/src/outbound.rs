@@ -4,10 +4,10 @@
 //! A full queue never blocks a producer and never grows: the client is marked as a slow
 //! consumer and its writer is told to disconnect it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{mpsc, Notify};
 
 use crate::telemetry;
 
@@ -44,7 +44,13 @@ pub struct OutboundRx {
 pub fn channel(capacity: usize) -> (Outbound, OutboundRx) {
     let (tx, rx) = mpsc::channel(capacity);
     let shared = Arc::new(Shared::default());
-    (Outbound { tx, shared: shared.clone() }, OutboundRx { rx, shared })
+    (
+        Outbound {
+            tx,
+            shared: shared.clone(),
+        },
+        OutboundRx { rx, shared },
+    )
 }
 
 impl Outbound {
@@ -120,8 +126,11 @@ mod tests {
         assert!(tx.send("b".into()));
         assert!(!tx.send("c".into()), "third frame does not fit");
         assert!(tx.is_overflowed());
-        tokio::time::timeout(std::time::Duration::from_secs(5), rx.overflow_signal().fired())
-            .await
-            .expect("writer is told");
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            rx.overflow_signal().fired(),
+        )
+        .await
+        .expect("writer is told");
     }
 }

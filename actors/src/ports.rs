@@ -43,9 +43,17 @@ pub trait Store: Send + Sync + 'static {
     /// either way (None if there is no such session).
     async fn ensure_room(&self, id: &str, candidate: &str) -> Result<Option<Session>, StoreError>;
     /// Sets `videoCallStarted` (keeping an earlier one) and status In Progress.
-    async fn mark_started(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Session>, StoreError>;
+    async fn mark_started(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError>;
     /// Sets `videoCallEnded`, `callDuration` (from the stored start), status Completed.
-    async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError>;
+    async fn mark_ended(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<EndOutcome>, StoreError>;
     /// `lastAccessedAt = at`, `accessCount += 1`.
     async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
@@ -90,7 +98,12 @@ pub enum MembershipError {
 pub trait Membership: Send + Sync + 'static {
     /// Admits `member`, replacing a member with the same user id, unless that would put more
     /// than `capacity` members in the room.
-    async fn join(&self, room: &RoomId, member: Member, capacity: usize) -> Result<JoinOutcome, MembershipError>;
+    async fn join(
+        &self,
+        room: &RoomId,
+        member: Member,
+        capacity: usize,
+    ) -> Result<JoinOutcome, MembershipError>;
     /// Removes a connection; returns it if it was a member.
     async fn leave(&self, room: &RoomId, conn: &ConnId) -> Result<Option<Member>, MembershipError>;
     /// The room's members (empty for an unknown room).
@@ -111,7 +124,12 @@ pub trait Bus: Send + Sync + 'static {
     /// Sends an encoded frame to connection `to` on node `node`.
     fn deliver(&self, node: &NodeId, to: &ConnId, frame: String) -> Result<(), BusError>;
     /// Sends an encoded frame to every member of `room` on other nodes, except `except`.
-    fn broadcast(&self, room: &RoomId, frame: String, except: Option<&ConnId>) -> Result<(), BusError>;
+    fn broadcast(
+        &self,
+        room: &RoomId,
+        frame: String,
+        except: Option<&ConnId>,
+    ) -> Result<(), BusError>;
 }
 
 /// The ports a node is started with.

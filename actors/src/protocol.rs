@@ -8,8 +8,8 @@
 mod decode;
 mod encode;
 
-pub use decode::{ClientEvent, DecodeError, RelayKind, decode};
-pub use encode::{Participant, ServerFrame, relay_frame};
+pub use decode::{decode, ClientEvent, DecodeError, RelayKind};
+pub use encode::{relay_frame, Participant, ServerFrame};
 
 #[cfg(test)]
 mod tests;

@@ -72,9 +72,15 @@ pub enum RoomMsg {
         reply: RpcReplyPort<Result<Vec<Member>, ErrorCode>>,
     },
     /// A connection leaves (leave-room, close, or a second room).
-    Leave { conn_id: ConnId, reply: Option<RpcReplyPort<()>> },
+    Leave {
+        conn_id: ConnId,
+        reply: Option<RpcReplyPort<()>>,
+    },
     /// Send a frame to every member (on every node), except `except`.
-    Broadcast { frame: String, except: Option<ConnId> },
+    Broadcast {
+        frame: String,
+        except: Option<ConnId>,
+    },
     /// The room's members, as shared membership has them.
     Members(RpcReplyPort<Vec<Member>>),
     /// Test hook: panic inside the handler, to exercise supervision.
@@ -133,14 +139,30 @@ impl RoomState {
             }
         }
         if self.members.iter().any(|m| m.node_id != self.ctx.node_id) {
-            if let Err(e) = self.ctx.ports.bus.broadcast(&self.room_id, frame, except.first().copied()) {
+            if let Err(e) =
+                self.ctx
+                    .ports
+                    .bus
+                    .broadcast(&self.room_id, frame, except.first().copied())
+            {
                 tracing::warn!(room = %self.room_id, error = %e, "room broadcast to other nodes failed");
             }
         }
     }
 
-    async fn join(&mut self, member: Member, conn: LocalConn, capacity: usize) -> Result<Vec<Member>, ErrorCode> {
-        let outcome = match self.ctx.ports.membership.join(&self.room_id, member.clone(), capacity).await {
+    async fn join(
+        &mut self,
+        member: Member,
+        conn: LocalConn,
+        capacity: usize,
+    ) -> Result<Vec<Member>, ErrorCode> {
+        let outcome = match self
+            .ctx
+            .ports
+            .membership
+            .join(&self.room_id, member.clone(), capacity)
+            .await
+        {
             Ok(o) => o,
             Err(MembershipError::Full) => return Err(ErrorCode::RoomFull),
             Err(MembershipError::Unavailable(e)) => {
@@ -153,22 +175,43 @@ impl RoomState {
         self.locals.insert(member.conn_id.clone(), conn);
         if let Some(old) = &outcome.replaced {
             if let Some(l) = self.locals.remove(&old.conn_id) {
-                let _ = l.actor.send_message(ConnMsg::Replaced { room_id: self.room_id.clone() });
+                let _ = l.actor.send_message(ConnMsg::Replaced {
+                    room_id: self.room_id.clone(),
+                });
             }
         }
         self.publish_view();
         let participants: Vec<Participant> = self.members.iter().map(participant).collect();
-        joiner.send(ServerFrame::RoomJoined { room_id: &self.room_id, participants: &participants }.encode());
+        joiner.send(
+            ServerFrame::RoomJoined {
+                room_id: &self.room_id,
+                participants: &participants,
+            }
+            .encode(),
+        );
         if let Some(old) = &outcome.replaced {
-            let left = ServerFrame::UserLeft { socket_id: &old.conn_id, user_id: &old.user_id }.encode();
+            let left = ServerFrame::UserLeft {
+                socket_id: &old.conn_id,
+                user_id: &old.user_id,
+            }
+            .encode();
             self.broadcast(left, &[&member.conn_id, &old.conn_id]);
         }
-        self.broadcast(ServerFrame::UserJoined(&participant(&member)).encode(), &[&member.conn_id]);
+        self.broadcast(
+            ServerFrame::UserJoined(&participant(&member)).encode(),
+            &[&member.conn_id],
+        );
         Ok(self.members.clone())
     }
 
     async fn leave(&mut self, conn_id: &ConnId) {
-        let removed = match self.ctx.ports.membership.leave(&self.room_id, conn_id).await {
+        let removed = match self
+            .ctx
+            .ports
+            .membership
+            .leave(&self.room_id, conn_id)
+            .await
+        {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(room = %self.room_id, error = %e, "membership leave failed");
@@ -179,7 +222,14 @@ impl RoomState {
         self.members.retain(|m| &m.conn_id != conn_id);
         self.publish_view();
         if let Some(m) = removed {
-            self.broadcast(ServerFrame::UserLeft { socket_id: &m.conn_id, user_id: &m.user_id }.encode(), &[]);
+            self.broadcast(
+                ServerFrame::UserLeft {
+                    socket_id: &m.conn_id,
+                    user_id: &m.user_id,
+                }
+                .encode(),
+                &[],
+            );
         }
     }
 }
@@ -190,7 +240,11 @@ impl Actor for RoomActor {
     type Arguments = RoomArgs;
 
     /// Starts from shared membership, so that a restarted room knows its members again.
-    async fn pre_start(&self, _me: ActorRef<RoomMsg>, args: RoomArgs) -> Result<RoomState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _me: ActorRef<RoomMsg>,
+        args: RoomArgs,
+    ) -> Result<RoomState, ActorProcessingErr> {
         let mut st = RoomState {
             room_id: args.room_id,
             view: args.view,
@@ -198,12 +252,24 @@ impl Actor for RoomActor {
             members: Vec::new(),
             locals: HashMap::new(),
         };
-        let members = st.ctx.ports.membership.members(&st.room_id).await.unwrap_or_default();
+        let members = st
+            .ctx
+            .ports
+            .membership
+            .members(&st.room_id)
+            .await
+            .unwrap_or_default();
         for m in members {
             if m.node_id != st.ctx.node_id {
                 st.members.push(m);
             } else if let Some(c) = st.ctx.conns.get(&m.conn_id) {
-                st.locals.insert(m.conn_id.clone(), LocalConn { out: c.out.clone(), actor: c.actor.clone() });
+                st.locals.insert(
+                    m.conn_id.clone(),
+                    LocalConn {
+                        out: c.out.clone(),
+                        actor: c.actor.clone(),
+                    },
+                );
                 st.members.push(m);
             } else {
                 let _ = st.ctx.ports.membership.leave(&st.room_id, &m.conn_id).await;
@@ -216,9 +282,19 @@ impl Actor for RoomActor {
         Ok(st)
     }
 
-    async fn handle(&self, me: ActorRef<RoomMsg>, msg: RoomMsg, st: &mut RoomState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        me: ActorRef<RoomMsg>,
+        msg: RoomMsg,
+        st: &mut RoomState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RoomMsg::Join { member, conn, capacity, reply } => {
+            RoomMsg::Join {
+                member,
+                conn,
+                capacity,
+                reply,
+            } => {
                 let res = st.join(member, conn, capacity).await;
                 let _ = reply.send(res);
             }

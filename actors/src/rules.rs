@@ -69,7 +69,10 @@ pub fn check_session(
     if !may_access(session, who) {
         return Err(ErrorCode::Forbidden);
     }
-    if matches!(session.status, SessionStatus::Cancelled | SessionStatus::Completed) {
+    if matches!(
+        session.status,
+        SessionStatus::Cancelled | SessionStatus::Completed
+    ) {
         return Err(ErrorCode::SessionClosed);
     }
     let bypass = who.is_admin() && policy.admin_bypass;
@@ -107,7 +110,11 @@ pub fn check_can_join(
 /// Whole minutes until the session starts, rounded up; 0 once it has started.
 pub fn minutes_until(session_date: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     let ms = (session_date - now).num_milliseconds();
-    if ms <= 0 { 0 } else { (ms + 59_999) / 60_000 }
+    if ms <= 0 {
+        0
+    } else {
+        (ms + 59_999) / 60_000
+    }
 }
 
 /// Call duration in whole minutes, rounded half up; never negative.

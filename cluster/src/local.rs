@@ -25,10 +25,17 @@ impl LocalMembership {
 
 #[async_trait]
 impl Membership for LocalMembership {
-    async fn join(&self, room: &RoomId, member: Member, capacity: usize) -> Result<JoinOutcome, MembershipError> {
+    async fn join(
+        &self,
+        room: &RoomId,
+        member: Member,
+        capacity: usize,
+    ) -> Result<JoinOutcome, MembershipError> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let members = rooms.entry(room.clone()).or_default();
-        let same_user = members.iter().position(|m| m.user_id == member.user_id && m.conn_id != member.conn_id);
+        let same_user = members
+            .iter()
+            .position(|m| m.user_id == member.user_id && m.conn_id != member.conn_id);
         let already = members.iter().any(|m| m.conn_id == member.conn_id);
         let others = members.len() - usize::from(same_user.is_some()) - usize::from(already);
         if others >= capacity {
@@ -37,13 +44,21 @@ impl Membership for LocalMembership {
         let replaced = same_user.map(|i| members.remove(i));
         members.retain(|m| m.conn_id != member.conn_id);
         members.push(member);
-        Ok(JoinOutcome { members: members.clone(), replaced })
+        Ok(JoinOutcome {
+            members: members.clone(),
+            replaced,
+        })
     }
 
     async fn leave(&self, room: &RoomId, conn: &ConnId) -> Result<Option<Member>, MembershipError> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(members) = rooms.get_mut(room) else { return Ok(None) };
-        let removed = members.iter().position(|m| &m.conn_id == conn).map(|i| members.remove(i));
+        let Some(members) = rooms.get_mut(room) else {
+            return Ok(None);
+        };
+        let removed = members
+            .iter()
+            .position(|m| &m.conn_id == conn)
+            .map(|i| members.remove(i));
         if members.is_empty() {
             rooms.remove(room);
         }
@@ -65,7 +80,12 @@ impl Bus for LocalBus {
         Err(BusError::NoRoute(node.to_string()))
     }
 
-    fn broadcast(&self, _room: &RoomId, _frame: String, _except: Option<&ConnId>) -> Result<(), BusError> {
+    fn broadcast(
+        &self,
+        _room: &RoomId,
+        _frame: String,
+        _except: Option<&ConnId>,
+    ) -> Result<(), BusError> {
         Ok(())
     }
 }
@@ -91,11 +111,21 @@ mod tests {
         let room: RoomId = "r".into();
         ms.join(&room, m("c1", "alice"), 2).await.unwrap();
         ms.join(&room, m("c2", "bob"), 2).await.unwrap();
-        assert_eq!(ms.join(&room, m("c3", "carol"), 2).await, Err(MembershipError::Full));
+        assert_eq!(
+            ms.join(&room, m("c3", "carol"), 2).await,
+            Err(MembershipError::Full)
+        );
         let out = ms.join(&room, m("c4", "alice"), 2).await.unwrap();
         assert_eq!(out.replaced.unwrap().conn_id.as_ref(), "c1");
         assert_eq!(out.members.len(), 2);
-        assert_eq!(ms.leave(&room, &"c2".into()).await.unwrap().unwrap().user_id, "bob");
+        assert_eq!(
+            ms.leave(&room, &"c2".into())
+                .await
+                .unwrap()
+                .unwrap()
+                .user_id,
+            "bob"
+        );
         assert_eq!(ms.members(&room).await.unwrap().len(), 1);
     }
 
@@ -106,7 +136,11 @@ mod tests {
         let tasks: Vec<_> = (0..50)
             .map(|i| {
                 let (ms, room) = (ms.clone(), room.clone());
-                tokio::spawn(async move { ms.join(&room, m(&format!("c{i}"), &format!("u{i}")), 2).await.is_ok() })
+                tokio::spawn(async move {
+                    ms.join(&room, m(&format!("c{i}"), &format!("u{i}")), 2)
+                        .await
+                        .is_ok()
+                })
             })
             .collect();
         let mut admitted = 0;

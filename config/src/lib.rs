@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use keys::{ENV_KEYS, EnvKey};
+pub use keys::{EnvKey, ENV_KEYS};
 
 /// A setting that could not be accepted; always names the key (and the source of the value).
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +218,11 @@ impl Default for LogSettings {
 
 /// Secrets never reach a log through `Debug`.
 fn redact(v: &Option<String>) -> &'static str {
-    if v.is_some() { "<set>" } else { "<unset>" }
+    if v.is_some() {
+        "<set>"
+    } else {
+        "<unset>"
+    }
 }
 
 impl fmt::Debug for AuthSettings {

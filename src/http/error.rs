@@ -1,6 +1,6 @@
 //! The one error shape of every REST answer, built from a domain `ErrorCode`.
 
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use signalgrid_actors::errors::ErrorCode;
 use signalgrid_actors::ports::StoreError;
 
@@ -16,7 +16,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode) -> ApiError {
-        ApiError { code, message: code.default_message().to_owned(), details: json!({}), retry_after: None }
+        ApiError {
+            code,
+            message: code.default_message().to_owned(),
+            details: json!({}),
+            retry_after: None,
+        }
     }
 
     pub fn details(mut self, details: Value) -> ApiError {

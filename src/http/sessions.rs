@@ -2,14 +2,14 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::{json, Map, Value};
 use signalgrid_actors::errors::ErrorCode;
 use signalgrid_actors::rules;
 use signalgrid_actors::session::{NewSession, Party, PaymentStatus, SessionStatus, SessionType};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::context::{Ctx, Reply, ok};
+use super::context::{ok, Ctx, Reply};
 use super::error::ApiError;
 
 /// Longest accepted session, in minutes.
@@ -19,7 +19,9 @@ pub async fn create(ctx: Ctx, body: Bytes) -> Response {
     let res = async {
         let who = ctx.caller()?;
         if !who.is_admin() {
-            return Err(ApiError::new(ErrorCode::Forbidden).message("Only an admin may create sessions."));
+            return Err(
+                ApiError::new(ErrorCode::Forbidden).message("Only an admin may create sessions.")
+            );
         }
         let new = parse_new_session(&body)?;
         let s = ctx.app.store.create_session(new).await?;
@@ -33,9 +35,16 @@ pub async fn get(id: String, ctx: Ctx) -> Response {
     let res = async {
         let who = ctx.caller()?;
         if !rules::valid_session_id(&id) {
-            return Err(ApiError::new(ErrorCode::InvalidSessionId).details(json!({ "sessionId": id })));
+            return Err(
+                ApiError::new(ErrorCode::InvalidSessionId).details(json!({ "sessionId": id }))
+            );
         }
-        let s = ctx.app.store.session(&id).await?.ok_or(ErrorCode::SessionNotFound)?;
+        let s = ctx
+            .app
+            .store
+            .session(&id)
+            .await?
+            .ok_or(ErrorCode::SessionNotFound)?;
         if !rules::may_access(&s, &who) {
             return Err(ErrorCode::Forbidden.into());
         }
@@ -69,17 +78,31 @@ pub fn parse_new_session(body: &[u8]) -> Result<NewSession, ApiError> {
         if name.is_none() {
             note(&format!("{key}.name"), "required, a non-empty string");
         }
-        Some(Party { id: id?.to_owned(), name: name?.to_owned() })
+        Some(Party {
+            id: id?.to_owned(),
+            name: name?.to_owned(),
+        })
     };
     let client = party("client", &mut note);
     let psychologist = party("psychologist", &mut note);
-    let date = v["sessionDate"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|d| d.with_timezone(&Utc));
+    let date = v["sessionDate"]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&Utc));
     if date.is_none() {
-        note("sessionDate", "required, an RFC 3339 date-time such as 2026-11-24T10:00:00.000Z");
+        note(
+            "sessionDate",
+            "required, an RFC 3339 date-time such as 2026-11-24T10:00:00.000Z",
+        );
     }
-    let duration = v["durationMinutes"].as_i64().filter(|d| (1..=MAX_DURATION_MINUTES).contains(d));
+    let duration = v["durationMinutes"]
+        .as_i64()
+        .filter(|d| (1..=MAX_DURATION_MINUTES).contains(d));
     if duration.is_none() {
-        note("durationMinutes", "required, a whole number of minutes from 1 to 1440");
+        note(
+            "durationMinutes",
+            "required, a whole number of minutes from 1 to 1440",
+        );
     }
     let kind = v["sessionType"].as_str().and_then(SessionType::parse);
     if kind.is_none() {
@@ -87,14 +110,20 @@ pub fn parse_new_session(body: &[u8]) -> Result<NewSession, ApiError> {
     }
     let pay = v["paymentStatus"].as_str().and_then(PaymentStatus::parse);
     if pay.is_none() {
-        note("paymentStatus", "required, one of paid, pending, failed, refunded");
+        note(
+            "paymentStatus",
+            "required, one of paid, pending, failed, refunded",
+        );
     }
     let status = match &v["status"] {
         Value::Null => Some(SessionStatus::Scheduled),
         s => s.as_str().and_then(SessionStatus::parse),
     };
     if status.is_none() {
-        note("status", "one of Scheduled, In Progress, Completed, Cancelled");
+        note(
+            "status",
+            "one of Scheduled, In Progress, Completed, Cancelled",
+        );
     }
     if let (Some(c), Some(p)) = (&client, &psychologist) {
         if c.id == p.id {
@@ -102,11 +131,23 @@ pub fn parse_new_session(body: &[u8]) -> Result<NewSession, ApiError> {
         }
     }
     match (client, psychologist, date, duration, kind, pay, status) {
-        (Some(client), Some(psychologist), Some(session_date), Some(duration_minutes), Some(session_type), Some(payment_status), Some(status))
-            if bad.is_empty() =>
-        {
-            Ok(NewSession { client, psychologist, session_date, duration_minutes, session_type, payment_status, status })
-        }
+        (
+            Some(client),
+            Some(psychologist),
+            Some(session_date),
+            Some(duration_minutes),
+            Some(session_type),
+            Some(payment_status),
+            Some(status),
+        ) if bad.is_empty() => Ok(NewSession {
+            client,
+            psychologist,
+            session_date,
+            duration_minutes,
+            session_type,
+            payment_status,
+            status,
+        }),
         _ => Err(invalid(bad)),
     }
 }
@@ -121,7 +162,15 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::ValidationError);
         let fields = e.details["fields"].as_object().unwrap();
-        for f in ["client.name", "psychologist.id", "psychologist.name", "sessionDate", "durationMinutes", "sessionType", "status"] {
+        for f in [
+            "client.name",
+            "psychologist.id",
+            "psychologist.name",
+            "sessionDate",
+            "durationMinutes",
+            "sessionType",
+            "status",
+        ] {
             assert!(fields.contains_key(f), "{f} missing from {fields:?}");
         }
         assert!(!fields.contains_key("paymentStatus"));

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use signalgrid_actors::ports::{EndOutcome, Store, StoreError};
 use signalgrid_actors::rules::call_duration_minutes;
 use signalgrid_actors::session::{
-    AuditAction, AuditEntry, NewSession, Party, PaymentStatus, Session, SessionStatus, SessionType, new_object_id, now_ms,
+    new_object_id, now_ms, AuditAction, AuditEntry, NewSession, Party, PaymentStatus, Session,
+    SessionStatus, SessionType,
 };
 
 /// File name of the store inside the data directory.
@@ -75,7 +76,10 @@ fn other(e: impl std::fmt::Display) -> StoreError {
 fn sql_err(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
         {
             StoreError::Unavailable(e.to_string())
         }
@@ -92,7 +96,11 @@ fn time(v: Option<i64>) -> Option<DateTime<Utc>> {
 }
 
 fn bad_column(i: usize, what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("bad {what}").into())
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Text,
+        format!("bad {what}").into(),
+    )
 }
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
@@ -101,8 +109,14 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
     let pay: String = r.get(9)?;
     Ok(Session {
         id: r.get(0)?,
-        client: Party { id: r.get(1)?, name: r.get(2)? },
-        psychologist: Party { id: r.get(3)?, name: r.get(4)? },
+        client: Party {
+            id: r.get(1)?,
+            name: r.get(2)?,
+        },
+        psychologist: Party {
+            id: r.get(3)?,
+            name: r.get(4)?,
+        },
         session_date: time(Some(r.get(5)?)).ok_or_else(|| bad_column(5, "sessionDate"))?,
         duration_minutes: r.get(6)?,
         session_type: SessionType::parse(&kind).ok_or_else(|| bad_column(7, "sessionType"))?,
@@ -122,23 +136,38 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
 }
 
 fn load(c: &Connection, id: &str) -> rusqlite::Result<Option<Session>> {
-    c.query_row(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"), [id], session_from_row)
-        .optional()
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"),
+        [id],
+        session_from_row,
+    )
+    .optional()
 }
 
 impl EmbeddedStore {
     /// Opens (creating if needed) the store file in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<EmbeddedStore, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| other(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            other(format!(
+                "cannot create data directory {}: {e}",
+                data_dir.display()
+            ))
+        })?;
         let path = data_dir.join(FILE_NAME);
-        let conn = Connection::open(&path).map_err(|e| other(format!("cannot open {}: {e}", path.display())))?;
+        let conn = Connection::open(&path)
+            .map_err(|e| other(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(sql_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
-        Ok(EmbeddedStore { conn: Arc::new(Mutex::new(conn)), path })
+        Ok(EmbeddedStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -198,8 +227,12 @@ impl Store for EmbeddedStore {
     async fn session_by_room(&self, room_id: &str) -> Result<Option<Session>, StoreError> {
         let room = room_id.to_owned();
         self.with(move |c| {
-            c.query_row(&format!("SELECT {COLUMNS} FROM sessions WHERE meeting_link = ?1"), [room], session_from_row)
-                .optional()
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM sessions WHERE meeting_link = ?1"),
+                [room],
+                session_from_row,
+            )
+            .optional()
         })
         .await
     }
@@ -216,7 +249,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn mark_started(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Session>, StoreError> {
+    async fn mark_started(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             c.execute(
@@ -230,7 +267,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError> {
+    async fn mark_ended(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<EndOutcome>, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -311,6 +352,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        self.with(|c| c.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))).await
+        self.with(|c| c.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(())))
+            .await
     }
 }

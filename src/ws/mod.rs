@@ -4,17 +4,17 @@
 pub mod socket;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use metrics::counter;
 use signalgrid_actors::errors::ErrorCode;
 use signalgrid_actors::identity::Identity;
 use signalgrid_actors::telemetry;
-use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::ws::Ws;
+use warp::Filter;
 
 use crate::app::App;
 use crate::http::context::{Ctx, Reply};
@@ -36,7 +36,10 @@ fn acquire(app: &Arc<App>) -> Option<Slot> {
         if cur >= max {
             return None;
         }
-        match app.ws_open.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+        match app
+            .ws_open
+            .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => return Some(Slot(app.clone())),
             Err(now) => cur = now,
         }
@@ -57,10 +60,15 @@ fn admit(ctx: &Ctx, query: &HashMap<String, String>) -> Result<(Identity, Slot),
     if let Some(origin) = ctx.headers.get("origin").and_then(|o| o.to_str().ok()) {
         let allowed = &app.settings.allowed_origins;
         if !allowed.is_empty() && !allowed.iter().any(|a| a == origin) {
-            return Err(ApiError::new(ErrorCode::OriginNotAllowed).details(serde_json::json!({ "origin": origin })));
+            return Err(ApiError::new(ErrorCode::OriginNotAllowed)
+                .details(serde_json::json!({ "origin": origin })));
         }
     }
-    let token = query.get("token").map(String::as_str).filter(|t| !t.is_empty()).or_else(|| ctx.token());
+    let token = query
+        .get("token")
+        .map(String::as_str)
+        .filter(|t| !t.is_empty())
+        .or_else(|| ctx.token());
     let who = match token.map(|t| app.verifier.verify(t)) {
         Some(Ok(who)) => who,
         other => {
@@ -69,7 +77,8 @@ fn admit(ctx: &Ctx, query: &HashMap<String, String>) -> Result<(Identity, Slot),
                 Some(Err(e)) => e.to_string(),
                 _ => "no token".into(),
             };
-            return Err(ApiError::new(ErrorCode::Unauthorized).details(serde_json::json!({ "reason": reason })));
+            return Err(ApiError::new(ErrorCode::Unauthorized)
+                .details(serde_json::json!({ "reason": reason })));
         }
     };
     let slot = acquire(app).ok_or(ErrorCode::ConnectionLimit)?;
@@ -91,7 +100,8 @@ async fn upgrade(ws: Ws, ctx: Ctx, query: HashMap<String, String>) -> Response {
 }
 
 async fn not_upgrade(ctx: Ctx) -> Response {
-    let e = ApiError::new(ErrorCode::BadRequest).message("This endpoint takes WebSocket upgrades only.");
+    let e = ApiError::new(ErrorCode::BadRequest)
+        .message("This endpoint takes WebSocket upgrades only.");
     ctx.respond("ws", Err(e))
 }
 
@@ -99,8 +109,14 @@ async fn not_upgrade(ctx: Ctx) -> Response {
 pub fn route(
     ctx: impl Filter<Extract = (Ctx,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
 ) -> BoxedFilter<(Response,)> {
-    let query = warp::query::<HashMap<String, String>>().or(warp::any().map(HashMap::new)).unify();
-    let up = warp::path!("ws").and(warp::ws()).and(ctx.clone()).and(query).then(upgrade);
+    let query = warp::query::<HashMap<String, String>>()
+        .or(warp::any().map(HashMap::new))
+        .unify();
+    let up = warp::path!("ws")
+        .and(warp::ws())
+        .and(ctx.clone())
+        .and(query)
+        .then(upgrade);
     let plain = warp::path!("ws").and(ctx).then(not_upgrade);
     up.or(plain).unify().boxed()
 }

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use signalgrid_actors::connection::{ConnMsg, close};
+use signalgrid_actors::connection::{close, ConnMsg};
 use signalgrid_actors::errors::ErrorCode;
 use signalgrid_actors::identity::Identity;
 use signalgrid_actors::outbound::{self, Out, Outbound};
-use signalgrid_actors::protocol::{ServerFrame, decode};
+use signalgrid_actors::protocol::{decode, ServerFrame};
 use signalgrid_actors::session::ClientMeta;
 use signalgrid_actors::telemetry;
 use warp::ws::{Message, WebSocket};
@@ -48,14 +48,22 @@ fn on_frame(msg: Message, app: &App, out: &Outbound, actor: &ractor::ActorRef<Co
         return Read::Continue;
     }
     if msg.is_binary() {
-        refuse(out, ErrorCode::BadRequest, json!({ "reason": "binary frames are not accepted" }));
+        refuse(
+            out,
+            ErrorCode::BadRequest,
+            json!({ "reason": "binary frames are not accepted" }),
+        );
         return Read::Continue;
     }
     let received = Instant::now();
     let limit = app.settings.limits.max_frame_bytes;
     let bytes = msg.as_bytes();
     if bytes.len() > limit {
-        refuse(out, ErrorCode::PayloadTooLarge, json!({ "limit": limit, "size": bytes.len() }));
+        refuse(
+            out,
+            ErrorCode::PayloadTooLarge,
+            json!({ "limit": limit, "size": bytes.len() }),
+        );
         return Read::Continue;
     }
     let Ok(text) = std::str::from_utf8(bytes) else {
@@ -81,8 +89,12 @@ pub async fn run(socket: WebSocket, app: Arc<App>, who: Identity, meta: ClientMe
     let conn = match app.node.connect(who, meta, out.clone()).await {
         Ok(c) => c,
         Err(code) => {
-            let _ = sink.send(Message::text(ServerFrame::error(code, json!({})))).await;
-            let _ = sink.send(Message::close_with(close::RESTART, code.as_str())).await;
+            let _ = sink
+                .send(Message::text(ServerFrame::error(code, json!({}))))
+                .await;
+            let _ = sink
+                .send(Message::close_with(close::RESTART, code.as_str()))
+                .await;
             return;
         }
     };

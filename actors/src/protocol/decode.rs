@@ -38,12 +38,23 @@ impl RelayKind {
 /// A decoded client event.
 #[derive(Debug)]
 pub enum ClientEvent {
-    JoinRoom { room_id: String, user_name: Option<String> },
+    JoinRoom {
+        room_id: String,
+        user_name: Option<String>,
+    },
     /// offer / answer / ice-candidate: `payload` is the client's JSON, untouched.
-    Relay { kind: RelayKind, payload: Box<RawValue>, to: String },
-    LeaveRoom { room_id: String },
+    Relay {
+        kind: RelayKind,
+        payload: Box<RawValue>,
+        to: String,
+    },
+    LeaveRoom {
+        room_id: String,
+    },
     /// The client's `duration` is advisory and ignored.
-    CallEnded { room_id: String },
+    CallEnded {
+        room_id: String,
+    },
 }
 
 /// Why a frame was refused; the socket stays open.
@@ -107,14 +118,23 @@ struct CandidateData<'a> {
     to: String,
 }
 
-fn data<'a, T: Deserialize<'a>>(event: &'static str, raw: Option<&'a RawValue>) -> Result<T, DecodeError> {
+fn data<'a, T: Deserialize<'a>>(
+    event: &'static str,
+    raw: Option<&'a RawValue>,
+) -> Result<T, DecodeError> {
     let text = raw.map(RawValue::get).unwrap_or("{}");
-    serde_json::from_str(text).map_err(|e| DecodeError::BadData { event, reason: e.to_string() })
+    serde_json::from_str(text).map_err(|e| DecodeError::BadData {
+        event,
+        reason: e.to_string(),
+    })
 }
 
 fn non_empty(event: &'static str, field: &str, v: String) -> Result<String, DecodeError> {
     if v.is_empty() {
-        Err(DecodeError::BadData { event, reason: format!("{field} must not be empty") })
+        Err(DecodeError::BadData {
+            event,
+            reason: format!("{field} must not be empty"),
+        })
     } else {
         Ok(v)
     }
@@ -122,7 +142,8 @@ fn non_empty(event: &'static str, field: &str, v: String) -> Result<String, Deco
 
 /// Decodes one text frame.
 pub fn decode(frame: &str) -> Result<ClientEvent, DecodeError> {
-    let env: Envelope = serde_json::from_str(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let env: Envelope =
+        serde_json::from_str(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let relay = |kind: RelayKind, payload: &RawValue, to: String| {
         Ok(ClientEvent::Relay {
             kind,

@@ -1,0 +1,303 @@
+//! Shared harness for the integration tests: a real node on 127.0.0.1:0 (in-process, real
+//! sockets, real SQLite file), tokens, sessions made through the REST API, and a WebSocket
+//! client whose every wait has a timeout.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use signalgrid::server::Server;
+use signalgrid::store::EmbeddedStore;
+use signalgrid::Settings;
+use signalgrid_actors::identity::Role;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "test-secret-signalgrid-0123456789";
+/// Upper bound of every wait in a test (not a timing assertion: a hang guard).
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A node serving on a free loopback port, with its own data directory.
+pub struct TestNode {
+    pub server: Option<Server>,
+    pub addr: SocketAddr,
+    pub store: Arc<EmbeddedStore>,
+    pub data: Arc<tempfile::TempDir>,
+    pub http: reqwest::Client,
+}
+
+pub fn settings(data: &std::path::Path) -> Settings {
+    let mut s = Settings::default();
+    s.listen = "127.0.0.1:0".parse().unwrap();
+    s.data_dir = data.to_owned();
+    s.auth.jwt_secret = Some(SECRET.into());
+    s.limits.rest_per_minute = 10_000;
+    s.limits.ws_messages_per_sec = 10_000;
+    s.limits.ws_burst = 10_000;
+    s
+}
+
+impl TestNode {
+    pub async fn start() -> TestNode {
+        TestNode::start_with(|_| {}).await
+    }
+
+    /// Starts a node; `f` adjusts the settings first.
+    pub async fn start_with(f: impl FnOnce(&mut Settings)) -> TestNode {
+        let data = Arc::new(tempfile::tempdir().unwrap());
+        TestNode::start_in(data, f).await
+    }
+
+    /// Starts a node on an existing data directory (for restart tests).
+    pub async fn start_in(data: Arc<tempfile::TempDir>, f: impl FnOnce(&mut Settings)) -> TestNode {
+        let mut s = settings(data.path());
+        f(&mut s);
+        let store = Arc::new(EmbeddedStore::open(&s.data_dir).unwrap());
+        let listener = tokio::net::TcpListener::bind(s.listen).await.unwrap();
+        let server = Server::start(s, listener, store.clone()).await.unwrap();
+        let addr = server.addr();
+        TestNode {
+            server: Some(server),
+            addr,
+            store,
+            data,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://{}/ws?token={}", self.addr, token)
+    }
+
+    /// Graceful shutdown (drain, flush).
+    pub async fn stop(mut self) -> Arc<tempfile::TempDir> {
+        if let Some(s) = self.server.take() {
+            tokio::time::timeout(WAIT * 3, s.shutdown())
+                .await
+                .expect("shutdown finishes");
+        }
+        self.data.clone()
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let r = self.http.get(self.url(path));
+        match token {
+            Some(t) => r.header("x-auth-token", t),
+            None => r,
+        }
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let r = self.http.post(self.url(path));
+        match token {
+            Some(t) => r.header("x-auth-token", t),
+            None => r,
+        }
+    }
+
+    /// Creates a session through `POST /api/sessions`; returns its JSON.
+    pub async fn create_session(&self, spec: &SessionSpec) -> Value {
+        let res = self
+            .post("/api/sessions", Some(&admin()))
+            .json(&spec.body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "session creation failed");
+        res.json().await.unwrap()
+    }
+
+    /// `POST /generate-room/:id` as the session's client; returns the room id.
+    pub async fn room_for(&self, session_id: &str, as_user: &str) -> String {
+        let res = self
+            .post(
+                &format!("/api/video-calls/generate-room/{session_id}"),
+                Some(&token(as_user, Role::Client)),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let v: Value = res.json().await.unwrap();
+        v["roomId"].as_str().unwrap().to_owned()
+    }
+
+    /// A fresh joinable Individual session (client-1 / psy-1) and its room.
+    pub async fn call(&self) -> (String, String) {
+        let s = self.create_session(&SessionSpec::default()).await;
+        let id = s["id"].as_str().unwrap().to_owned();
+        let room = self.room_for(&id, "client-1").await;
+        (id, room)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.app.node.stop();
+        }
+    }
+}
+
+/// A session to create.
+#[derive(Clone)]
+pub struct SessionSpec {
+    pub client: String,
+    pub psychologist: String,
+    /// Minutes from now to `sessionDate` (negative: already started).
+    pub starts_in: i64,
+    pub duration: i64,
+    pub session_type: &'static str,
+    pub payment: &'static str,
+    pub status: &'static str,
+}
+
+impl Default for SessionSpec {
+    fn default() -> Self {
+        SessionSpec {
+            client: "client-1".into(),
+            psychologist: "psy-1".into(),
+            starts_in: 0,
+            duration: 50,
+            session_type: "Individual",
+            payment: "paid",
+            status: "Scheduled",
+        }
+    }
+}
+
+impl SessionSpec {
+    pub fn body(&self) -> Value {
+        let date = chrono::Utc::now() + chrono::Duration::minutes(self.starts_in);
+        json!({
+            "client": { "id": self.client, "name": "Client One" },
+            "psychologist": { "id": self.psychologist, "name": "Dr. Psy" },
+            "sessionDate": date.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "durationMinutes": self.duration,
+            "sessionType": self.session_type,
+            "paymentStatus": self.payment,
+            "status": self.status,
+        })
+    }
+}
+
+pub fn token(user: &str, role: Role) -> String {
+    signalgrid::auth::mint(SECRET, user, role, None, 600)
+}
+
+pub fn admin() -> String {
+    token("ops-admin", Role::Admin)
+}
+
+pub fn client_token() -> String {
+    token("client-1", Role::Client)
+}
+
+pub fn psy_token() -> String {
+    token("psy-1", Role::Psychologist)
+}
+
+/// A WebSocket client; every read waits at most `WAIT`.
+pub struct WsClient {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub socket_id: String,
+    pub node_id: String,
+}
+
+impl WsClient {
+    /// Connects and reads the `connected` frame.
+    pub async fn connect(node: &TestNode, token: &str) -> WsClient {
+        WsClient::connect_url(&node.ws_url(token)).await
+    }
+
+    pub async fn connect_url(url: &str) -> WsClient {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("websocket connect");
+        let mut c = WsClient {
+            ws,
+            socket_id: String::new(),
+            node_id: String::new(),
+        };
+        let hello = c.next_event("connected").await;
+        c.socket_id = hello["socketId"].as_str().unwrap().to_owned();
+        c.node_id = hello["nodeId"].as_str().unwrap().to_owned();
+        c
+    }
+
+    pub async fn send(&mut self, event: &str, data: Value) {
+        self.send_raw(&json!({ "event": event, "data": data }).to_string())
+            .await;
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// The next text frame as JSON (`{"event","data"}`); panics on close or timeout.
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("socket ended")
+                .expect("socket error");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).expect("server sent JSON"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame, which must be `event`; returns its data.
+    pub async fn next_event(&mut self, event: &str) -> Value {
+        let v = self.next().await;
+        assert_eq!(v["event"], event, "expected {event}, got {v}");
+        v["data"].clone()
+    }
+
+    /// The next frame must be an `error` with `code`; returns its data.
+    pub async fn expect_error(&mut self, code: &str) -> Value {
+        let d = self.next_event("error").await;
+        assert_eq!(d["code"], code, "{d}");
+        assert!(d["message"].is_string() && d["details"].is_object(), "{d}");
+        d
+    }
+
+    /// Joins and returns the `room-joined` data.
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send("join-room", json!({ "roomId": room })).await;
+        self.next_event("room-joined").await
+    }
+
+    /// Waits for the server to close the socket; returns the close code, if one was sent.
+    /// Text frames before the close are returned too.
+    pub async fn closed(&mut self) -> (Option<u16>, Vec<Value>) {
+        let mut frames = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for close")
+            {
+                None | Some(Err(_)) => return (None, frames),
+                Some(Ok(Message::Close(c))) => return (c.map(|c| u16::from(c.code)), frames),
+                Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(&t).unwrap()),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
