@@ -1,0 +1,184 @@
+//! The real `signalgrid` binary: start-up refusals, the CLI, and graceful shutdown on SIGTERM
+//! (NODE_DRAINING to clients, exit 0, data flushed).
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_signalgrid");
+
+fn cmd(data: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("VIDEO_CALL_LOG_LEVEL", "warn")
+        .arg("--data-dir")
+        .arg(data);
+    c
+}
+
+/// Runs to completion (bounded by the process finishing; these commands do not serve).
+fn run(c: &mut Command) -> (bool, String, String) {
+    let out = c.output().expect("run signalgrid");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A `serve` process on a free port; killed on drop if still running.
+struct Proc {
+    child: Child,
+    addr: String,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(c: &mut Command) -> Proc {
+    let mut child = c
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut addr = None;
+    while addr.is_none() {
+        let line = rx.recv_timeout(WAIT).expect("serve prints its address");
+        addr = line.strip_prefix("signalgrid listening on ").map(str::to_owned);
+    }
+    Proc { child, addr: addr.unwrap(), stderr: rx }
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(dir.path());
+    c.args(["serve", "--listen", "127.0.0.1:0"]);
+    let (ok, _, err) = run(&mut c);
+    assert!(!ok);
+    assert!(err.contains("VIDEO_CALL_JWT_SECRET"), "{err}");
+    assert!(err.contains("--dev"), "{err}");
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(dir.path());
+    c.env("VIDEO_CALL_JWT_SECRET", SECRET).env("SOCKET_CONNECTION_LIMIT", "lots").args(["serve"]);
+    let (ok, _, err) = run(&mut c);
+    assert!(!ok);
+    assert!(err.contains("SOCKET_CONNECTION_LIMIT") && err.contains("limits.max_connections"), "{err}");
+
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[limits]\nmax_frame_bytes = \"big\"\n").unwrap();
+    let mut c = cmd(dir.path());
+    c.env("VIDEO_CALL_JWT_SECRET", SECRET).arg("--config").arg(&cfg).arg("serve");
+    let (ok, _, err) = run(&mut c);
+    assert!(!ok);
+    assert!(err.contains("max_frame_bytes"), "{err}");
+}
+
+#[tokio::test]
+async fn dev_mode_makes_up_a_secret_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(dir.path());
+    c.arg("serve").arg("--dev").args(["--listen", "127.0.0.1:0"]).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let err = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(err).lines().map_while(Result::ok);
+    let warned = lines.by_ref().take(20).any(|l| l.contains("WARNING") && l.contains("made one up"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "--dev without a secret warns loudly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_tokens_and_sessions_work_against_a_served_node_which_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mint = |user: &str, role: &str| {
+        let (ok, out, err) = run(cmd(dir.path()).env("VIDEO_CALL_JWT_SECRET", SECRET).args(["token", "--user", user, "--role", role]));
+        assert!(ok, "{err}");
+        out.trim().to_owned()
+    };
+    let (ok, out, err) = run(cmd(dir.path()).args([
+        "session",
+        "create",
+        "--client-id",
+        "client-1",
+        "--psychologist-id",
+        "psy-1",
+        "--starts-in",
+        "5",
+    ]));
+    assert!(ok, "{err}");
+    let session_id = out.trim().to_owned();
+    assert_eq!(session_id.len(), 24);
+
+    let mut p = serve(cmd(dir.path()).env("VIDEO_CALL_JWT_SECRET", SECRET));
+    let base = format!("http://{}", p.addr);
+    let http = reqwest::Client::new();
+    let client = mint("client-1", "client");
+    let res = http
+        .post(format!("{base}/api/video-calls/generate-room/{session_id}"))
+        .header("x-auth-token", &client)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let room = res.json::<serde_json::Value>().await.unwrap()["roomId"].as_str().unwrap().to_owned();
+
+    let mut a = WsClient::connect_url(&format!("ws://{}/ws?token={client}", p.addr)).await;
+    let mut b = WsClient::connect_url(&format!("ws://{}/ws?token={}", p.addr, mint("psy-1", "psychologist"))).await;
+    a.join(&room).await;
+    b.join(&room).await;
+    a.next_event("user-joined").await;
+    b.send("ice-candidate", json!({"candidate": {"c": 1}, "to": a.socket_id})).await;
+    assert_eq!(a.next_event("ice-candidate").await["from"], b.socket_id.as_str());
+
+    let status = Command::new("kill").args(["-TERM", &p.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    for c in [&mut a, &mut b] {
+        let (code, frames) = c.closed().await;
+        assert!(
+            frames.iter().any(|f| f["event"] == "error" && f["data"]["code"] == "NODE_DRAINING"),
+            "NODE_DRAINING before close: {frames:?}"
+        );
+        assert_eq!(code, Some(1012));
+    }
+    let exit = tokio::time::timeout(
+        WAIT * 3,
+        tokio::task::spawn_blocking(move || {
+            let s = p.child.wait().unwrap();
+            while p.stderr.try_recv().is_ok() {}
+            s
+        }),
+    )
+    .await
+    .expect("the node exits after draining")
+    .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+
+    // The call record written while serving is in the store file after exit.
+    use signalgrid_actors::ports::Store;
+    let store = signalgrid::store::EmbeddedStore::open(dir.path()).unwrap();
+    let s = store.session(&session_id).await.unwrap().unwrap();
+    assert_eq!(s.meeting_link.as_deref(), Some(room.as_str()));
+    assert!(s.video_call_started.is_some());
+    assert!(s.access_count >= 2);
+}
