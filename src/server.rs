@@ -189,6 +189,9 @@ impl Server {
                 tracing::warn!("some HTTP requests did not finish before shutdown");
             }
         }
+        if !self.app.node.ctx().audits_settled(DRAIN_TIMEOUT).await {
+            tracing::warn!("some audit entries were still being written at shutdown");
+        }
         if let Err(e) = self.app.store.flush().await {
             tracing::error!(error = %e, "store flush at shutdown failed");
         }

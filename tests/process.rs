@@ -181,4 +181,11 @@ async fn cli_tokens_and_sessions_work_against_a_served_node_which_drains_on_sigt
     assert_eq!(s.meeting_link.as_deref(), Some(room.as_str()));
     assert!(s.video_call_started.is_some());
     assert!(s.access_count >= 2);
+    let trail = store.audit_trail(&session_id).await.unwrap();
+    for (user, action) in [("client-1", "join_success"), ("psy-1", "join_success"), ("client-1", "call_start")] {
+        assert!(
+            trail.iter().any(|e| e.user_id == user && e.action.as_str() == action),
+            "{action} by {user} in the audit trail: {trail:?}"
+        );
+    }
 }

@@ -8,7 +8,7 @@
 //! Owns start-up, the shared node context, accepting connections, drain and stop.
 //! Must not: know about HTTP, sockets or a particular store (the edges bring those).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -54,6 +54,8 @@ pub struct NodeCtx {
     pub limits: ConnLimits,
     pub conns: ConnRegistry,
     audit_enabled: bool,
+    /// Audit writes under way (shutdown waits for them).
+    audits: Arc<AuditTracker>,
     draining: AtomicBool,
     rooms: OnceLock<ActorRef<RoomsMsg>>,
 }
@@ -88,16 +90,44 @@ impl NodeCtx {
             user_agent: meta.user_agent.clone(),
         };
         let store = self.ports.store.clone();
+        let tracker = self.audits.clone();
+        tracker.pending.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             if let Err(e) = store.audit(entry).await {
                 tracing::warn!(error = %e, "audit entry not written");
             }
+            if tracker.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                tracker.done.notify_waiters();
+            }
         });
+    }
+
+    /// Waits until every audit write started so far has finished (or `timeout` passed).
+    pub async fn audits_settled(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.audits.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.audits.pending.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
     }
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
+}
+
+/// Counts audit writes in flight.
+#[derive(Default)]
+struct AuditTracker {
+    pending: AtomicUsize,
+    done: tokio::sync::Notify,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +158,7 @@ impl Node {
             limits: cfg.limits,
             conns: ConnRegistry::default(),
             audit_enabled: cfg.audit_enabled,
+            audits: Arc::default(),
             draining: AtomicBool::new(false),
             rooms: OnceLock::new(),
         });
