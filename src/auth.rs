@@ -227,10 +227,20 @@ mod tests {
     fn es256_with_a_configured_public_key() {
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let private = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
-        let token = encode(&Header::new(Algorithm::ES256), &json!({"sub": "u9", "role": "client", "exp": exp()}), &private).unwrap();
+        let token = encode(
+            &Header::new(Algorithm::ES256),
+            &json!({"sub": "u9", "role": "client", "exp": exp()}),
+            &private,
+        )
+        .unwrap();
         let hs_only = Verifier::new(SECRET, 0);
-        assert!(hs_only.verify(&token).is_err(), "ES256 refused without a public key");
-        let v = Verifier::new(SECRET, 0).with_public_key(pair.public_key_pem().as_bytes(), "ES256").unwrap();
+        assert!(
+            hs_only.verify(&token).is_err(),
+            "ES256 refused without a public key"
+        );
+        let v = Verifier::new(SECRET, 0)
+            .with_public_key(pair.public_key_pem().as_bytes(), "ES256")
+            .unwrap();
         assert_eq!(v.verify(&token).unwrap().user_id, "u9");
         // HS256 tokens keep working beside it.
         assert!(v.verify(&sign(json!({"sub": "u", "exp": exp()}))).is_ok());

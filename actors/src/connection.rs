@@ -34,6 +34,12 @@ pub mod close {
     pub const KICKED: u16 = 4003;
 }
 
+/// Attempts at reaching a room actor that may be restarting, and the pause between them.
+const ROOM_RETRIES: usize = 100;
+const ROOM_RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Longest wait for one answer from a room or the room supervisor.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub enum ConnMsg {
     /// A decoded client event and when its frame was read.
     Client {
@@ -137,24 +143,41 @@ impl ConnState {
             .ok()
     }
 
+    /// Leaves the current room. A room actor that is failing and being restarted drops the
+    /// request, so this retries (bounded) until a live room actor confirms the leave.
     async fn leave_current(&mut self) {
         let Some(j) = self.room.take() else { return };
         self.ctx.conns.set_room(&self.id, None);
-        let room_id = j.room_id.clone();
-        if let Some(Some(room)) = self
-            .rooms_call(|reply| RoomsMsg::Lookup { room_id, reply })
-            .await
-        {
-            let conn_id = self.id.clone();
-            let _ = room
-                .call(
-                    |r| RoomMsg::Leave {
-                        conn_id,
-                        reply: Some(r),
-                    },
-                    Some(Duration::from_secs(10)),
-                )
-                .await;
+        for _ in 0..ROOM_RETRIES {
+            let room_id = j.room_id.clone();
+            match self
+                .rooms_call(|reply| RoomsMsg::Lookup { room_id, reply })
+                .await
+            {
+                Some(Some(room)) => {
+                    let conn_id = self.id.clone();
+                    let done = room
+                        .call(
+                            |r| RoomMsg::Leave {
+                                conn_id,
+                                reply: Some(r),
+                            },
+                            Some(CALL_TIMEOUT),
+                        )
+                        .await;
+                    if matches!(done, Ok(ractor::rpc::CallResult::Success(()))) {
+                        return;
+                    }
+                }
+                // No room actor here (it stopped for good): nobody else will announce us, so
+                // at least take us out of shared membership.
+                Some(None) => break,
+                None => {}
+            }
+            tokio::time::sleep(ROOM_RETRY_PAUSE).await;
+        }
+        if let Err(e) = self.ctx.ports.membership.leave(&j.room_id, &self.id).await {
+            tracing::warn!(room = %j.room_id, error = %e, "leave without a room actor failed");
         }
     }
 
@@ -218,7 +241,7 @@ impl ConnState {
         }
     }
 
-    /// Asks the room to admit us; retries when the room actor stopped under our feet.
+    /// Asks the room to admit us; retries (bounded) while a failed room actor is replaced.
     async fn enter_room(
         &self,
         room_id: &RoomId,
@@ -231,37 +254,36 @@ impl ConnState {
             .get(&self.id)
             .map(|c| c.actor.clone())
             .ok_or(ErrorCode::Internal)?;
-        for _ in 0..3 {
+        for _ in 0..ROOM_RETRIES {
             let rid = room_id.clone();
-            let Some(Some((room, view))) = self
+            if let Some(Some((room, view))) = self
                 .rooms_call(|reply| RoomsMsg::GetOrSpawn {
                     room_id: rid,
                     reply,
                 })
                 .await
-            else {
-                return Err(ErrorCode::Internal);
-            };
-            let conn = LocalConn {
-                out: self.out.clone(),
-                actor: me.clone(),
-            };
-            let m = member.clone();
-            match room
-                .call(
-                    |reply| RoomMsg::Join {
-                        member: m,
-                        conn,
-                        capacity,
-                        reply,
-                    },
-                    Some(Duration::from_secs(10)),
-                )
-                .await
             {
-                Ok(ractor::rpc::CallResult::Success(res)) => return res.map(|_| view),
-                _ => continue,
+                let conn = LocalConn {
+                    out: self.out.clone(),
+                    actor: me.clone(),
+                };
+                let m = member.clone();
+                let res = room
+                    .call(
+                        |reply| RoomMsg::Join {
+                            member: m,
+                            conn,
+                            capacity,
+                            reply,
+                        },
+                        Some(CALL_TIMEOUT),
+                    )
+                    .await;
+                if let Ok(ractor::rpc::CallResult::Success(res)) = res {
+                    return res.map(|_| view);
+                }
             }
+            tokio::time::sleep(ROOM_RETRY_PAUSE).await;
         }
         Err(ErrorCode::Internal)
     }

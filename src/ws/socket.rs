@@ -24,6 +24,50 @@ use crate::app::App;
 
 /// Frames written before one flush.
 const WRITE_BATCH: usize = 64;
+/// How long a close or ping frame may take to write before the socket is given up.
+const CONTROL_WRITE: Duration = Duration::from_secs(1);
+
+/// How a batch of queued frames went.
+enum Written {
+    /// Written and flushed; keep serving.
+    More,
+    /// A close was sent, or the socket failed: stop.
+    Done,
+    /// The client is not reading: drop it.
+    Stuck,
+}
+
+/// Writes `first` and whatever else is queued (up to a batch), then flushes.
+async fn write_batch(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    first: Out,
+    rx: &mut outbound::OutboundRx,
+) -> Written {
+    let mut next = Some(first);
+    let mut n = 0;
+    while let Some(item) = next.take() {
+        match item {
+            Out::Text(t) => {
+                if sink.feed(Message::text(t)).await.is_err() {
+                    return Written::Done;
+                }
+            }
+            Out::Close { code, reason } => {
+                let _ = sink.send(Message::close_with(code, reason)).await;
+                return Written::Done;
+            }
+        }
+        n += 1;
+        if n < WRITE_BATCH {
+            next = rx.try_recv();
+        }
+    }
+    if sink.flush().await.is_err() {
+        Written::Done
+    } else {
+        Written::More
+    }
+}
 
 fn refuse(out: &Outbound, code: ErrorCode, details: serde_json::Value) {
     telemetry::ws_error(code.as_str());
@@ -102,32 +146,34 @@ pub async fn run(socket: WebSocket, app: Arc<App>, who: Identity, meta: ClientMe
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
     let mut last_pong = Instant::now();
     let overflow = rx.overflow_signal();
+    // A write that cannot finish within two heartbeats means the client stopped reading.
+    let write_limit = beat * 2;
     loop {
         tokio::select! {
             biased;
             _ = overflow.fired() => {
-                let _ = sink.send(Message::close_with(close::POLICY, "slow consumer")).await;
+                // The socket is stuck or too slow: do not wait for it to take a close frame.
+                let _ = tokio::time::timeout(CONTROL_WRITE, sink.send(Message::close_with(close::POLICY, "slow consumer"))).await;
                 break;
             }
             item = rx.recv() => {
-                let mut next = item;
-                let mut n = 0;
-                let mut closing = false;
-                while let Some(item) = next.take() {
-                    match item {
-                        Out::Text(t) => {
-                            if sink.feed(Message::text(t)).await.is_err() { closing = true; break; }
+                let Some(first) = item else { break };
+                let wrote = tokio::select! {
+                    biased;
+                    _ = overflow.fired() => Written::Stuck,
+                    w = tokio::time::timeout(write_limit, write_batch(&mut sink, first, &mut rx)) => w.unwrap_or(Written::Stuck),
+                };
+                match wrote {
+                    Written::More => {}
+                    Written::Done => break,
+                    Written::Stuck => {
+                        if !out.is_overflowed() {
+                            telemetry::slow_consumer();
                         }
-                        Out::Close { code, reason } => {
-                            let _ = sink.send(Message::close_with(code, reason)).await;
-                            closing = true;
-                            break;
-                        }
+                        tracing::debug!(conn = %conn.id, "client stopped reading; disconnecting");
+                        break;
                     }
-                    n += 1;
-                    if n < WRITE_BATCH { next = rx.try_recv(); }
                 }
-                if closing || n == 0 || sink.flush().await.is_err() { break; }
             }
             frame = stream.next() => match frame {
                 Some(Ok(msg)) => match on_frame(msg, &app, &out, &conn.actor) {
@@ -144,11 +190,16 @@ pub async fn run(socket: WebSocket, app: Arc<App>, who: Identity, meta: ClientMe
             _ = ping.tick() => {
                 if last_pong.elapsed() > beat * 2 {
                     telemetry::ws_error(ErrorCode::HeartbeatTimeout.as_str());
-                    let _ = sink.send(Message::text(ServerFrame::error(ErrorCode::HeartbeatTimeout, json!({})))).await;
-                    let _ = sink.send(Message::close_with(close::POLICY, "heartbeat timeout")).await;
+                    let bye = async {
+                        sink.send(Message::text(ServerFrame::error(ErrorCode::HeartbeatTimeout, json!({})))).await?;
+                        sink.send(Message::close_with(close::POLICY, "heartbeat timeout")).await
+                    };
+                    let _ = tokio::time::timeout(CONTROL_WRITE, bye).await;
                     break;
                 }
-                if sink.send(Message::ping(Vec::<u8>::new())).await.is_err() { break; }
+                if !matches!(tokio::time::timeout(CONTROL_WRITE, sink.send(Message::ping(Vec::<u8>::new()))).await, Ok(Ok(()))) {
+                    break;
+                }
             }
         }
     }
