@@ -57,6 +57,8 @@ pub struct Settings {
     pub rooms: RoomSettings,
     pub log: LogSettings,
     pub tls: TlsSettings,
+    pub cluster: ClusterSettings,
+    pub store: StoreSettings,
     /// Origins allowed to open a WebSocket (exact match of the `Origin` header). Empty:
     /// any origin, and requests without an `Origin` header (non-browser clients) always pass.
     pub allowed_origins: Vec<String>,
@@ -132,6 +134,97 @@ pub struct LogSettings {
     pub audit_enabled: bool,
 }
 
+/// Clustering over NATS. Without `nats_url` a node runs alone.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// NATS server(s), comma-separated (`nats://host:4222`).
+    pub nats_url: Option<String>,
+    /// Nodes with the same name form one cluster; subjects start `signalgrid.<name>.`.
+    pub name: String,
+    pub nats_user: Option<String>,
+    pub nats_password: Option<String>,
+    pub nats_token: Option<String>,
+    /// A NATS credentials file (JWT + nkey).
+    pub nats_creds_path: Option<PathBuf>,
+    /// CA certificate (PEM) to verify the NATS server; implies TLS.
+    pub nats_tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS with NATS.
+    pub nats_tls_cert: Option<PathBuf>,
+    pub nats_tls_key: Option<PathBuf>,
+    /// How often a node announces itself, in milliseconds.
+    pub presence_ms: u64,
+    /// A node not heard from for this long is dead: its members leave their rooms.
+    pub dead_after_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            nats_url: None,
+            name: "default".into(),
+            nats_user: None,
+            nats_password: None,
+            nats_token: None,
+            nats_creds_path: None,
+            nats_tls_ca: None,
+            nats_tls_cert: None,
+            nats_tls_key: None,
+            presence_ms: 1_000,
+            dead_after_ms: 5_000,
+        }
+    }
+}
+
+impl fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("nats_url", &self.nats_url)
+            .field("name", &self.name)
+            .field("nats_user", &self.nats_user)
+            .field("nats_password", &redact(&self.nats_password))
+            .field("nats_token", &redact(&self.nats_token))
+            .field("nats_creds_path", &self.nats_creds_path)
+            .field("nats_tls_ca", &self.nats_tls_ca)
+            .field("nats_tls_cert", &self.nats_tls_cert)
+            .field("nats_tls_key", &self.nats_tls_key)
+            .field("presence_ms", &self.presence_ms)
+            .field("dead_after_ms", &self.dead_after_ms)
+            .finish()
+    }
+}
+
+/// Where sessions are stored. Without `mongodb_uri`, the embedded store in `data_dir`.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `mongodb://…` or `mongodb+srv://…`.
+    pub mongodb_uri: Option<String>,
+    pub mongodb_database: String,
+    /// With MongoDB unreachable at start: false = fail start-up; true = start not ready
+    /// (`/readyz` 503) and keep trying.
+    pub start_unready: bool,
+    /// Call records kept on the node (durably) while the store is unreachable.
+    pub outbox_max: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings { mongodb_uri: None, mongodb_database: "signalgrid".into(), start_unready: false, outbox_max: 100_000 }
+    }
+}
+
+impl fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("mongodb_uri", &redact(&self.mongodb_uri))
+            .field("mongodb_database", &self.mongodb_database)
+            .field("start_unready", &self.start_unready)
+            .field("outbox_max", &self.outbox_max)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
@@ -151,6 +244,8 @@ impl Default for Settings {
             rooms: RoomSettings::default(),
             log: LogSettings::default(),
             tls: TlsSettings::default(),
+            cluster: ClusterSettings::default(),
+            store: StoreSettings::default(),
             allowed_origins: Vec::new(),
         }
     }
@@ -316,6 +411,19 @@ impl Settings {
         }
         if self.rooms.join_window_minutes < 0 || self.rooms.grace_minutes < 0 {
             return Err(bad("rooms", "minutes must not be negative"));
+        }
+        if self.cluster.presence_ms < 50 || self.cluster.dead_after_ms < 2 * self.cluster.presence_ms {
+            return Err(bad("cluster.dead_after_ms", "must be at least twice cluster.presence_ms (>= 50)"));
+        }
+        if self.cluster.nats_tls_cert.is_some() != self.cluster.nats_tls_key.is_some() {
+            return Err(bad("cluster", "nats_tls_cert and nats_tls_key go together"));
+        }
+        let valid_name = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid_name(&self.cluster.name) {
+            return Err(bad("cluster.name", "letters, digits, '-' and '_' only"));
+        }
+        if self.store.outbox_max == 0 {
+            return Err(bad("store.outbox_max", "must be greater than 0"));
         }
         if self.tls.cert_path.is_some() != self.tls.key_path.is_some() {
             return Err(bad("tls", "cert_path and key_path go together"));

@@ -85,7 +85,30 @@ fn debug_hides_secrets() {
     let mut s = Settings::default();
     s.auth.jwt_secret = Some("super-secret-value-123".into());
     s.ice.turn_secret = Some("turn-secret-value".into());
+    s.cluster.nats_password = Some("nats-pass-value".into());
+    s.store.mongodb_uri = Some("mongodb://user:mongo-pass-value@h/db".into());
     let shown = format!("{s:?}");
     assert!(!shown.contains("super-secret-value-123"));
     assert!(!shown.contains("turn-secret-value"));
+    assert!(!shown.contains("nats-pass-value"));
+    assert!(!shown.contains("mongo-pass-value"));
+}
+
+#[test]
+fn cluster_and_store_keys() {
+    let mut s = Settings::default();
+    s.apply_env([
+        ("SIGNALGRID_NATS_URL", "nats://127.0.0.1:4222"),
+        ("SIGNALGRID_CLUSTER", "blue"),
+        ("SIGNALGRID_DEAD_AFTER_MS", "3000"),
+        ("SIGNALGRID_MONGODB_URI", "mongodb://127.0.0.1:27017"),
+    ])
+    .unwrap();
+    s.validate().unwrap();
+    assert_eq!(s.cluster.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+    assert_eq!(s.cluster.name, "blue");
+    assert_eq!(s.cluster.dead_after_ms, 3000);
+    assert_eq!(s.store.mongodb_uri.as_deref(), Some("mongodb://127.0.0.1:27017"));
+    s.cluster.name = "a.b".into();
+    assert!(s.validate().unwrap_err().to_string().contains("cluster.name"));
 }
