@@ -149,34 +149,21 @@ impl ConnState {
         let Some(j) = self.room.take() else { return };
         self.ctx.conns.set_room(&self.id, None);
         for _ in 0..ROOM_RETRIES {
-            let room_id = j.room_id.clone();
-            match self
-                .rooms_call(|reply| RoomsMsg::Lookup { room_id, reply })
-                .await
-            {
-                Some(Some(room)) => {
+            match self.ctx.room(&j.room_id) {
+                Some(room) => {
                     let conn_id = self.id.clone();
-                    let done = room
-                        .call(
-                            |r| RoomMsg::Leave {
-                                conn_id,
-                                reply: Some(r),
-                            },
-                            Some(CALL_TIMEOUT),
-                        )
-                        .await;
+                    let done = room.call(|r| RoomMsg::Leave { conn_id, reply: Some(r) }, Some(CALL_TIMEOUT)).await;
                     if matches!(done, Ok(ractor::rpc::CallResult::Success(()))) {
                         return;
                     }
                 }
                 // No room actor here (it stopped for good): nobody else will announce us, so
                 // at least take us out of shared membership.
-                Some(None) => break,
-                None => {}
+                None => break,
             }
             tokio::time::sleep(ROOM_RETRY_PAUSE).await;
         }
-        if let Err(e) = self.ctx.ports.membership.leave(&j.room_id, &self.id).await {
+        if let Err(e) = self.ctx.ports.membership.leave(&j.room_id, std::slice::from_ref(&self.id)).await {
             tracing::warn!(room = %j.room_id, error = %e, "leave without a room actor failed");
         }
     }
@@ -367,15 +354,8 @@ impl ConnState {
             duration,
         }
         .encode();
-        let room_id = rid.clone();
-        if let Some(Some(room)) = self
-            .rooms_call(|reply| RoomsMsg::Lookup { room_id, reply })
-            .await
-        {
-            let _ = room.send_message(RoomMsg::Broadcast {
-                frame,
-                except: None,
-            });
+        if let Some(room) = self.ctx.room(&rid) {
+            let _ = room.send_message(RoomMsg::Broadcast { frame, except: None });
         }
     }
 

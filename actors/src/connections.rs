@@ -16,7 +16,6 @@ use crate::node::NodeCtx;
 use crate::outbound::Outbound;
 use crate::protocol::ServerFrame;
 use crate::room::RoomMsg;
-use crate::rooms::RoomsMsg;
 use crate::{ConnId, RoomId};
 
 /// One live connection of this node.
@@ -134,19 +133,17 @@ impl Actor for ConnectionSupervisor {
             ));
             entry.out.close(close::INTERNAL, "internal error");
             if let Some(room_id) = entry.room {
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    let found = ctx
-                        .rooms()
-                        .call(|reply| RoomsMsg::Lookup { room_id, reply }, None)
-                        .await;
-                    if let Ok(ractor::rpc::CallResult::Success(Some(room))) = found {
-                        let _ = room.send_message(RoomMsg::Leave {
-                            conn_id,
-                            reply: None,
+                match ctx.room(&room_id) {
+                    Some(room) => {
+                        let _ = room.send_message(RoomMsg::Leave { conn_id, reply: None });
+                    }
+                    None => {
+                        let ctx = ctx.clone();
+                        tokio::spawn(async move {
+                            let _ = ctx.ports.membership.leave(&room_id, &[conn_id]).await;
                         });
                     }
-                });
+                }
             }
         }
         Ok(())

@@ -16,6 +16,9 @@ pub enum ErrorCode {
     PaymentRequired,
     OutsideTimeWindow,
     RoomFull,
+    RoomClosed,
+    Kicked,
+    ClusterUnavailable,
     ValidationError,
     RateLimited,
     NotFound,
@@ -48,6 +51,9 @@ impl ErrorCode {
             PaymentRequired => "PAYMENT_REQUIRED",
             OutsideTimeWindow => "OUTSIDE_TIME_WINDOW",
             RoomFull => "ROOM_FULL",
+            RoomClosed => "ROOM_CLOSED",
+            Kicked => "KICKED",
+            ClusterUnavailable => "CLUSTER_UNAVAILABLE",
             ValidationError => "VALIDATION_ERROR",
             RateLimited => "RATE_LIMITED",
             NotFound => "NOT_FOUND",
@@ -79,9 +85,10 @@ impl ErrorCode {
             SessionNotFound | NotFound | PeerNotFound => 404,
             MethodNotAllowed => 405,
             SessionClosed | RoomFull | CallNotStarted | SessionReplaced => 409,
+            RoomClosed | Kicked => 410,
             PayloadTooLarge => 413,
             RateLimited => 429,
-            NodeDraining | ConnectionLimit | StoreUnavailable => 503,
+            NodeDraining | ConnectionLimit | StoreUnavailable | ClusterUnavailable => 503,
             SlowConsumer | HeartbeatTimeout | Internal => 500,
         }
     }
@@ -100,6 +107,9 @@ impl ErrorCode {
                 "This call is not open right now. You can join shortly before the session starts."
             }
             RoomFull => "This call already has all its participants.",
+            RoomClosed => "This call was closed by an operator.",
+            Kicked => "You were disconnected by an operator.",
+            ClusterUnavailable => "The call service is reconnecting. Please try again in a moment.",
             ValidationError => "Some fields of the request are not valid.",
             RateLimited => "Too many requests. Please wait a moment and try again.",
             NotFound => "Nothing is here.",

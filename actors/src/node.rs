@@ -9,8 +9,8 @@
 //! Must not: know about HTTP, sockets or a particular store (the edges bring those).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -22,7 +22,7 @@ use crate::connections::{ConnRegistry, ConnectionSupervisor};
 use crate::errors::ErrorCode;
 use crate::identity::Identity;
 use crate::outbound::Outbound;
-use crate::ports::{Member, Ports};
+use crate::ports::{Member, Ports, RoomEvent};
 use crate::room::RoomMsg;
 use crate::rooms::{RoomSupervisor, RoomsMsg};
 use crate::rules::JoinPolicy;
@@ -58,6 +58,9 @@ pub struct NodeCtx {
     audits: Arc<AuditTracker>,
     draining: AtomicBool,
     rooms: OnceLock<ActorRef<RoomsMsg>>,
+    /// Running RoomActors by room, kept by the RoomSupervisor.
+    room_index: RwLock<HashMap<RoomId, ActorRef<RoomMsg>>>,
+    started: std::time::Instant,
 }
 
 impl NodeCtx {
@@ -121,6 +124,95 @@ impl NodeCtx {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
+
+    /// The running RoomActor of a room, if it has members here.
+    pub fn room(&self, room: &str) -> Option<ActorRef<RoomMsg>> {
+        self.room_index.read().unwrap_or_else(|p| p.into_inner()).get(room).cloned()
+    }
+
+    pub(crate) fn index_room(&self, room: RoomId, actor: ActorRef<RoomMsg>) {
+        self.room_index.write().unwrap_or_else(|p| p.into_inner()).insert(room, actor);
+    }
+
+    pub(crate) fn unindex_room(&self, room: &RoomId, actor: ractor::ActorId) {
+        let mut idx = self.room_index.write().unwrap_or_else(|p| p.into_inner());
+        if idx.get(room).is_some_and(|a| a.get_id() == actor) {
+            idx.remove(room);
+        }
+    }
+
+    /// Rooms with members on this node.
+    pub fn local_rooms(&self) -> Vec<RoomId> {
+        self.room_index.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+}
+
+/// What this node reports about itself (presence, admin).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct NodeStatus {
+    pub node_id: String,
+    pub connections: usize,
+    pub rooms: usize,
+    pub uptime_secs: u64,
+    pub draining: bool,
+}
+
+/// The entry points for what arrives from other nodes; the cluster layer holds one.
+#[derive(Clone)]
+pub struct Inbound {
+    ctx: Arc<NodeCtx>,
+}
+
+impl Inbound {
+    /// A frame for a connection of this node; false if it is not here.
+    pub fn deliver(&self, to: &str, frame: String) -> bool {
+        match self.ctx.conns.get(to) {
+            Some(c) => {
+                c.out.send(frame);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// An event about a room; ignored if the room has no members here.
+    pub fn room_event(&self, room: &str, event: RoomEvent) {
+        if let Some(actor) = self.ctx.room(room) {
+            let _ = actor.send_message(RoomMsg::Remote(event));
+        }
+    }
+
+    /// Every local room re-reads shared membership (after the cluster connection came back,
+    /// or a node died).
+    pub fn resync_all(&self) {
+        for room in self.ctx.local_rooms() {
+            if let Some(actor) = self.ctx.room(&room) {
+                let _ = actor.send_message(RoomMsg::Resync);
+            }
+        }
+    }
+
+    /// Disconnects a connection of this node (operator's kick); false if it is not here.
+    pub fn kick(&self, conn: &str) -> bool {
+        match self.ctx.conns.get(conn) {
+            Some(c) => c.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::Kicked, close_code: close::KICKED }).is_ok(),
+            None => false,
+        }
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus {
+            node_id: self.ctx.node_id.to_string(),
+            connections: self.ctx.conns.len(),
+            rooms: self.ctx.local_rooms().len(),
+            uptime_secs: self.ctx.started.elapsed().as_secs(),
+            draining: self.ctx.is_draining(),
+        }
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.ctx.node_id
+    }
 }
 
 /// Counts audit writes in flight.
@@ -161,6 +253,8 @@ impl Node {
             audits: Arc::default(),
             draining: AtomicBool::new(false),
             rooms: OnceLock::new(),
+            room_index: RwLock::default(),
+            started: std::time::Instant::now(),
         });
         let spawn_err = |e: ractor::SpawnErr| NodeError::Spawn(e.to_string());
         let (room_sup, _) = Actor::spawn(None, RoomSupervisor, ctx.clone())
@@ -216,58 +310,50 @@ impl Node {
         self.ctx.conns.len()
     }
 
+    /// The handle the cluster layer uses for what arrives from other nodes.
+    pub fn inbound(&self) -> Inbound {
+        Inbound { ctx: self.ctx.clone() }
+    }
+
     /// Rooms with local members.
     pub async fn rooms(&self) -> Vec<RoomId> {
-        self.room_sup
-            .call(RoomsMsg::List, Some(Duration::from_secs(10)))
-            .await
-            .ok()
-            .and_then(|r| r.success_or(()).ok())
-            .unwrap_or_default()
+        self.ctx.local_rooms()
     }
 
     /// A room's members across the cluster.
     pub async fn room_members(&self, room: &RoomId) -> Vec<Member> {
-        self.ctx
-            .ports
-            .membership
-            .members(room)
-            .await
-            .unwrap_or_default()
+        self.ctx.ports.membership.snapshot(room).await.map(|s| s.members).unwrap_or_default()
     }
 
-    /// Sends a frame to every member of a room (on every node), if it has members here.
+    /// Sends a frame to every member of a room (on every node).
     pub async fn broadcast(&self, room: &RoomId, frame: String) {
-        let room_id = room.clone();
-        if let Ok(ractor::rpc::CallResult::Success(Some(actor))) = self
-            .room_sup
-            .call(
-                |reply| RoomsMsg::Lookup { room_id, reply },
-                Some(Duration::from_secs(10)),
-            )
-            .await
-        {
-            let _ = actor.send_message(RoomMsg::Broadcast {
-                frame,
-                except: None,
-            });
+        match self.ctx.room(room) {
+            Some(actor) => {
+                let _ = actor.send_message(RoomMsg::Broadcast { frame, except: None });
+            }
+            None => {
+                let event = RoomEvent::Frame { frame, except: None };
+                if let Err(e) = self.ctx.ports.bus.publish(room, &event) {
+                    tracing::warn!(room = %room, error = %e, "room broadcast not published");
+                }
+            }
+        }
+    }
+
+    /// Disconnects every member of a room, on every node (operator's close).
+    pub fn close_room(&self, room: &RoomId) {
+        if let Some(actor) = self.ctx.room(room) {
+            let _ = actor.send_message(RoomMsg::Remote(RoomEvent::Close));
+        }
+        if let Err(e) = self.ctx.ports.bus.publish(room, &RoomEvent::Close) {
+            tracing::warn!(room = %room, error = %e, "room close not published");
         }
     }
 
     /// Test hook: makes the room's actor panic. Returns false if the room has no actor here.
     #[doc(hidden)]
     pub async fn inject_room_fault(&self, room: &RoomId) -> bool {
-        let room_id = room.clone();
-        match self
-            .room_sup
-            .call(|reply| RoomsMsg::Lookup { room_id, reply }, None)
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(Some(actor))) => {
-                actor.send_message(RoomMsg::InjectFault).is_ok()
-            }
-            _ => false,
-        }
+        self.ctx.room(room).is_some_and(|a| a.send_message(RoomMsg::InjectFault).is_ok())
     }
 
     /// Stops taking connections and joins, tells every client NODE_DRAINING, closes them,

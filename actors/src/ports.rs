@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::session::{AuditEntry, NewSession, Session};
 use crate::{ConnId, NodeId, RoomId};
@@ -66,7 +67,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// One member of a room, wherever it is connected.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub conn_id: ConnId,
     pub user_id: String,
@@ -75,13 +76,12 @@ pub struct Member {
     pub node_id: NodeId,
 }
 
-/// What a successful join changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinOutcome {
-    /// The room's members after the join, the joiner included.
+/// A room's members at one revision. Revisions grow with every change, so a node that sees
+/// snapshots out of order (or twice) keeps the newest and notifies each change once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSnapshot {
+    pub revision: u64,
     pub members: Vec<Member>,
-    /// The same user's earlier connection, which the join replaced.
-    pub replaced: Option<Member>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -92,22 +92,19 @@ pub enum MembershipError {
     Unavailable(String),
 }
 
-/// Shared room membership. `join` is atomic across the cluster: capacity and
-/// replace-on-rejoin hold even when several nodes admit members at the same instant.
+/// Shared room membership. Every change is atomic across the cluster (compare-and-set):
+/// capacity and replace-on-rejoin hold even when several nodes admit members at once.
 #[async_trait]
 pub trait Membership: Send + Sync + 'static {
-    /// Admits `member`, replacing a member with the same user id, unless that would put more
-    /// than `capacity` members in the room.
-    async fn join(
-        &self,
-        room: &RoomId,
-        member: Member,
-        capacity: usize,
-    ) -> Result<JoinOutcome, MembershipError>;
-    /// Removes a connection; returns it if it was a member.
-    async fn leave(&self, room: &RoomId, conn: &ConnId) -> Result<Option<Member>, MembershipError>;
-    /// The room's members (empty for an unknown room).
-    async fn members(&self, room: &RoomId) -> Result<Vec<Member>, MembershipError>;
+    /// Admits `member`, removing any other connection of the same user, unless the room
+    /// would then hold more than `capacity` members. Returns the room after the change.
+    async fn join(&self, room: &RoomId, member: Member, capacity: usize) -> Result<RoomSnapshot, MembershipError>;
+    /// Removes these connections (those present); returns the room after the change.
+    async fn leave(&self, room: &RoomId, conns: &[ConnId]) -> Result<RoomSnapshot, MembershipError>;
+    /// The room as it is now (revision 0 and no members for an unknown room).
+    async fn snapshot(&self, room: &RoomId) -> Result<RoomSnapshot, MembershipError>;
+    /// Every room that has members.
+    async fn rooms(&self) -> Result<Vec<RoomId>, MembershipError>;
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -118,18 +115,30 @@ pub enum BusError {
     Unavailable(String),
 }
 
-/// Carries frames between nodes. Delivery is at most once: a lost frame is a lost ICE
-/// candidate or offer, which WebRTC clients already retry or renegotiate.
+/// What nodes tell each other about a room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum RoomEvent {
+    /// The room's membership changed; here is the new state.
+    Membership(RoomSnapshot),
+    /// A frame for every member except `except` (e.g. `call-ended`).
+    Frame { frame: String, except: Option<ConnId> },
+    /// An operator closed the room: every member is disconnected.
+    Close,
+}
+
+/// Carries frames and room events between nodes. Delivery is at most once: a lost relay is
+/// a lost ICE candidate or offer, which WebRTC clients retry or renegotiate; a lost
+/// membership event is repaired by the next one or by the room's periodic resync.
 pub trait Bus: Send + Sync + 'static {
     /// Sends an encoded frame to connection `to` on node `node`.
     fn deliver(&self, node: &NodeId, to: &ConnId, frame: String) -> Result<(), BusError>;
-    /// Sends an encoded frame to every member of `room` on other nodes, except `except`.
-    fn broadcast(
-        &self,
-        room: &RoomId,
-        frame: String,
-        except: Option<&ConnId>,
-    ) -> Result<(), BusError>;
+    /// Tells every node watching `room` (this one included) about it.
+    fn publish(&self, room: &RoomId, event: &RoomEvent) -> Result<(), BusError>;
+    /// Starts receiving `room`'s events here (a room got local members).
+    fn watch_room(&self, room: &RoomId);
+    /// Stops receiving them (the room's last local member left).
+    fn unwatch_room(&self, room: &RoomId);
 }
 
 /// The ports a node is started with.

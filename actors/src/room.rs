@@ -1,23 +1,33 @@
 //! RoomActor: one per room with members on this node. Owns the room's membership changes
-//! (through the shared `Membership`), tells members about joins and leaves, and publishes a
-//! routing view that connections read to relay without a round trip through this actor.
+//! (through the shared `Membership`), tells local members about joins and leaves, and
+//! publishes a routing view that connections read to relay without a hop through this actor.
 //!
-//! Must not: do store I/O or rule checks (the ConnectionActor did those before asking to
-//! join), or block on a slow member (every send is a bounded `try_send`).
+//! Membership is state, not a stream of deltas: every change yields a `RoomSnapshot` with a
+//! revision, and `apply` diffs the newest snapshot against the last one to tell local
+//! members exactly what changed. Snapshots from this node's own changes, from other nodes
+//! (room events on the bus) and from the periodic resync all go through `apply`, so each
+//! change is announced once per member, whichever way it arrives first.
+//!
+//! Must not: do store I/O or rule checks (the ConnectionActor did those), or block on a slow
+//! member (every send is a bounded `try_send`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
 
-use crate::connection::ConnMsg;
+use crate::connection::{ConnMsg, close};
 use crate::errors::ErrorCode;
 use crate::node::NodeCtx;
 use crate::outbound::Outbound;
-use crate::ports::{Member, MembershipError};
+use crate::ports::{Member, MembershipError, RoomEvent, RoomSnapshot};
 use crate::protocol::{Participant, ServerFrame};
 use crate::{ConnId, NodeId, RoomId};
+
+/// How often a room re-reads shared membership, to repair lost events.
+const RESYNC_EVERY: Duration = Duration::from_secs(5);
 
 /// Where a member's frames go.
 #[derive(Debug, Clone)]
@@ -63,7 +73,7 @@ pub struct LocalConn {
 
 pub enum RoomMsg {
     /// Admit a member (rules already checked). Replies after `room-joined` is queued to the
-    /// joiner and `user-joined` to the others.
+    /// joiner and `user-joined` to the local others.
     Join {
         member: Member,
         conn: LocalConn,
@@ -72,16 +82,14 @@ pub enum RoomMsg {
         reply: RpcReplyPort<Result<Vec<Member>, ErrorCode>>,
     },
     /// A connection leaves (leave-room, close, or a second room).
-    Leave {
-        conn_id: ConnId,
-        reply: Option<RpcReplyPort<()>>,
-    },
+    Leave { conn_id: ConnId, reply: Option<RpcReplyPort<()>> },
     /// Send a frame to every member (on every node), except `except`.
-    Broadcast {
-        frame: String,
-        except: Option<ConnId>,
-    },
-    /// The room's members, as shared membership has them.
+    Broadcast { frame: String, except: Option<ConnId> },
+    /// An event from another node (or this one, echoed by the bus).
+    Remote(RoomEvent),
+    /// Re-read shared membership (periodically, and when the cluster connection is back).
+    Resync,
+    /// The room's members as this node sees them.
     Members(RpcReplyPort<Vec<Member>>),
     /// Test hook: panic inside the handler, to exercise supervision.
     InjectFault,
@@ -101,8 +109,13 @@ pub struct RoomState {
     room_id: RoomId,
     view: Arc<RoomView>,
     ctx: Arc<NodeCtx>,
+    revision: u64,
     members: Vec<Member>,
     locals: HashMap<ConnId, LocalConn>,
+    /// Capacity from the last join here (used to re-admit a member the cluster dropped).
+    capacity: usize,
+    /// Has had local members; once it has none again, the actor stops.
+    active: bool,
 }
 
 fn participant(m: &Member) -> Participant {
@@ -131,105 +144,136 @@ impl RoomState {
         self.view.replace(routes);
     }
 
-    /// Sends to local members and, through the bus, to members on other nodes.
-    fn broadcast(&self, frame: String, except: &[&ConnId]) {
+    /// Sends to local members except `except`.
+    fn tell_locals(&self, frame: &str, except: &[&ConnId]) {
         for (id, l) in &self.locals {
             if !except.contains(&id) {
-                l.out.send(frame.clone());
-            }
-        }
-        if self.members.iter().any(|m| m.node_id != self.ctx.node_id) {
-            if let Err(e) =
-                self.ctx
-                    .ports
-                    .bus
-                    .broadcast(&self.room_id, frame, except.first().copied())
-            {
-                tracing::warn!(room = %self.room_id, error = %e, "room broadcast to other nodes failed");
+                l.out.send(frame.to_owned());
             }
         }
     }
 
-    async fn join(
-        &mut self,
-        member: Member,
-        conn: LocalConn,
-        capacity: usize,
-    ) -> Result<Vec<Member>, ErrorCode> {
-        let outcome = match self
-            .ctx
-            .ports
-            .membership
-            .join(&self.room_id, member.clone(), capacity)
-            .await
-        {
-            Ok(o) => o,
+    fn publish(&self, event: &RoomEvent) {
+        if let Err(e) = self.ctx.ports.bus.publish(&self.room_id, event) {
+            tracing::warn!(room = %self.room_id, error = %e, "room event not published");
+        }
+    }
+
+    /// Moves to `snap` if it is newer, telling local members what changed. `joiner` gets
+    /// `room-joined` instead of notifications.
+    fn apply(&mut self, snap: RoomSnapshot, joiner: Option<&ConnId>) {
+        if snap.revision <= self.revision && joiner.is_none() {
+            return;
+        }
+        self.apply_any(snap, joiner);
+    }
+
+    /// `apply` without the revision check (for a change made only here).
+    fn apply_any(&mut self, snap: RoomSnapshot, joiner: Option<&ConnId>) {
+        let old = std::mem::replace(&mut self.members, snap.members);
+        self.revision = self.revision.max(snap.revision);
+        let removed: Vec<Member> = old.iter().filter(|o| !self.members.iter().any(|m| m.conn_id == o.conn_id)).cloned().collect();
+        let added: Vec<Member> = self.members.iter().filter(|m| !old.iter().any(|o| o.conn_id == m.conn_id)).cloned().collect();
+        for r in &removed {
+            if let Some(l) = self.locals.remove(&r.conn_id) {
+                if self.members.iter().any(|m| m.user_id == r.user_id) {
+                    let _ = l.actor.send_message(ConnMsg::Replaced { room_id: self.room_id.clone() });
+                } else {
+                    // Dropped by the cluster (e.g. thought dead during an outage) while still
+                    // connected here: put it back.
+                    self.locals.insert(r.conn_id.clone(), l);
+                }
+            }
+        }
+        self.publish_view();
+        let quiet: Vec<&ConnId> = joiner.into_iter().collect();
+        for r in removed.iter().filter(|r| !self.locals.contains_key(&r.conn_id)) {
+            self.tell_locals(&ServerFrame::UserLeft { socket_id: &r.conn_id, user_id: &r.user_id }.encode(), &quiet);
+        }
+        for a in &added {
+            let mut except = quiet.clone();
+            except.push(&a.conn_id);
+            self.tell_locals(&ServerFrame::UserJoined(&participant(a)).encode(), &except);
+        }
+    }
+
+    async fn join(&mut self, member: Member, conn: LocalConn, capacity: usize) -> Result<Vec<Member>, ErrorCode> {
+        self.capacity = capacity;
+        let snap = match self.ctx.ports.membership.join(&self.room_id, member.clone(), capacity).await {
+            Ok(s) => s,
             Err(MembershipError::Full) => return Err(ErrorCode::RoomFull),
             Err(MembershipError::Unavailable(e)) => {
                 tracing::error!(room = %self.room_id, error = %e, "membership unavailable");
-                return Err(ErrorCode::Internal);
+                return Err(ErrorCode::ClusterUnavailable);
             }
         };
-        self.members = outcome.members;
         let joiner = conn.out.clone();
         self.locals.insert(member.conn_id.clone(), conn);
-        if let Some(old) = &outcome.replaced {
-            if let Some(l) = self.locals.remove(&old.conn_id) {
-                let _ = l.actor.send_message(ConnMsg::Replaced {
-                    room_id: self.room_id.clone(),
-                });
-            }
-        }
-        self.publish_view();
-        let participants: Vec<Participant> = self.members.iter().map(participant).collect();
-        joiner.send(
-            ServerFrame::RoomJoined {
-                room_id: &self.room_id,
-                participants: &participants,
-            }
-            .encode(),
-        );
-        if let Some(old) = &outcome.replaced {
-            let left = ServerFrame::UserLeft {
-                socket_id: &old.conn_id,
-                user_id: &old.user_id,
-            }
-            .encode();
-            self.broadcast(left, &[&member.conn_id, &old.conn_id]);
-        }
-        self.broadcast(
-            ServerFrame::UserJoined(&participant(&member)).encode(),
-            &[&member.conn_id],
-        );
+        let participants: Vec<Participant> = snap.members.iter().map(participant).collect();
+        joiner.send(ServerFrame::RoomJoined { room_id: &self.room_id, participants: &participants }.encode());
+        self.publish(&RoomEvent::Membership(snap.clone()));
+        self.apply(snap, Some(&member.conn_id));
         Ok(self.members.clone())
     }
 
-    async fn leave(&mut self, conn_id: &ConnId) {
-        let removed = match self
-            .ctx
-            .ports
-            .membership
-            .leave(&self.room_id, conn_id)
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(room = %self.room_id, error = %e, "membership leave failed");
-                self.members.iter().find(|m| &m.conn_id == conn_id).cloned()
+    async fn leave(&mut self, conn_ids: &[ConnId]) {
+        for c in conn_ids {
+            self.locals.remove(c);
+        }
+        match self.ctx.ports.membership.leave(&self.room_id, conn_ids).await {
+            Ok(snap) => {
+                self.publish(&RoomEvent::Membership(snap.clone()));
+                self.apply(snap, None);
             }
-        };
-        self.locals.remove(conn_id);
-        self.members.retain(|m| &m.conn_id != conn_id);
-        self.publish_view();
-        if let Some(m) = removed {
-            self.broadcast(
-                ServerFrame::UserLeft {
-                    socket_id: &m.conn_id,
-                    user_id: &m.user_id,
+            Err(e) => {
+                // Shared membership is unreachable: announce the leave here anyway; the
+                // resync removes it from shared membership once it is back.
+                tracing::warn!(room = %self.room_id, error = %e, "membership leave failed; announcing locally");
+                let members = self.members.iter().filter(|m| !conn_ids.contains(&m.conn_id)).cloned().collect();
+                self.apply_any(RoomSnapshot { revision: self.revision, members }, None);
+            }
+        }
+    }
+
+    /// Re-reads shared membership; removes this node's members that are no longer
+    /// connected and re-admits connected ones the cluster dropped.
+    async fn resync(&mut self) {
+        let Ok(snap) = self.ctx.ports.membership.snapshot(&self.room_id).await else { return };
+        let gone: Vec<ConnId> = snap
+            .members
+            .iter()
+            .filter(|m| m.node_id == self.ctx.node_id && !self.locals.contains_key(&m.conn_id))
+            .map(|m| m.conn_id.clone())
+            .collect();
+        let missing: Vec<Member> = self
+            .members
+            .iter()
+            .filter(|m| self.locals.contains_key(&m.conn_id) && !snap.members.iter().any(|s| s.conn_id == m.conn_id))
+            .cloned()
+            .collect();
+        self.apply(snap, None);
+        if !gone.is_empty() {
+            self.leave(&gone).await;
+        }
+        for m in missing {
+            match self.ctx.ports.membership.join(&self.room_id, m.clone(), self.capacity.max(1)).await {
+                Ok(snap) => {
+                    self.publish(&RoomEvent::Membership(snap.clone()));
+                    self.apply(snap, None);
                 }
-                .encode(),
-                &[],
-            );
+                Err(e) => {
+                    tracing::warn!(room = %self.room_id, conn = %m.conn_id, error = %e, "could not re-admit member");
+                    if let Some(l) = self.locals.remove(&m.conn_id) {
+                        let _ = l.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::RoomFull, close_code: close::POLICY });
+                    }
+                }
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        for l in self.locals.values() {
+            let _ = l.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::RoomClosed, close_code: close::KICKED });
         }
     }
 }
@@ -240,82 +284,82 @@ impl Actor for RoomActor {
     type Arguments = RoomArgs;
 
     /// Starts from shared membership, so that a restarted room knows its members again.
-    async fn pre_start(
-        &self,
-        _me: ActorRef<RoomMsg>,
-        args: RoomArgs,
-    ) -> Result<RoomState, ActorProcessingErr> {
+    async fn pre_start(&self, me: ActorRef<RoomMsg>, args: RoomArgs) -> Result<RoomState, ActorProcessingErr> {
         let mut st = RoomState {
             room_id: args.room_id,
             view: args.view,
             ctx: args.ctx,
+            revision: 0,
             members: Vec::new(),
             locals: HashMap::new(),
+            capacity: 0,
+            active: false,
         };
-        let members = st
-            .ctx
-            .ports
-            .membership
-            .members(&st.room_id)
-            .await
-            .unwrap_or_default();
-        for m in members {
-            if m.node_id != st.ctx.node_id {
-                st.members.push(m);
-            } else if let Some(c) = st.ctx.conns.get(&m.conn_id) {
-                st.locals.insert(
-                    m.conn_id.clone(),
-                    LocalConn {
-                        out: c.out.clone(),
-                        actor: c.actor.clone(),
-                    },
-                );
-                st.members.push(m);
-            } else {
-                let _ = st.ctx.ports.membership.leave(&st.room_id, &m.conn_id).await;
+        // Watch before reading, so that no change falls between the read and the events.
+        st.ctx.ports.bus.watch_room(&st.room_id);
+        if let Ok(snap) = st.ctx.ports.membership.snapshot(&st.room_id).await {
+            for m in snap.members.iter().filter(|m| m.node_id == st.ctx.node_id) {
+                if let Some(c) = st.ctx.conns.get(&m.conn_id) {
+                    st.locals.insert(m.conn_id.clone(), LocalConn { out: c.out.clone(), actor: c.actor.clone() });
+                }
+            }
+            st.capacity = snap.members.len().max(2);
+            st.revision = snap.revision;
+            st.members = snap.members;
+            st.publish_view();
+        }
+        st.active = !st.locals.is_empty();
+        if args.restart {
+            st.resync().await;
+            if st.locals.is_empty() {
+                me.stop(Some("no local members after restart".into()));
             }
         }
-        st.publish_view();
-        if args.restart && st.locals.is_empty() {
-            _me.stop(Some("no local members after restart".into()));
-        }
+        me.send_interval(RESYNC_EVERY, || RoomMsg::Resync);
         Ok(st)
     }
 
-    async fn handle(
-        &self,
-        me: ActorRef<RoomMsg>,
-        msg: RoomMsg,
-        st: &mut RoomState,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, me: ActorRef<RoomMsg>, msg: RoomMsg, st: &mut RoomState) -> Result<(), ActorProcessingErr> {
+        // A room started for a join stops when that join fails, or when no join came by the
+        // first resync; an active room stops when its last local member is gone.
+        let settles = matches!(msg, RoomMsg::Join { .. } | RoomMsg::Resync);
         match msg {
-            RoomMsg::Join {
-                member,
-                conn,
-                capacity,
-                reply,
-            } => {
+            RoomMsg::Join { member, conn, capacity, reply } => {
                 let res = st.join(member, conn, capacity).await;
                 let _ = reply.send(res);
             }
             RoomMsg::Leave { conn_id, reply } => {
-                st.leave(&conn_id).await;
+                st.leave(&[conn_id]).await;
                 if let Some(r) = reply {
                     let _ = r.send(());
                 }
-                if st.locals.is_empty() {
-                    me.stop(Some("empty".into()));
-                }
             }
             RoomMsg::Broadcast { frame, except } => {
-                let except: Vec<&ConnId> = except.iter().collect();
-                st.broadcast(frame, &except);
+                let skip: Vec<&ConnId> = except.iter().collect();
+                st.tell_locals(&frame, &skip);
+                st.publish(&RoomEvent::Frame { frame, except });
             }
+            RoomMsg::Remote(RoomEvent::Membership(snap)) => st.apply(snap, None),
+            RoomMsg::Remote(RoomEvent::Frame { frame, except }) => {
+                let except: Vec<&ConnId> = except.iter().collect();
+                st.tell_locals(&frame, &except);
+            }
+            RoomMsg::Remote(RoomEvent::Close) => st.close(),
+            RoomMsg::Resync => st.resync().await,
             RoomMsg::Members(reply) => {
                 let _ = reply.send(st.members.clone());
             }
             RoomMsg::InjectFault => panic!("injected fault in room {}", st.room_id),
         }
+        st.active |= !st.locals.is_empty();
+        if st.locals.is_empty() && (st.active || settles) {
+            me.stop(Some("no local members".into()));
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _me: ActorRef<RoomMsg>, st: &mut RoomState) -> Result<(), ActorProcessingErr> {
+        st.ctx.ports.bus.unwatch_room(&st.room_id);
         Ok(())
     }
 }

@@ -24,13 +24,6 @@ pub enum RoomsMsg {
         room_id: RoomId,
         reply: RpcReplyPort<Option<(ActorRef<RoomMsg>, Arc<RoomView>)>>,
     },
-    /// The running RoomActor, if any.
-    Lookup {
-        room_id: RoomId,
-        reply: RpcReplyPort<Option<ActorRef<RoomMsg>>>,
-    },
-    /// Rooms with local members.
-    List(RpcReplyPort<Vec<RoomId>>),
 }
 
 pub struct RoomSupervisor;
@@ -73,7 +66,8 @@ impl RoomsState {
                 } else {
                     telemetry::rooms(1.0);
                 }
-                self.by_actor.insert(actor.get_id(), room_id);
+                self.by_actor.insert(actor.get_id(), room_id.clone());
+                self.ctx.index_room(room_id, actor.clone());
                 Some(actor)
             }
             Err(e) => {
@@ -91,6 +85,7 @@ impl RoomsState {
             .is_some_and(|e| e.actor.get_id() == id)
         {
             self.rooms.remove(&room_id);
+            self.ctx.unindex_room(&room_id, id);
             telemetry::rooms(-1.0);
         }
         Some(room_id)
@@ -144,12 +139,6 @@ impl Actor for RoomSupervisor {
                     }
                 };
                 let _ = reply.send(answer);
-            }
-            RoomsMsg::Lookup { room_id, reply } => {
-                let _ = reply.send(st.rooms.get(&room_id).map(|e| e.actor.clone()));
-            }
-            RoomsMsg::List(reply) => {
-                let _ = reply.send(st.rooms.keys().cloned().collect());
             }
         }
         Ok(())

@@ -1,20 +1,21 @@
 //! In-process membership and bus for a single node.
 //!
-//! Membership is a map behind one mutex, so `join` is trivially atomic: capacity and
+//! Membership is a map behind one mutex, so every change is trivially atomic: capacity and
 //! replace-on-rejoin cannot race. The bus has no other node to talk to: every member is
-//! local, so routing never reaches it; a call means a bug and is reported as `NoRoute`.
+//! local, so routing never reaches `deliver` (a call is reported as `NoRoute`), and room
+//! events have nobody to go to.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use signalgrid_actors::ports::{Bus, BusError, JoinOutcome, Member, Membership, MembershipError};
+use signalgrid_actors::ports::{Bus, BusError, Member, Membership, MembershipError, RoomEvent, RoomSnapshot};
 use signalgrid_actors::{ConnId, NodeId, RoomId};
 
 /// Room membership held in this process.
 #[derive(Default)]
 pub struct LocalMembership {
-    rooms: Mutex<HashMap<RoomId, Vec<Member>>>,
+    rooms: Mutex<HashMap<RoomId, RoomSnapshot>>,
 }
 
 impl LocalMembership {
@@ -23,51 +24,56 @@ impl LocalMembership {
     }
 }
 
+/// The membership rule shared by every implementation: admit `member` into `members`,
+/// replacing the same user's other connection, within `capacity`. False if full.
+pub fn admit(members: &mut Vec<Member>, member: Member, capacity: usize) -> bool {
+    let stays = |m: &Member| m.conn_id != member.conn_id && m.user_id != member.user_id;
+    if members.iter().filter(|m| stays(m)).count() >= capacity {
+        return false;
+    }
+    members.retain(stays);
+    members.push(member);
+    true
+}
+
 #[async_trait]
 impl Membership for LocalMembership {
-    async fn join(
-        &self,
-        room: &RoomId,
-        member: Member,
-        capacity: usize,
-    ) -> Result<JoinOutcome, MembershipError> {
+    async fn join(&self, room: &RoomId, member: Member, capacity: usize) -> Result<RoomSnapshot, MembershipError> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let members = rooms.entry(room.clone()).or_default();
-        let same_user = members
-            .iter()
-            .position(|m| m.user_id == member.user_id && m.conn_id != member.conn_id);
-        let already = members.iter().any(|m| m.conn_id == member.conn_id);
-        let others = members.len() - usize::from(same_user.is_some()) - usize::from(already);
-        if others >= capacity {
+        let snap = rooms.entry(room.clone()).or_default();
+        let mut members = snap.members.clone();
+        if !admit(&mut members, member, capacity) {
             return Err(MembershipError::Full);
         }
-        let replaced = same_user.map(|i| members.remove(i));
-        members.retain(|m| m.conn_id != member.conn_id);
-        members.push(member);
-        Ok(JoinOutcome {
-            members: members.clone(),
-            replaced,
-        })
+        snap.members = members;
+        snap.revision += 1;
+        Ok(snap.clone())
     }
 
-    async fn leave(&self, room: &RoomId, conn: &ConnId) -> Result<Option<Member>, MembershipError> {
+    async fn leave(&self, room: &RoomId, conns: &[ConnId]) -> Result<RoomSnapshot, MembershipError> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(members) = rooms.get_mut(room) else {
-            return Ok(None);
-        };
-        let removed = members
-            .iter()
-            .position(|m| &m.conn_id == conn)
-            .map(|i| members.remove(i));
-        if members.is_empty() {
-            rooms.remove(room);
+        let Some(snap) = rooms.get_mut(room) else { return Ok(RoomSnapshot::default()) };
+        let before = snap.members.len();
+        snap.members.retain(|m| !conns.contains(&m.conn_id));
+        if snap.members.len() != before {
+            snap.revision += 1;
         }
-        Ok(removed)
+        let out = snap.clone();
+        if out.members.is_empty() {
+            // Keep the revision counting up if the room fills again.
+            rooms.get_mut(room).map(|s| s.members.clear());
+        }
+        Ok(out)
     }
 
-    async fn members(&self, room: &RoomId) -> Result<Vec<Member>, MembershipError> {
+    async fn snapshot(&self, room: &RoomId) -> Result<RoomSnapshot, MembershipError> {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         Ok(rooms.get(room).cloned().unwrap_or_default())
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomId>, MembershipError> {
+        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(rooms.iter().filter(|(_, s)| !s.members.is_empty()).map(|(k, _)| k.clone()).collect())
     }
 }
 
@@ -80,14 +86,13 @@ impl Bus for LocalBus {
         Err(BusError::NoRoute(node.to_string()))
     }
 
-    fn broadcast(
-        &self,
-        _room: &RoomId,
-        _frame: String,
-        _except: Option<&ConnId>,
-    ) -> Result<(), BusError> {
+    fn publish(&self, _room: &RoomId, _event: &RoomEvent) -> Result<(), BusError> {
         Ok(())
     }
+
+    fn watch_room(&self, _room: &RoomId) {}
+
+    fn unwatch_room(&self, _room: &RoomId) {}
 }
 
 #[cfg(test)]
@@ -106,27 +111,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn capacity_and_replace() {
+    async fn capacity_replace_and_revisions() {
         let ms = LocalMembership::new();
         let room: RoomId = "r".into();
-        ms.join(&room, m("c1", "alice"), 2).await.unwrap();
+        assert_eq!(ms.join(&room, m("c1", "alice"), 2).await.unwrap().revision, 1);
         ms.join(&room, m("c2", "bob"), 2).await.unwrap();
-        assert_eq!(
-            ms.join(&room, m("c3", "carol"), 2).await,
-            Err(MembershipError::Full)
-        );
+        assert_eq!(ms.join(&room, m("c3", "carol"), 2).await, Err(MembershipError::Full));
         let out = ms.join(&room, m("c4", "alice"), 2).await.unwrap();
-        assert_eq!(out.replaced.unwrap().conn_id.as_ref(), "c1");
-        assert_eq!(out.members.len(), 2);
-        assert_eq!(
-            ms.leave(&room, &"c2".into())
-                .await
-                .unwrap()
-                .unwrap()
-                .user_id,
-            "bob"
-        );
-        assert_eq!(ms.members(&room).await.unwrap().len(), 1);
+        let conns: Vec<&str> = out.members.iter().map(|m| &*m.conn_id).collect();
+        assert_eq!(conns, ["c2", "c4"], "alice's new connection replaced her old one");
+        assert_eq!(out.revision, 3);
+        let after = ms.leave(&room, &["c2".into()]).await.unwrap();
+        assert_eq!(after.members.len(), 1);
+        assert_eq!(after.revision, 4);
+        let same = ms.leave(&room, &["c2".into()]).await.unwrap();
+        assert_eq!(same.revision, 4, "leaving twice changes nothing");
+        assert_eq!(ms.rooms().await.unwrap(), vec![room.clone()]);
     }
 
     #[tokio::test]
@@ -136,11 +136,7 @@ mod tests {
         let tasks: Vec<_> = (0..50)
             .map(|i| {
                 let (ms, room) = (ms.clone(), room.clone());
-                tokio::spawn(async move {
-                    ms.join(&room, m(&format!("c{i}"), &format!("u{i}")), 2)
-                        .await
-                        .is_ok()
-                })
+                tokio::spawn(async move { ms.join(&room, m(&format!("c{i}"), &format!("u{i}")), 2).await.is_ok() })
             })
             .collect();
         let mut admitted = 0;
