@@ -1,0 +1,115 @@
+//! Command line of `signalgrid-load`.
+
+use clap::Parser;
+
+/// Load generator for a signalgrid node (or two): makes sessions and rooms over REST, opens
+/// WebSocket connections in room pairs, measures connect and join latency, then relays
+/// `ice-candidate` frames inside each pair and reports throughput and relay latency as one
+/// JSON object on stdout. Every phase has a time limit; the run stops by itself.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "signalgrid-load", version)]
+pub struct Args {
+    /// Base URL of a node, e.g. http://127.0.0.1:8080 (loopback only). Give it twice to split
+    /// every pair across two nodes: one side on each URL. REST calls go to the first.
+    #[arg(long = "url", required = true, num_args = 1, action = clap::ArgAction::Append)]
+    pub urls: Vec<String>,
+
+    /// The node's JWT secret (VIDEO_CALL_JWT_SECRET); tokens are minted with it.
+    #[arg(long, env = "VIDEO_CALL_JWT_SECRET", hide_env_values = true)]
+    pub secret: String,
+
+    /// WebSocket connections to open (rounded up to an even number: two per room).
+    #[arg(long, default_value_t = 200)]
+    pub connections: usize,
+
+    /// Target total relay rate in messages/s across all pairs and both directions;
+    /// 0 sends as fast as the window allows.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+
+    /// Seconds of relaying.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+
+    /// Messages a connection may have in flight (sent, not yet delivered or refused). Keep it
+    /// below the server's per-connection outbound queue (SIGNALGRID_OUTBOUND_QUEUE, 256).
+    #[arg(long, default_value_t = 64)]
+    pub window: u64,
+
+    /// Bytes of padding in every candidate payload (a real ICE candidate is ~150 bytes).
+    #[arg(long, default_value_t = 120)]
+    pub pad: usize,
+
+    /// Connections being opened (connect + join) at once.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+
+    /// REST requests in flight at once while creating sessions and rooms.
+    #[arg(long, default_value_t = 8)]
+    pub rest_concurrency: usize,
+
+    /// Only connect and join (and measure memory); no relay.
+    #[arg(long)]
+    pub idle: bool,
+
+    /// Seconds to hold the idle connections after they all joined, before measuring the
+    /// server's memory again (lets it settle).
+    #[arg(long, default_value_t = 1)]
+    pub settle: u64,
+
+    /// PID of the server: its VmRSS is read before connecting and once everything joined.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Seconds to wait after the relay phase for messages still in flight.
+    #[arg(long, default_value_t = 3)]
+    pub drain: u64,
+
+    /// Upper bound, in seconds, for each of: creating sessions, opening connections.
+    #[arg(long, default_value_t = 120)]
+    pub setup_timeout: u64,
+
+    /// Worker threads of the generator's runtime (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Pretty-print the JSON report.
+    #[arg(long)]
+    pub pretty: bool,
+}
+
+impl Args {
+    /// Rejects settings that would make the run unbounded or meaningless.
+    pub fn check(&mut self) -> Result<(), String> {
+        if self.urls.len() > 2 {
+            return Err("--url may be given once or twice".into());
+        }
+        if self.connections < 2 {
+            return Err("--connections must be at least 2".into());
+        }
+        if self.connections > 20_000 {
+            return Err("--connections is capped at 20000 (the open-files limit here)".into());
+        }
+        self.connections += self.connections % 2;
+        if self.duration == 0 || self.duration > 600 {
+            return Err("--duration must be 1..=600 seconds".into());
+        }
+        if self.window == 0 || self.window > 4096 {
+            return Err("--window must be 1..=4096".into());
+        }
+        if self.concurrency == 0 || self.rest_concurrency == 0 {
+            return Err("concurrency must be at least 1".into());
+        }
+        if self.pad > 60_000 {
+            return Err("--pad must stay under the server's frame limit".into());
+        }
+        if self.drain > 60 || self.settle > 600 || self.setup_timeout > 1800 {
+            return Err("--drain <= 60, --settle <= 600, --setup-timeout <= 1800".into());
+        }
+        Ok(())
+    }
+
+    pub fn pairs(&self) -> usize {
+        self.connections / 2
+    }
+}
