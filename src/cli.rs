@@ -65,6 +65,25 @@ struct ServeArgs {
     /// This node's id (default: made up at start).
     #[arg(long, value_name = "ID")]
     node_id: Option<String>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// MongoDB connection string (mongodb:// or mongodb+srv://); default: the embedded store.
+    #[arg(long, value_name = "URI")]
+    mongodb_uri: Option<String>,
+    /// MongoDB database name (default: signalgrid).
+    #[arg(long, value_name = "NAME")]
+    mongodb_database: Option<String>,
+}
+
+/// Where the cluster's NATS is (serve and admin).
+#[derive(Args)]
+struct ClusterArgs {
+    /// NATS server URL(s), comma-separated; makes this node part of a cluster.
+    #[arg(long, value_name = "URL")]
+    nats_url: Option<String>,
+    /// Cluster name: nodes with the same name form one cluster (default: default).
+    #[arg(long = "cluster", value_name = "NAME")]
+    cluster_name: Option<String>,
 }
 
 #[derive(Args)]
@@ -115,6 +134,15 @@ struct CreateArgs {
     payment: String,
 }
 
+fn apply_cluster_args(s: &mut Settings, a: &ClusterArgs) {
+    if let Some(u) = &a.nats_url {
+        s.cluster.nats_url = Some(u.clone());
+    }
+    if let Some(c) = &a.cluster_name {
+        s.cluster.name = c.clone();
+    }
+}
+
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("signalgrid: {msg}");
     ExitCode::from(2)
@@ -145,6 +173,13 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
         }
         if let Some(n) = &a.node_id {
             s.node_id = Some(n.clone());
+        }
+        apply_cluster_args(&mut s, &a.cluster);
+        if let Some(u) = &a.mongodb_uri {
+            s.store.mongodb_uri = Some(u.clone());
+        }
+        if let Some(d) = &a.mongodb_database {
+            s.store.mongodb_database = d.clone();
         }
     }
     s.validate().map_err(|e| e.to_string())?;
@@ -182,11 +217,11 @@ async fn serve(mut s: Settings, dev: bool) -> ExitCode {
         eprintln!("==========================================================================");
         s.auth.jwt_secret = Some(secret);
     }
-    let store: Arc<dyn Store> = match EmbeddedStore::open(&s.data_dir) {
-        Ok(st) => Arc::new(st),
+    let store: Arc<dyn Store> = match crate::store::open(&s).await {
+        Ok(st) => st,
         Err(e) => return fail(e),
     };
-    let listener = match tokio::net::TcpListener::bind(s.listen).await {
+    let listener = match crate::server::bind(s.listen) {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {}: {e}", s.listen)),
     };

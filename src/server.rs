@@ -55,6 +55,18 @@ pub struct Server {
     accept: JoinHandle<JoinSet<()>>,
 }
 
+/// Connections the kernel queues before they are accepted (a burst of browsers reconnecting
+/// after a drain must not hit the default of 128 and wait for TCP's retry).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener with a deep accept queue.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The node id from settings, or a fresh one.
 pub fn node_id(settings: &Settings) -> String {
     settings
