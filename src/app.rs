@@ -9,6 +9,7 @@ use signalgrid_actors::node::Node;
 use signalgrid_actors::ports::Store;
 use signalgrid_actors::rules::JoinPolicy;
 use signalgrid_actors::NodeId;
+use signalgrid_cluster::nats::NatsCluster;
 use signalgrid_config::Settings;
 
 use crate::auth::Verifier;
@@ -25,6 +26,8 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Open WebSockets (for the connection limit).
     pub ws_open: AtomicUsize,
+    /// The cluster connection, when clustered over NATS.
+    pub cluster: Option<Arc<NatsCluster>>,
 }
 
 /// The join policy the settings describe.

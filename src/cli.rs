@@ -46,6 +46,35 @@ enum Command {
         #[command(subcommand)]
         command: SessionCommand,
     },
+    /// Operate a cluster over NATS: list nodes and rooms, kick, close, drain.
+    Admin(AdminArgs),
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Nodes with their load.
+    Nodes,
+    /// Rooms with members.
+    Rooms,
+    /// A room's participants and their nodes.
+    Room { room_id: String },
+    /// Disconnect a connection (by socketId).
+    Kick { conn_id: String },
+    /// Disconnect every member of a room.
+    Close { room_id: String },
+    /// Drain a node: it stops taking joins, tells its clients NODE_DRAINING and exits.
+    Drain { node_id: String },
 }
 
 #[derive(Args)]
@@ -161,6 +190,9 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
     if let Some(d) = &cli.data_dir {
         s.data_dir = d.clone();
     }
+    if let Command::Admin(a) = &cli.command {
+        apply_cluster_args(&mut s, &a.cluster);
+    }
     if let Command::Serve(a) = &cli.command {
         if let Some(l) = &a.listen {
             s.set("listen", l, "--listen").map_err(|e| e.to_string())?;
@@ -195,9 +227,8 @@ pub async fn run() -> ExitCode {
     match cli.command {
         Command::Serve(a) => serve(s, a.dev).await,
         Command::Token(a) => token(&s, a),
-        Command::Session {
-            command: SessionCommand::Create(a),
-        } => create_session(&s, a).await,
+        Command::Session { command: SessionCommand::Create(a) } => create_session(&s, a).await,
+        Command::Admin(a) => crate::admin_cli::run(&s, a.json, a.command.into()).await,
     }
 }
 
@@ -230,8 +261,10 @@ async fn serve(mut s: Settings, dev: bool) -> ExitCode {
         Err(e) => return fail(e),
     };
     eprintln!("signalgrid listening on {}", server.addr());
-    shutdown_signal().await;
-    tracing::info!("shutdown signal received; draining");
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutdown signal received; draining"),
+        _ = server.drain_requested() => tracing::info!("drain requested by an operator; draining"),
+    }
     server.shutdown().await;
     ExitCode::SUCCESS
 }
@@ -307,5 +340,19 @@ async fn create_session(s: &Settings, a: CreateArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+impl From<AdminCommand> for crate::admin_cli::Request {
+    fn from(c: AdminCommand) -> Self {
+        use crate::admin_cli::Request as R;
+        match c {
+            AdminCommand::Nodes => R::Nodes,
+            AdminCommand::Rooms => R::Rooms,
+            AdminCommand::Room { room_id } => R::Room(room_id),
+            AdminCommand::Kick { conn_id } => R::Kick(conn_id),
+            AdminCommand::Close { room_id } => R::Close(room_id),
+            AdminCommand::Drain { node_id } => R::Drain(node_id),
+        }
     }
 }

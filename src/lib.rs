@@ -1,7 +1,8 @@
 //! signalgrid: WebRTC signaling for a therapy platform's video calls.
 //!
 //! This crate is a node's edges and wiring; the domain lives in `signalgrid-actors`.
-//! - [`cli`]: the command line (`serve`, `token`, `session create`).
+//! - [`cli`]: the command line (`serve`, `token`, `session create`, `admin`).
+//! - [`admin_cli`]: `signalgrid admin`, the operator's view of a cluster.
 //! - [`server`]: starting a node on a bound listener (plain or TLS) and shutting it down.
 //! - [`app`]: the state the edges share.
 //! - [`http`]: REST on warp: routes, error shape, request context, rate limits.
@@ -11,6 +12,7 @@
 //! - [`store`]: `Store` implementations (the embedded SQLite store).
 //! - [`telemetry`]: logs and the Prometheus recorder.
 
+pub mod admin_cli;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use signalgrid_actors::node::{ConnLimits, Node, NodeConfig};
 use signalgrid_actors::ports::{Ports, Store};
+use signalgrid_cluster::nats::NatsCluster;
 use signalgrid_cluster::{LocalBus, LocalMembership};
 use signalgrid_config::Settings;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -42,6 +43,8 @@ pub enum StartError {
     Tls(String),
     #[error("node: {0}")]
     Node(String),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// How long shutdown waits for clients to leave and requests to finish.
@@ -122,44 +125,44 @@ fn verifier(settings: &Settings) -> Result<Verifier, StartError> {
 }
 
 impl Server {
-    /// Starts a single node (in-process membership) serving on `listener`.
-    pub async fn start(
-        settings: Settings,
-        listener: TcpListener,
-        store: Arc<dyn Store>,
-    ) -> Result<Server, StartError> {
-        let ports = Ports {
-            store: store.clone(),
-            membership: Arc::new(LocalMembership::new()),
-            bus: Arc::new(LocalBus),
+    /// Starts a node serving on `listener`: alone (in-process membership) or, with
+    /// `cluster.nats_url` set, as part of a cluster over NATS.
+    pub async fn start(settings: Settings, listener: TcpListener, store: Arc<dyn Store>) -> Result<Server, StartError> {
+        let node_id = node_id(&settings);
+        let Some(_) = &settings.cluster.nats_url else {
+            let ports = Ports { store, membership: Arc::new(LocalMembership::new()), bus: Arc::new(LocalBus) };
+            return Server::start_with(settings, listener, ports, node_id, None).await;
         };
-        Server::start_with(settings, listener, ports).await
+        let cluster = NatsCluster::connect(&settings.cluster, &node_id).await.map_err(|e| StartError::Cluster(e.to_string()))?;
+        let cluster = Arc::new(cluster);
+        let ports = Ports { store, membership: cluster.membership(), bus: cluster.bus() };
+        Server::start_with(settings, listener, ports, node_id, Some(cluster)).await
     }
 
-    /// Starts a node with the given ports (the cluster wiring passes its own).
-    pub async fn start_with(
+    async fn start_with(
         settings: Settings,
         listener: TcpListener,
         ports: Ports,
+        node_id: String,
+        cluster: Option<Arc<NatsCluster>>,
     ) -> Result<Server, StartError> {
         let verifier = verifier(&settings)?;
         let tls = tls_acceptor(&settings)?;
-        let node_id: signalgrid_actors::NodeId = node_id(&settings).into();
+        let node_id: signalgrid_actors::NodeId = node_id.into();
         let l = &settings.limits;
         let cfg = NodeConfig {
             node_id: node_id.clone(),
             policy: policy(&settings),
-            limits: ConnLimits {
-                ws_messages_per_sec: l.ws_messages_per_sec,
-                ws_burst: l.ws_burst,
-                heartbeat_ms: l.heartbeat_ms,
-            },
+            limits: ConnLimits { ws_messages_per_sec: l.ws_messages_per_sec, ws_burst: l.ws_burst, heartbeat_ms: l.heartbeat_ms },
             audit_enabled: settings.log.audit_enabled,
         };
         let store = ports.store.clone();
-        let node = Node::start(cfg, ports)
-            .await
-            .map_err(|e| StartError::Node(e.to_string()))?;
+        let node = Node::start(cfg, ports).await.map_err(|e| StartError::Node(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| StartError::Node(e.to_string()))?;
+        if let Some(c) = &cluster {
+            let scheme = if settings.tls.cert_path.is_some() { "https" } else { "http" };
+            c.attach(node.inbound(), format!("{scheme}://{addr}"));
+        }
         let app = Arc::new(App {
             policy: policy(&settings),
             rest_limiter: RateLimiter::new(settings.limits.rest_per_minute),
@@ -170,20 +173,23 @@ impl Server {
             verifier,
             metrics: crate::telemetry::metrics(),
             ws_open: AtomicUsize::new(0),
+            cluster,
         });
-        let addr = listener
-            .local_addr()
-            .map_err(|e| StartError::Node(e.to_string()))?;
         let (stop, stop_rx) = watch::channel(false);
         let routes = crate::http::routes(app.clone());
         let accept = tokio::spawn(accept_loop(listener, routes, tls, stop_rx));
-        tracing::info!(%addr, node = %app.node_id, tls = app.settings.tls.cert_path.is_some(), "signalgrid node serving");
-        Ok(Server {
-            app,
-            addr,
-            stop,
-            accept,
-        })
+        let clustered = app.cluster.is_some();
+        tracing::info!(%addr, node = %app.node_id, tls = app.settings.tls.cert_path.is_some(), clustered, "signalgrid node serving");
+        Ok(Server { app, addr, stop, accept })
+    }
+
+    /// Completes when an operator asked this node to drain (admin over NATS); never for a
+    /// node that is not clustered.
+    pub async fn drain_requested(&self) {
+        match &self.app.cluster {
+            Some(c) => c.drain_requested().await,
+            None => std::future::pending().await,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -203,6 +209,9 @@ impl Server {
         }
         if !self.app.node.ctx().audits_settled(DRAIN_TIMEOUT).await {
             tracing::warn!("some audit entries were still being written at shutdown");
+        }
+        if let Some(c) = &self.app.cluster {
+            c.close().await;
         }
         if let Err(e) = self.app.store.flush().await {
             tracing::error!(error = %e, "store flush at shutdown failed");

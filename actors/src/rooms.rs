@@ -156,6 +156,10 @@ impl Actor for RoomSupervisor {
             }
             SupervisionEvent::ActorFailed(cell, err) => {
                 let id = cell.get_id();
+                // A failed room actor skips post_stop: stop watching its room for it.
+                if let Some(room) = st.by_actor.get(&id) {
+                    st.ctx.ports.bus.unwatch_room(room);
+                }
                 let current = st.by_actor.get(&id).cloned();
                 if let Some(room_id) = current {
                     let view = st

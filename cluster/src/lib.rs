@@ -1,8 +1,10 @@
 //! Implementations of the domain's cluster traits (`Membership`, `Bus`).
 //!
-//! For now: [`local`], the in-process versions for a single node with no NATS. The NATS
-//! versions (JetStream KV membership, core NATS delivery) will live beside it.
+//! - [`local`]: in-process versions for a single node with no NATS;
+//! - [`nats`]: the cluster over NATS (JetStream KV membership, core NATS delivery, liveness,
+//!   admin request/reply).
 
 pub mod local;
+pub mod nats;
 
 pub use local::{LocalBus, LocalMembership};

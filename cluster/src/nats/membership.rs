@@ -1,0 +1,151 @@
+//! Room membership in a JetStream key-value bucket: one key per room (its token), the value
+//! the member list, the entry's revision the snapshot's revision. Every change is a
+//! compare-and-set (`create` for a new key, `update` at the read revision), retried on
+//! conflict, so capacity and replace-on-rejoin hold across nodes with no race.
+
+use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store, UpdateErrorKind};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use signalgrid_actors::ports::{Member, Membership, MembershipError, RoomSnapshot};
+use signalgrid_actors::{ConnId, RoomId};
+
+use super::metrics;
+use super::subjects::{room_from_token, room_token};
+use crate::local::admit;
+
+/// Attempts at one change before giving up (only under extreme contention).
+const CAS_ATTEMPTS: usize = 64;
+
+#[derive(Clone)]
+pub struct KvMembership {
+    kv: Store,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> MembershipError {
+    metrics::nats_error();
+    MembershipError::Unavailable(e.to_string())
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Value {
+    members: Vec<Member>,
+}
+
+enum Outcome {
+    Done(RoomSnapshot),
+    Conflict,
+}
+
+impl KvMembership {
+    pub fn new(kv: Store) -> KvMembership {
+        KvMembership { kv }
+    }
+
+    /// The room's current value and the revision to compare against (None: no key yet).
+    async fn read(&self, key: &str) -> Result<(Vec<Member>, Option<u64>), MembershipError> {
+        match self.kv.entry(key).await.map_err(unavailable)? {
+            None => Ok((Vec::new(), None)),
+            Some(e) if e.operation != Operation::Put => Ok((Vec::new(), Some(e.revision))),
+            Some(e) => {
+                let v: Value = serde_json::from_slice(&e.value).unwrap_or_default();
+                Ok((v.members, Some(e.revision)))
+            }
+        }
+    }
+
+    async fn write(&self, key: &str, members: Vec<Member>, rev: Option<u64>) -> Result<Outcome, MembershipError> {
+        let bytes = serde_json::to_vec(&Value { members: members.clone() }).map_err(unavailable)?;
+        let res = match rev {
+            None => self.kv.create(key, bytes.into()).await.map_err(|e| match e.kind() {
+                CreateErrorKind::AlreadyExists => None,
+                _ => Some(unavailable(e)),
+            }),
+            Some(r) => self.kv.update(key, bytes.into(), r).await.map_err(|e| match e.kind() {
+                UpdateErrorKind::WrongLastRevision => None,
+                _ => Some(unavailable(e)),
+            }),
+        };
+        match res {
+            Ok(revision) => Ok(Outcome::Done(RoomSnapshot { revision, members })),
+            Err(None) => {
+                metrics::cas_retry();
+                Ok(Outcome::Conflict)
+            }
+            Err(Some(e)) => Err(e),
+        }
+    }
+
+    /// Read, change with `f` (None: nothing to change), compare-and-set; retried on conflict.
+    async fn change(
+        &self,
+        room: &str,
+        f: impl Fn(&mut Vec<Member>) -> Result<bool, MembershipError>,
+    ) -> Result<RoomSnapshot, MembershipError> {
+        let key = room_token(room);
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut members, rev) = self.read(&key).await?;
+            if !f(&mut members)? {
+                return Ok(RoomSnapshot { revision: rev.unwrap_or(0), members });
+            }
+            if let Outcome::Done(snap) = self.write(&key, members, rev).await? {
+                return Ok(snap);
+            }
+        }
+        Err(MembershipError::Unavailable("too much contention on the room".into()))
+    }
+
+    /// Removes every member whose node is not alive; returns the rooms that changed.
+    pub async fn sweep(&self, alive: impl Fn(&str) -> bool) -> Result<Vec<(RoomId, RoomSnapshot)>, MembershipError> {
+        let mut changed = Vec::new();
+        for room in self.rooms().await? {
+            let snap = self
+                .change(&room, |ms| {
+                    let before = ms.len();
+                    ms.retain(|m| alive(&m.node_id));
+                    Ok(ms.len() != before)
+                })
+                .await?;
+            changed.push((room, snap));
+        }
+        Ok(changed)
+    }
+}
+
+#[async_trait]
+impl Membership for KvMembership {
+    async fn join(&self, room: &RoomId, member: Member, capacity: usize) -> Result<RoomSnapshot, MembershipError> {
+        self.change(room, |ms| {
+            if admit(ms, member.clone(), capacity) { Ok(true) } else { Err(MembershipError::Full) }
+        })
+        .await
+    }
+
+    async fn leave(&self, room: &RoomId, conns: &[ConnId]) -> Result<RoomSnapshot, MembershipError> {
+        self.change(room, |ms| {
+            let before = ms.len();
+            ms.retain(|m| !conns.contains(&m.conn_id));
+            Ok(ms.len() != before)
+        })
+        .await
+    }
+
+    async fn snapshot(&self, room: &RoomId) -> Result<RoomSnapshot, MembershipError> {
+        let (members, rev) = self.read(&room_token(room)).await?;
+        Ok(RoomSnapshot { revision: rev.unwrap_or(0), members })
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomId>, MembershipError> {
+        let mut keys = self.kv.keys().await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(k) = keys.next().await {
+            let k = k.map_err(unavailable)?;
+            if let Some(room) = room_from_token(&k) {
+                let (members, _) = self.read(&k).await?;
+                if !members.is_empty() {
+                    out.push(room.into());
+                }
+            }
+        }
+        Ok(out)
+    }
+}

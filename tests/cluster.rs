@@ -1,0 +1,157 @@
+//! Two or three nodes over a real nats-server: participants on different nodes meet as if on
+//! one node; capacity and replace-on-rejoin hold across nodes.
+
+mod common;
+#[path = "common/cluster.rs"]
+mod cluster_support;
+
+use std::sync::Arc;
+
+use cluster_support::*;
+use common::*;
+use serde_json::json;
+use signalgrid_actors::identity::Role;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_across_two_nodes_carries_every_event_both_ways_in_order() {
+    let nats = NatsServer::start();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let n1 = node(&nats.url(), "c1", &data, "node-a").await;
+    let n2 = node(&nats.url(), "c1", &data, "node-b").await;
+    let (session, room) = n1.call().await;
+
+    let mut a = WsClient::connect(&n1, &client_token()).await;
+    let mut b = WsClient::connect(&n2, &psy_token()).await;
+    assert_eq!((a.node_id.as_str(), b.node_id.as_str()), ("node-a", "node-b"));
+    a.join(&room).await;
+    let joined = b.join(&room).await;
+    let ids: Vec<&str> = joined["participants"].as_array().unwrap().iter().map(|p| p["socketId"].as_str().unwrap()).collect();
+    assert!(ids.contains(&a.socket_id.as_str()) && ids.contains(&b.socket_id.as_str()), "{joined}");
+    assert_eq!(a.next_event("user-joined").await["socketId"], b.socket_id.as_str());
+
+    // offer / answer / candidates, both directions, payload verbatim, order per sender.
+    b.send("offer", json!({"offer": {"type": "offer", "sdp": "v=0", "x": [1]}, "to": a.socket_id})).await;
+    let o = a.next_event("offer").await;
+    assert_eq!((o["from"].as_str(), &o["offer"]["x"][0]), (Some(b.socket_id.as_str()), &json!(1)));
+    a.send("answer", json!({"answer": {"type": "answer", "sdp": "v=0"}, "to": b.socket_id})).await;
+    assert_eq!(b.next_event("answer").await["from"], a.socket_id.as_str());
+    for seq in 0..50 {
+        a.send("ice-candidate", json!({"candidate": {"seq": seq}, "to": b.socket_id})).await;
+        b.send("ice-candidate", json!({"candidate": {"seq": seq}, "to": a.socket_id})).await;
+    }
+    for seq in 0..50 {
+        assert_eq!(b.next_event("ice-candidate").await["candidate"]["seq"], seq);
+        assert_eq!(a.next_event("ice-candidate").await["candidate"]["seq"], seq);
+    }
+    a.send("ice-candidate", json!({"candidate": null, "to": b.socket_id})).await;
+    assert!(b.next_event("ice-candidate").await["candidate"].is_null());
+
+    // leave and rejoin, then call-ended reaches both nodes, and the record is complete.
+    b.send("leave-room", json!({"roomId": room})).await;
+    assert_eq!(a.next_event("user-left").await["socketId"], b.socket_id.as_str());
+    b.join(&room).await;
+    a.next_event("user-joined").await;
+    b.send("call-ended", json!({"roomId": room})).await;
+    for c in [&mut a, &mut b] {
+        let e = c.next_event("call-ended").await;
+        assert_eq!(e["endedBy"], "psy-1");
+    }
+    let s: serde_json::Value = n2.get(&format!("/api/sessions/{session}"), Some(&admin())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(s["status"], "Completed");
+
+    // Closing a socket on one node is a leave on the other.
+    b.close().await;
+    assert_eq!(a.next_event("user-left").await["userId"], "psy-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_to_across_nodes_is_refused() {
+    let nats = NatsServer::start();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let n1 = node(&nats.url(), "c2", &data, "n1").await;
+    let n2 = node(&nats.url(), "c2", &data, "n2").await;
+    let (_, room1) = n1.call().await;
+    let other = n1
+        .create_session(&SessionSpec { client: "client-9".into(), psychologist: "psy-9".into(), ..SessionSpec::default() })
+        .await;
+    let room2 = n1.room_for(other["id"].as_str().unwrap(), "client-9").await;
+    let mut a = WsClient::connect(&n1, &client_token()).await;
+    let mut victim = WsClient::connect(&n2, &token("client-9", Role::Client)).await;
+    let mut partner = WsClient::connect(&n1, &token("psy-9", Role::Psychologist)).await;
+    a.join(&room1).await;
+    victim.join(&room2).await;
+    partner.join(&room2).await;
+    victim.next_event("user-joined").await;
+    a.send("offer", json!({"offer": {}, "to": victim.socket_id})).await;
+    a.expect_error("PEER_NOT_FOUND").await;
+    partner.send("ice-candidate", json!({"candidate": "marker", "to": victim.socket_id})).await;
+    assert_eq!(victim.next_event("ice-candidate").await["candidate"], "marker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_holds_when_many_race_into_one_room_across_three_nodes() {
+    let nats = NatsServer::start();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let nodes = [
+        node(&nats.url(), "c3", &data, "r1").await,
+        node(&nats.url(), "c3", &data, "r2").await,
+        node(&nats.url(), "c3", &data, "r3").await,
+    ];
+    for round in 0..3 {
+        let s = nodes[0].create_session(&SessionSpec::default()).await;
+        let room = nodes[0].room_for(s["id"].as_str().unwrap(), "client-1").await;
+        // 12 racers: distinct admins (admins count toward capacity), 4 per node.
+        let mut clients = Vec::new();
+        for i in 0..12 {
+            clients.push(WsClient::connect(&nodes[i % 3], &token(&format!("ops-{round}-{i}"), Role::Admin)).await);
+        }
+        let joins = clients.into_iter().map(|mut c| {
+            let room = room.clone();
+            tokio::spawn(async move {
+                c.send("join-room", json!({"roomId": room})).await;
+                let v = c.next().await;
+                if v["event"] != "room-joined" {
+                    assert_eq!(v["data"]["code"], "ROOM_FULL", "{v}");
+                }
+                (v["event"] == "room-joined", c)
+            })
+        });
+        let results = futures_util::future::join_all(joins).await;
+        let admitted = results.iter().filter(|r| r.as_ref().unwrap().0).count();
+        assert_eq!(admitted, 2, "round {round}: exactly two admitted");
+        for r in results {
+            let (ok, mut c) = r.unwrap();
+            if !ok {
+                continue;
+            }
+            c.send("leave-room", json!({"roomId": room})).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejoining_on_another_node_replaces_the_old_connection() {
+    let nats = NatsServer::start();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let n1 = node(&nats.url(), "c4", &data, "x1").await;
+    let n2 = node(&nats.url(), "c4", &data, "x2").await;
+    let (_, room) = n1.call().await;
+    let mut psy = WsClient::connect(&n1, &psy_token()).await;
+    let mut old = WsClient::connect(&n1, &client_token()).await;
+    psy.join(&room).await;
+    old.join(&room).await;
+    psy.next_event("user-joined").await;
+    let mut new = WsClient::connect(&n2, &client_token()).await;
+    new.join(&room).await;
+    let (code, frames) = old.closed().await;
+    assert_eq!(frames.first().map(|f| f["data"]["code"].clone()), Some(json!("SESSION_REPLACED")), "{frames:?}");
+    assert_eq!(code, Some(4001));
+    let mut seen = vec![psy.next().await, psy.next().await];
+    seen.sort_by_key(|v| v["event"].as_str().unwrap().to_owned());
+    assert_eq!(seen[0]["event"], "user-joined");
+    assert_eq!(seen[0]["data"]["socketId"], new.socket_id.as_str());
+    assert_eq!(seen[1]["event"], "user-left");
+    assert_eq!(seen[1]["data"]["socketId"], old.socket_id.as_str());
+    psy.send("offer", json!({"offer": {"n": 1}, "to": new.socket_id})).await;
+    assert_eq!(new.next_event("offer").await["offer"]["n"], 1);
+}
