@@ -5,74 +5,18 @@ mod common;
 use common::*;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_signalgrid");
-
-fn cmd(data: &std::path::Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("VIDEO_CALL_LOG_LEVEL", "warn")
-        .arg("--data-dir")
-        .arg(data);
-    c
-}
+#[path = "common/proc.rs"]
+mod proc;
+use proc::{NodeProc, cmd};
 
 /// Runs to completion (bounded by the process finishing; these commands do not serve).
 fn run(c: &mut Command) -> (bool, String, String) {
     let out = c.output().expect("run signalgrid");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A `serve` process on a free port; killed on drop if still running.
-struct Proc {
-    child: Child,
-    addr: String,
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(c: &mut Command) -> Proc {
-    let mut child = c
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut addr = None;
-    while addr.is_none() {
-        let line = rx.recv_timeout(WAIT).expect("serve prints its address");
-        addr = line
-            .strip_prefix("signalgrid listening on ")
-            .map(str::to_owned);
-    }
-    Proc {
-        child,
-        addr: addr.unwrap(),
-        stderr: rx,
-    }
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
@@ -156,7 +100,7 @@ async fn cli_tokens_and_sessions_work_against_a_served_node_which_drains_on_sigt
     let session_id = out.trim().to_owned();
     assert_eq!(session_id.len(), 24);
 
-    let mut p = serve(cmd(dir.path()).env("VIDEO_CALL_JWT_SECRET", SECRET));
+    let p = NodeProc::serve(cmd(dir.path()));
     let base = format!("http://{}", p.addr);
     let http = reqwest::Client::new();
     let client = mint("client-1", "client");
@@ -207,17 +151,7 @@ async fn cli_tokens_and_sessions_work_against_a_served_node_which_drains_on_sigt
         );
         assert_eq!(code, Some(1012));
     }
-    let exit = tokio::time::timeout(
-        WAIT * 3,
-        tokio::task::spawn_blocking(move || {
-            let s = p.child.wait().unwrap();
-            while p.stderr.try_recv().is_ok() {}
-            s
-        }),
-    )
-    .await
-    .expect("the node exits after draining")
-    .unwrap();
+    let exit = p.exited().await;
     assert!(exit.success(), "exit status {exit:?}");
 
     // The call record written while serving is in the store file after exit.

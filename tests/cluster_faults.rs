@@ -1,0 +1,232 @@
+//! Faults and operations of a cluster with real processes: a node killed with kill -9, a
+//! node drained (SIGTERM and the admin command), the NATS server restarted mid-call, nodes
+//! on two routed NATS servers, and the admin CLI.
+
+mod common;
+#[path = "common/cluster.rs"]
+mod cluster_support;
+#[path = "common/proc.rs"]
+mod proc;
+
+use std::sync::Arc;
+
+use cluster_support::*;
+use common::*;
+use proc::{NodeProc, cmd};
+use serde_json::json;
+use signalgrid_actors::identity::Role;
+
+/// A node process of cluster `name` sharing the store in `data`.
+fn node_proc(nats: &str, name: &str, data: &std::path::Path, id: &str, dead_after_ms: u64) -> NodeProc {
+    let mut c = cmd(data);
+    c.env("SIGNALGRID_PRESENCE_MS", "200").env("SIGNALGRID_DEAD_AFTER_MS", dead_after_ms.to_string());
+    NodeProc::serve_with(c, &["--nats-url", nats, "--cluster", name, "--node-id", id])
+}
+
+/// After `c` got everything it should, a newcomer joins: `c`'s next frame must be that
+/// `user-joined` (proves nothing else, e.g. a second `user-left`, was queued before it).
+async fn nothing_else_before_a_newcomer(c: &mut WsClient, node: &TestNode, room: &str, user: &str) {
+    let mut newcomer = WsClient::connect(node, &token(user, Role::Admin)).await;
+    newcomer.join(room).await;
+    assert_eq!(c.next_event("user-joined").await["socketId"], newcomer.socket_id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_kill_9_is_noticed_and_its_members_leave_once() {
+    let nats = NatsServer::start();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let survivor = node(&nats.url(), "k9", &data, "survivor").await;
+    let mut victim = node_proc(&nats.url(), "k9", data.path(), "victim", 1_500);
+    let (_, room) = survivor.call().await;
+    let mut a = WsClient::connect(&survivor, &client_token()).await;
+    let mut b = WsClient::connect_url(&victim.ws_url(&psy_token())).await;
+    assert_eq!(b.node_id, "victim");
+    a.join(&room).await;
+    b.join(&room).await;
+    a.next_event("user-joined").await;
+    b.send("ice-candidate", json!({"candidate": 1, "to": a.socket_id})).await;
+    a.next_event("ice-candidate").await;
+
+    victim.kill9();
+    let left = a.next_event("user-left").await;
+    assert_eq!(left["socketId"], b.socket_id.as_str());
+    assert_eq!(left["userId"], "psy-1");
+    nothing_else_before_a_newcomer(&mut a, &survivor, &room, "ops-after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_node_and_its_members_leave_at_once() {
+    let nats = NatsServer::start();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let stays = node(&nats.url(), "dr", &data, "stays").await;
+    // A liveness timeout far beyond every wait here: user-left can only come from the drain.
+    let leaving = node_proc(&nats.url(), "dr", data.path(), "leaving", 600_000);
+    let (_, room) = stays.call().await;
+    let mut a = WsClient::connect(&stays, &client_token()).await;
+    let mut b = WsClient::connect_url(&leaving.ws_url(&psy_token())).await;
+    a.join(&room).await;
+    b.join(&room).await;
+    a.next_event("user-joined").await;
+
+    leaving.sigterm();
+    let (code, frames) = b.closed().await;
+    assert!(frames.iter().any(|f| f["data"]["code"] == "NODE_DRAINING"), "{frames:?}");
+    assert_eq!(code, Some(1012));
+    assert_eq!(a.next_event("user-left").await["socketId"], b.socket_id.as_str());
+    assert!(leaving.exited().await.success());
+    nothing_else_before_a_newcomer(&mut a, &stays, &room, "ops-x").await;
+}
+
+fn admin_cli(nats: &str, cluster: &str, args: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cmd(dir.path()).args(["admin", "--nats-url", nats, "--cluster", cluster]).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_lists_kicks_closes_and_drains() {
+    let nats = NatsServer::start();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let n1 = node(&nats.url(), "adm", &data, "adm-1").await;
+    let n2 = node_proc(&nats.url(), "adm", data.path(), "adm-2", 600_000);
+    let (_, room) = n1.call().await;
+    let mut a = WsClient::connect(&n1, &client_token()).await;
+    let mut b = WsClient::connect_url(&n2.ws_url(&psy_token())).await;
+    a.join(&room).await;
+    b.join(&room).await;
+    a.next_event("user-joined").await;
+
+    let (ok, out, err) = admin_cli(&nats.url(), "adm", &["--json", "nodes"]);
+    assert!(ok, "{err}");
+    let nodes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = nodes.as_array().unwrap().iter().map(|n| n["node_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["adm-1", "adm-2"]);
+    assert!(nodes[0]["connections"].as_u64().unwrap() >= 1 && nodes[0]["address"].as_str().unwrap().starts_with("http://"));
+    let (ok, table, _) = admin_cli(&nats.url(), "adm", &["nodes"]);
+    assert!(ok && table.starts_with("NODE") && table.contains("adm-2"), "{table}");
+
+    let (ok, out, _) = admin_cli(&nats.url(), "adm", &["--json", "rooms"]);
+    assert!(ok);
+    assert!(out.contains(&room), "{out}");
+    let (ok, out, _) = admin_cli(&nats.url(), "adm", &["--json", "room", &room]);
+    assert!(ok);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut where_: Vec<(String, String)> = r["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["conn_id"].as_str().unwrap().to_owned(), m["node_id"].as_str().unwrap().to_owned()))
+        .collect();
+    where_.sort_by(|x, y| x.1.cmp(&y.1));
+    assert_eq!(where_, [(a.socket_id.clone(), "adm-1".into()), (b.socket_id.clone(), "adm-2".into())]);
+
+    // kick the member on the other node
+    let (ok, out, err) = admin_cli(&nats.url(), "adm", &["kick", &b.socket_id]);
+    assert!(ok && out.contains("adm-2"), "{out} {err}");
+    let (_, frames) = b.closed().await;
+    assert!(frames.iter().any(|f| f["data"]["code"] == "KICKED"), "{frames:?}");
+    assert_eq!(a.next_event("user-left").await["socketId"], b.socket_id.as_str());
+    let (ok, _, _) = admin_cli(&nats.url(), "adm", &["kick", "no-such-connection"]);
+    assert!(!ok, "kicking an unknown connection fails");
+
+    // close the room: its members everywhere are disconnected
+    let mut b2 = WsClient::connect_url(&n2.ws_url(&psy_token())).await;
+    b2.join(&room).await;
+    a.next_event("user-joined").await;
+    let (ok, _, err) = admin_cli(&nats.url(), "adm", &["close", &room]);
+    assert!(ok, "{err}");
+    for c in [&mut a, &mut b2] {
+        let (_, frames) = c.closed().await;
+        assert!(frames.iter().any(|f| f["data"]["code"] == "ROOM_CLOSED"), "{frames:?}");
+    }
+
+    // drain the process node: it exits cleanly
+    let (ok, out, err) = admin_cli(&nats.url(), "adm", &["drain", "adm-2"]);
+    assert!(ok && out.contains("adm-2"), "{out} {err}");
+    assert!(n2.exited().await.success());
+}
+
+/// Sends `ice-candidate`s from `from` to `to` until one arrives (bounded attempts, each
+/// awaiting the frame with a timeout): relaying works again.
+async fn relay_eventually(from: &mut WsClient, to: &mut WsClient) {
+    for attempt in 0..40 {
+        from.send("ice-candidate", json!({"candidate": {"attempt": attempt}, "to": to.socket_id})).await;
+        let got = tokio::time::timeout(std::time::Duration::from_millis(500), to.ws_next_text()).await;
+        if let Ok(Some(v)) = got {
+            if v["event"] == "ice-candidate" {
+                return;
+            }
+        }
+    }
+    panic!("relay never worked again");
+}
+
+trait NextText {
+    async fn ws_next_text(&mut self) -> Option<serde_json::Value>;
+}
+
+impl NextText for WsClient {
+    async fn ws_next_text(&mut self) -> Option<serde_json::Value> {
+        use futures_util::StreamExt;
+        while let Some(Ok(m)) = self.ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                return serde_json::from_str(&t).ok();
+            }
+        }
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_survives_a_nats_restart_and_local_rooms_work_meanwhile() {
+    let mut nats = NatsServer::start();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let n1 = node(&nats.url(), "rs", &data, "rs-1").await;
+    let n2 = node(&nats.url(), "rs", &data, "rs-2").await;
+    let (_, room) = n1.call().await;
+    let mut a = WsClient::connect(&n1, &client_token()).await;
+    let mut b = WsClient::connect(&n2, &psy_token()).await;
+    a.join(&room).await;
+    b.join(&room).await;
+    a.next_event("user-joined").await;
+    // A second call with both participants on n1.
+    let s2 = n1.create_session(&SessionSpec { client: "c-loc".into(), psychologist: "p-loc".into(), ..SessionSpec::default() }).await;
+    let local_room = n1.room_for(s2["id"].as_str().unwrap(), "c-loc").await;
+    let mut l1 = WsClient::connect(&n1, &token("c-loc", Role::Client)).await;
+    let mut l2 = WsClient::connect(&n1, &token("p-loc", Role::Psychologist)).await;
+    l1.join(&local_room).await;
+    l2.join(&local_room).await;
+    l1.next_event("user-joined").await;
+
+    nats.kill();
+    // NATS is away: sockets stay open and the local-only call keeps relaying.
+    l2.send("offer", json!({"offer": {"during": "outage"}, "to": l1.socket_id})).await;
+    assert_eq!(l1.next_event("offer").await["offer"]["during"], "outage");
+
+    nats.restart();
+    relay_eventually(&mut a, &mut b).await;
+    relay_eventually(&mut b, &mut a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_two_routed_nats_servers_meet() {
+    let (c1, c2) = (free_port(), free_port());
+    let s1 = NatsServer::start_with(Some(c1), vec![c2], "s1");
+    let s2 = NatsServer::start_with(Some(c2), vec![c1], "s2");
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    // JetStream needs both servers of the NATS cluster to elect a meta leader: the first
+    // node start retries until the bucket can be created.
+    let n1 = node(&s1.url(), "rt", &data, "rt-1").await;
+    let n2 = node(&s2.url(), "rt", &data, "rt-2").await;
+    let (_, room) = n1.call().await;
+    let mut a = WsClient::connect(&n1, &client_token()).await;
+    let mut b = WsClient::connect(&n2, &psy_token()).await;
+    a.join(&room).await;
+    let joined = b.join(&room).await;
+    assert_eq!(joined["participants"].as_array().unwrap().len(), 2);
+    a.next_event("user-joined").await;
+    a.send("offer", json!({"offer": {"via": "routes"}, "to": b.socket_id})).await;
+    assert_eq!(b.next_event("offer").await["offer"]["via"], "routes");
+    b.send("answer", json!({"answer": {"ok": true}, "to": a.socket_id})).await;
+    assert_eq!(a.next_event("answer").await["answer"]["ok"], true);
+}
