@@ -58,12 +58,8 @@ impl Membership for LocalMembership {
         if snap.members.len() != before {
             snap.revision += 1;
         }
-        let out = snap.clone();
-        if out.members.is_empty() {
-            // Keep the revision counting up if the room fills again.
-            rooms.get_mut(room).map(|s| s.members.clear());
-        }
-        Ok(out)
+        // An empty room keeps its entry, so its revision keeps counting up if it fills again.
+        Ok(snap.clone())
     }
 
     async fn snapshot(&self, room: &RoomId) -> Result<RoomSnapshot, MembershipError> {

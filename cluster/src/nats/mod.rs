@@ -162,7 +162,7 @@ impl NatsCluster {
             Err(_) => js
                 .create_key_value(kv::Config { bucket: bucket.clone(), history: 1, ..Default::default() })
                 .await
-                .or_else(|e| Err(ClusterError::JetStream(e.to_string())))?,
+                .map_err(|e| ClusterError::JetStream(e.to_string()))?,
         };
         let (bus, out_rx, watch_rx) = NatsBus::new(subjects.clone());
         Ok(NatsCluster {
