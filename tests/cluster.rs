@@ -62,6 +62,46 @@ async fn a_call_across_two_nodes_carries_every_event_both_ways_in_order() {
     // Closing a socket on one node is a leave on the other.
     b.close().await;
     assert_eq!(a.next_event("user-left").await["userId"], "psy-1");
+
+    let metrics = n1.get("/metrics", None).send().await.unwrap().text().await.unwrap();
+    for name in ["signalgrid_cluster_forwards_sent_total", "signalgrid_cluster_forwards_received_total"] {
+        assert!(metrics.contains(name), "{name} in /metrics");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_authenticate_to_nats_with_user_and_password() {
+    let nats = NatsServer::start_with_auth("sg", "s3cret-pass");
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let url = nats.url();
+    let with = |pass: &'static str, id: &'static str| {
+        let url = url.clone();
+        move |s: &mut signalgrid::Settings| {
+            s.cluster.nats_url = Some(url);
+            s.cluster.name = "auth".into();
+            s.cluster.nats_user = Some("sg".into());
+            s.cluster.nats_password = Some(pass.into());
+            s.node_id = Some(id.into());
+        }
+    };
+    let n1 = TestNode::start_in(data.clone(), with("s3cret-pass", "au-1")).await;
+    let n2 = TestNode::start_in(data.clone(), with("s3cret-pass", "au-2")).await;
+    let (_, room) = n1.call().await;
+    let mut a = WsClient::connect(&n1, &client_token()).await;
+    let mut b = WsClient::connect(&n2, &psy_token()).await;
+    a.join(&room).await;
+    b.join(&room).await;
+    b.send("offer", json!({"offer": {"auth": true}, "to": a.socket_id})).await;
+    a.next_event("user-joined").await;
+    assert_eq!(a.next_event("offer").await["offer"]["auth"], true);
+
+    // A wrong password: the node refuses to start, saying why.
+    let mut s = common::settings(data.path());
+    with("wrong", "au-3")(&mut s);
+    let store = Arc::new(signalgrid::store::EmbeddedStore::open(data.path()).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = signalgrid::server::Server::start(s, listener, store).await.err().expect("wrong password refused");
+    assert!(err.to_string().contains("NATS"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

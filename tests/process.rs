@@ -175,3 +175,32 @@ async fn cli_tokens_and_sessions_work_against_a_served_node_which_drains_on_sigt
         );
     }
 }
+
+#[tokio::test]
+async fn json_logs_carry_one_line_per_request_with_its_id_and_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(dir.path());
+    c.env("VIDEO_CALL_LOG_LEVEL", "info");
+    let p = NodeProc::serve_with(c, &["--log-format", "json"]);
+    let tok = token("client-1", signalgrid_actors::identity::Role::Client);
+    let res = reqwest::Client::new()
+        .get(format!("http://{}/api/video-calls/config", p.addr))
+        .header("x-auth-token", &tok)
+        .header("x-request-id", "log-check-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let line = loop {
+        let l = p.stderr.recv_timeout(WAIT).expect("the request is logged");
+        if l.contains("log-check-42") {
+            break l;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(v["request_id"], "log-check-42");
+    assert_eq!(v["route"], "config");
+    assert_eq!(v["status"], 200);
+    assert!(v["latency_ms"].is_number());
+    assert!(!line.contains(&tok), "the token is never logged");
+}

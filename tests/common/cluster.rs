@@ -40,6 +40,8 @@ pub struct NatsServer {
     routes: Vec<u16>,
     dir: Arc<tempfile::TempDir>,
     name: String,
+    /// `--user`/`--pass` the server requires, if any.
+    auth: Option<(String, String)>,
     child: Option<Child>,
 }
 
@@ -56,6 +58,22 @@ impl NatsServer {
             routes,
             dir: Arc::new(tempfile::tempdir().unwrap()),
             name: name.into(),
+            auth: None,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// A server that requires a user and password.
+    pub fn start_with_auth(user: &str, pass: &str) -> NatsServer {
+        let mut s = NatsServer {
+            port: free_port(),
+            cluster_port: None,
+            routes: Vec::new(),
+            dir: Arc::new(tempfile::tempdir().unwrap()),
+            name: "auth".into(),
+            auth: Some((user.into(), pass.into())),
             child: None,
         };
         s.spawn();
@@ -69,6 +87,9 @@ impl NatsServer {
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some((u, p)) = &self.auth {
+            c.args(["--user", u, "--pass", p]);
+        }
         if let Some(cp) = self.cluster_port {
             c.args(["--cluster_name", "sgtest", "--cluster", &format!("nats://127.0.0.1:{cp}")]);
             if !self.routes.is_empty() {
