@@ -8,6 +8,10 @@
 #     MongoDB wire-compatible server), into a virtualenv at .tools/venv;
 # Tests find them through SIGNALGRID_NATS_SERVER and SIGNALGRID_SECANTUSD and start their
 # own servers on free loopback ports.
+#   - for the browser tests (tests/browser.rs): Debian's chromium (apt-get, when
+#     /usr/bin/chromium is missing; never a browser download) and playwright-core from npm
+#     into tests/browser/node_modules (npm ci from its package-lock.json). They need Node.js
+#     20 or newer and npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -32,6 +36,39 @@ python_tools() {
 }
 
 python_tools
+
+browser_tools() {
+    local chromium="${SIGNALGRID_CHROMIUM:-/usr/bin/chromium}"
+    if [ ! -x "$chromium" ]; then
+        echo "scripts/test.sh: installing Debian's chromium"
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo=sudo
+        # A private archive cache: no race with another apt-get cleaning the shared one.
+        local cache
+        cache=$(mktemp -d)
+        mkdir -p "$cache/partial"
+        if ! $sudo apt-get install -y -q -o Dir::Cache::Archives="$cache" chromium; then
+            $sudo apt-get update -q
+            $sudo apt-get install -y -q -o Dir::Cache::Archives="$cache" chromium
+        fi
+        rm -rf "$cache"
+    fi
+    export SIGNALGRID_CHROMIUM="$chromium"
+    local dir="$root/tests/browser"
+    local want have
+    want=$(node -p "require('$dir/package-lock.json').packages['node_modules/playwright-core'].version")
+    have=$(node -p "try { require('$dir/node_modules/playwright-core/package.json').version } catch (e) { '' }")
+    if [ "$want" != "$have" ]; then
+        echo "scripts/test.sh: installing playwright-core $want into $dir/node_modules"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "scripts/test.sh: node and npm are needed for the browser tests (Node.js 20 or newer)" >&2
+    exit 1
+fi
+browser_tools
 
 # Integration tests open a few hundred sockets at most; make sure the soft limit allows it.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

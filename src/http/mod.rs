@@ -9,6 +9,7 @@ pub mod ops;
 pub mod rate_limit;
 pub mod sessions;
 pub mod video_calls;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -113,6 +114,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .or(metrics)
         .unify()
         .or(ws)
+        .unify()
+        .or(web::routes(with_ctx(app.clone())))
         .unify()
         .or(fallback)
         .unify()

@@ -1,0 +1,70 @@
+//! The web client, served by every node: the call page at `GET /call/:sessionId` and its
+//! static files under `GET /web/…` (the ES module client library, the page's script and
+//! style). The files are embedded in the binary, so `serve` needs nothing on disk.
+
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::Filter;
+
+use super::context::{Ctx, Reply};
+use super::error::ApiError;
+use signalgrid_actors::errors::ErrorCode;
+
+const CALL_HTML: &str = include_str!("../../web/call.html");
+const CALL_JS: &str = include_str!("../../web/call.js");
+const CALL_CSS: &str = include_str!("../../web/call.css");
+const CLIENT_JS: &str = include_str!("../../web/signalgrid-client.js");
+
+/// The static files: name under `/web/`, content type, body.
+const FILES: &[(&str, &str, &str)] = &[
+    ("signalgrid-client.js", "text/javascript; charset=utf-8", CLIENT_JS),
+    ("call.js", "text/javascript; charset=utf-8", CALL_JS),
+    ("call.css", "text/css; charset=utf-8", CALL_CSS),
+];
+
+/// The page's policy: scripts and styles from this node only; connections to any http(s)
+/// or ws(s) endpoint (the library may reconnect through another node of the cluster);
+/// media from the page's own streams.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data: blob:; media-src 'self' blob: mediastream:; \
+    connect-src 'self' http: https: ws: wss:; object-src 'none'; base-uri 'none'";
+
+fn file(body: &'static str, content_type: &'static str, page: bool) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = StatusCode::OK;
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static(content_type));
+    h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    if page {
+        h.insert("content-security-policy", HeaderValue::from_static(CSP));
+        h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+        // Camera, microphone and screen capture for this origin (and its frames when the
+        // platform embeds the page with `allow="camera; microphone; display-capture"`).
+        h.insert("permissions-policy", HeaderValue::from_static("camera=*, microphone=*, display-capture=*"));
+    }
+    r
+}
+
+async fn page(_session_id: String, ctx: Ctx) -> Response {
+    // The session id is read by the page itself from its path; the page checks it through
+    // `can-join`, so an unknown id shows the friendly error rather than a 404.
+    ctx.respond("web-call", Ok(Reply::Raw(file(CALL_HTML, "text/html; charset=utf-8", true))))
+}
+
+async fn asset(name: String, ctx: Ctx) -> Response {
+    match FILES.iter().find(|(n, _, _)| *n == name) {
+        Some((_, ct, body)) => ctx.respond("web-asset", Ok(Reply::Raw(file(body, ct, false)))),
+        None => ctx.respond("web-asset", Err(ApiError::new(ErrorCode::NotFound))),
+    }
+}
+
+/// `GET /call/:sessionId` and `GET /web/:file`.
+pub fn routes(
+    ctx: impl Filter<Extract = (Ctx,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+) -> BoxedFilter<(Response,)> {
+    let call = warp::path!("call" / String).and(warp::get()).and(ctx.clone()).then(page);
+    let assets = warp::path!("web" / String).and(warp::get()).and(ctx).then(asset);
+    call.or(assets).unify().boxed()
+}

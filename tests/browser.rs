@@ -1,0 +1,301 @@
+//! Real calls through signalgrid in real headless Chromium (Debian's `/usr/bin/chromium`,
+//! driven by playwright-core from tests/browser/, both installed by scripts/test.sh).
+//!
+//! This test starts the nodes (one standalone node, and two nodes of a cluster over a real
+//! nats-server), makes the sessions, and runs tests/browser/e2e.mjs, which opens the call
+//! pages, and prints what it observed as one JSON line; the assertions are here:
+//!   (a) client and psychologist on one node: both peer connections reach `connected`, each
+//!       side decodes the other's video (framesDecoded > 0 and growing, per getStats);
+//!   (c) the client turns its camera off and on, then shares its screen: the psychologist
+//!       keeps decoding video; the end of the call is stored;
+//!   (e) a session two hours away: the page shows the friendly reason and never makes an
+//!       RTCPeerConnection;
+//!   the token handed over by postMessage to an embedded page;
+//!   (b) the two pages on two different nodes of a cluster;
+//!   (d) the client's node drains: the page reconnects through the other node and the call
+//!       is re-established.
+//! Screenshots of every page go to target/browser-screenshots/.
+
+#[path = "common/cluster.rs"]
+mod cluster_support;
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster_support::{node, NatsServer};
+use common::*;
+use serde_json::{json, Value};
+use signalgrid_actors::identity::Role;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+/// Bound of the whole browser run (a hang guard, not a timing assertion).
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+fn chromium() -> PathBuf {
+    let p = std::env::var_os("SIGNALGRID_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into());
+    assert!(
+        p.exists(),
+        "Chromium not found at {}: run scripts/test.sh (it installs Debian's chromium) or set SIGNALGRID_CHROMIUM",
+        p.display()
+    );
+    p
+}
+
+fn browser_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        d.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed in {}: run scripts/test.sh (npm ci there)",
+        d.display()
+    );
+    d
+}
+
+fn out_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("browser-screenshots")
+}
+
+async fn session(n: &TestNode, client: &str, psy: &str, starts_in: i64) -> String {
+    let spec = SessionSpec { client: client.into(), psychologist: psy.into(), starts_in, ..Default::default() };
+    n.create_session(&spec).await["id"].as_str().unwrap().to_owned()
+}
+
+fn page(n: &TestNode, session: &str, user: &str, role: Role, name: &str, extra: &str) -> String {
+    n.url(&format!("/call/{session}?token={}&name={name}{extra}", token(user, role)))
+}
+
+fn frames_grow(v: &Value, what: &str) {
+    let f = v.as_array().unwrap_or_else(|| panic!("{what}: {v}"));
+    let (a, b) = (f[0].as_u64().unwrap(), f[1].as_u64().unwrap());
+    assert!(a > 0 && b > a, "{what}: frames decoded {a} then {b}");
+}
+
+fn connected_call(v: &Value, what: &str) {
+    for side in ["client", "psychologist"] {
+        let s = &v[side];
+        assert!(s["states"].as_array().unwrap().iter().any(|x| x == "connected"), "{what} {side}: {s}");
+        frames_grow(&s["framesDecoded"], &format!("{what} {side}"));
+        assert!(
+            ["good", "fair", "poor"].contains(&s["quality"].as_str().unwrap_or("")),
+            "{what} {side}: quality badge {s}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_headless_chromium() {
+    let chromium = chromium();
+    let dir = browser_dir();
+    let out = out_dir();
+    let _ = std::fs::remove_dir_all(&out);
+
+    // One standalone node: (a), (c), (e), embedding.
+    let single = TestNode::start().await;
+    let call = session(&single, "client-1", "psy-1", 0).await;
+    let early = session(&single, "client-2", "psy-2", 120).await;
+    let embed = session(&single, "client-3", "psy-3", -5).await;
+
+    // Two nodes of one cluster: (b), (d).
+    let nats = NatsServer::start();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let na = node(&nats.url(), "browser", &data, "node-a").await;
+    let nb = node(&nats.url(), "browser", &data, "node-b").await;
+    let cross = session(&na, "client-b", "psy-b", 0).await;
+    let drained = session(&na, "client-d", "psy-d", 0).await;
+    let via_b = format!("&signaling=http://{}", nb.addr);
+
+    let plan = json!({
+        "chromium": chromium,
+        "outDir": out,
+        "timeoutMs": 30000,
+        "call": {
+            "clientUrl": page(&single, &call, "client-1", Role::Client, "Alice", ""),
+            "psyUrl": page(&single, &call, "psy-1", Role::Psychologist, "Dr.%20Bob", ""),
+        },
+        "early": { "url": page(&single, &early, "client-2", Role::Client, "Carol", "") },
+        "embed": {
+            "hostUrl": single.url("/healthz"),
+            "callPath": format!("/call/{embed}"),
+            "token": token("client-3", Role::Client),
+        },
+        "cluster": {
+            "clientUrl": page(&na, &cross, "client-b", Role::Client, "Alice", ""),
+            "psyUrl": page(&nb, &cross, "psy-b", Role::Psychologist, "Dr.%20Bob", ""),
+        },
+        "drain": {
+            "clientUrl": page(&na, &drained, "client-d", Role::Client, "Alice", &via_b),
+            "psyUrl": page(&nb, &drained, "psy-d", Role::Psychologist, "Dr.%20Bob", ""),
+            "node": "node-a",
+        },
+    });
+    let plan_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(plan_file.path(), plan.to_string()).unwrap();
+
+    let node_bin = std::env::var("SIGNALGRID_NODE").unwrap_or_else(|_| "node".into());
+    let mut child = tokio::process::Command::new(node_bin)
+        .arg(dir.join("e2e.mjs"))
+        .arg(plan_file.path())
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run node (Node.js 18 or newer)");
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s).await;
+        s
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut to_drain = Some(na);
+    let mut drains = Vec::new();
+    let result = tokio::time::timeout(RUN_LIMIT, async {
+        while let Some(line) = lines.next_line().await.expect("read e2e.mjs output") {
+            if let Some(which) = line.strip_prefix("DRAIN ") {
+                assert_eq!(which, "node-a");
+                let n = to_drain.take().expect("node-a drained once");
+                // A graceful shutdown: NODE_DRAINING to its clients, close 1012.
+                drains.push(tokio::spawn(n.stop()));
+            } else if line.starts_with('{') {
+                return Some(serde_json::from_str::<Value>(&line).expect("result JSON"));
+            }
+        }
+        None
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    let log = tokio::time::timeout(Duration::from_secs(5), log).await.ok().and_then(Result::ok).unwrap_or_default();
+    let r = match result {
+        Ok(Some(r)) => r,
+        Ok(None) => panic!("e2e.mjs ended without a result\n{log}"),
+        Err(_) => panic!("browser run exceeded {RUN_LIMIT:?}\n{log}"),
+    };
+    for d in drains {
+        d.await.unwrap();
+    }
+    println!("browser result: {r:#}");
+    assert!(r["ok"] == true, "browser scenarios failed: {:#}\n{log}", r["failures"]);
+    let sc = &r["scenarios"];
+
+    // (a) one node: connected both ways, video decoded both ways.
+    connected_call(&sc["call"], "one node");
+    assert_eq!(sc["call"]["client"]["created"], 1, "one peer connection per remote participant");
+
+    // (c) camera off/on, then a screen share: the other side keeps decoding.
+    let t = &sc["call"]["toggle"];
+    assert!(
+        !t["sendersWhileCameraOff"].as_array().unwrap().iter().any(|s| s.as_str().unwrap().starts_with("video:")),
+        "no video sent with the camera off: {t}"
+    );
+    frames_grow(&t["framesAfterCameraOn"], "after camera on");
+    assert!(
+        t["sendersWhileSharing"].as_array().unwrap().iter().any(|s| s.as_str().unwrap().starts_with("video:screen")),
+        "the screen is sent: {t}"
+    );
+    let f: Vec<u64> = t["framesAfterShare"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    assert!(f[1] > f[0] && f[2] > f[1], "frames keep coming during the share: {f:?}");
+    assert_eq!(t["mutedButton"], "false");
+    // The end of the call, from the page's End button, is stored.
+    assert_eq!(sc["call"]["ended"]["client"], "Call ended");
+    assert_eq!(sc["call"]["ended"]["psychologist"], "Call ended");
+    let s: Value =
+        single.get(&format!("/api/sessions/{call}"), Some(&admin())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(s["status"], "Completed", "{s}");
+    assert!(s["videoCallStarted"].is_string() && s["videoCallEnded"].is_string(), "{s}");
+
+    // (e) outside the time window: the reason, and no peer connection at all.
+    let e = &sc["early"];
+    assert_eq!(e["status"], "refused", "{e}");
+    assert_eq!(e["created"], 0, "no RTCPeerConnection: {e}");
+    assert_eq!(e["hasGetUserMediaRun"], false, "no camera before a yes: {e}");
+    assert_eq!(e["errors"][0]["code"], "OUTSIDE_TIME_WINDOW", "{e}");
+    let text = e["errors"][0]["text"].as_str().unwrap();
+    assert!(text.contains("Too early") && text.contains("starts in 2 hours"), "{text}");
+
+    // The token by postMessage: the embedded page joins its room.
+    let em = &sc["embed"];
+    assert_eq!(em["clientState"], "joined", "{em}");
+    assert!(em["messages"].as_array().unwrap().iter().any(|m| m == "signalgrid:ready"), "{em}");
+    // ...and after its socket drops, reconnects and joins again.
+    let ev: Vec<&str> = em["reconnect"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert_eq!(ev.first(), Some(&"NETWORK_ERROR"), "{em}");
+    assert!(ev.contains(&"reconnecting") && ev.contains(&"rejoined"), "{em}");
+
+    // (b) two nodes of a cluster.
+    let c = &sc["cluster"];
+    connected_call(c, "two nodes");
+    assert_eq!(c["client"]["node"], "node-a", "{c}");
+    assert_eq!(c["psychologist"]["node"], "node-b", "{c}");
+
+    // (d) drain: the client moves to node-b and the call is up again.
+    let d = &sc["drain"];
+    connected_call(d, "before the drain");
+    assert_eq!(d["nodeBefore"], "node-a", "{d}");
+    assert_eq!(d["nodeAfter"], "node-b", "{d}");
+    assert!(d["errorsSeen"].as_array().unwrap().iter().any(|c| c == "NODE_DRAINING"), "{d}");
+    for side in ["client", "psychologist"] {
+        let a = &d["after"][side];
+        let (b4, now) = (a["created"][0].as_u64().unwrap(), a["created"][1].as_u64().unwrap());
+        assert!(now > b4, "after the drain, {side} made a new peer connection: {a}");
+        assert!(a["states"].as_array().unwrap().iter().any(|x| x == "connected"), "after the drain, {side}: {a}");
+        frames_grow(&a["framesDecoded"], &format!("after the drain, {side}"));
+    }
+
+    for name in [
+        "call-client",
+        "call-psychologist",
+        "call-client-sharing",
+        "call-psychologist-receiving-screen",
+        "call-ended",
+        "call-too-early",
+        "call-embedded",
+        "cluster-client",
+        "cluster-psychologist",
+        "drain-client-after",
+    ] {
+        let p = out.join(format!("{name}.png"));
+        assert!(std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false), "screenshot {}", p.display());
+    }
+    drop(nb);
+    drop(nats);
+}
+
+/// The library's pure parts in Node (backoff with jitter, quality verdict, typed errors), and
+/// every error code the server has (actors/src/errors.rs) in the library's `ERROR_CODES`.
+#[tokio::test]
+async fn client_library_units_and_every_error_code() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let node_bin = std::env::var("SIGNALGRID_NODE").unwrap_or_else(|_| "node".into());
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(node_bin).arg(dir.join("unit.mjs")).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("unit.mjs finishes")
+    .expect("run node (Node.js 20 or newer)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let r: Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("unit.mjs output: {e}\n{text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(r["ok"], true, "{:#}", r["failures"]);
+
+    let known: Vec<&str> = r["errorCodes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("actors/src/errors.rs")).unwrap();
+    let mut server_codes = Vec::new();
+    for line in src.lines() {
+        if let Some((_, rest)) = line.split_once("=> \"") {
+            let code = rest.split('"').next().unwrap();
+            if !code.is_empty() && code.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                server_codes.push(code.to_owned());
+            }
+        }
+    }
+    assert!(server_codes.len() >= 20, "codes read from errors.rs: {server_codes:?}");
+    for code in &server_codes {
+        assert!(known.contains(&code.as_str()), "{code} is not in ERROR_CODES of web/signalgrid-client.js");
+    }
+}

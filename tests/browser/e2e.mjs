@@ -1,0 +1,324 @@
+// End-to-end calls through signalgrid in real headless Chromium (Debian's /usr/bin/chromium),
+// driven by playwright-core. Started by tests/browser.rs, which starts the node(s), makes the
+// sessions and passes a JSON plan (argv[2]); this script prints one JSON result line on
+// stdout and logs to stderr. Every wait is bounded; waits poll a condition, never sleep for
+// a fixed time as synchronisation.
+//
+// Plan: { chromium, outDir, timeoutMs,
+//         call:   { clientUrl, psyUrl },           // (a) + (c), same session, one node
+//         early:  { url },                         // (e) outside the time window
+//         embed?: { hostUrl, callPath, token },    // token by postMessage from a parent page
+//         cluster?: { clientUrl, psyUrl },         // (b) two nodes
+//         drain?: { clientUrl, psyUrl, node } }   // (d) the client's node is drained: this
+//                                                  // script prints `DRAIN <node>` on stdout
+//                                                  // and the harness drains that node
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const plan = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const WAIT = plan.timeoutMs || 30000;
+const log = (...a) => console.error('[e2e]', ...a);
+const result = { ok: true, scenarios: {}, screenshots: [], failures: [] };
+fs.mkdirSync(plan.outDir, { recursive: true });
+
+// Counts every RTCPeerConnection the page makes (the real one, subclassed), so that a test
+// can read the real connections' state and stats, and prove that none was made.
+const INSTRUMENT = `(() => {
+  const Real = window.RTCPeerConnection;
+  if (!Real) return;
+  window.__sgPCs = [];
+  class Observed extends Real {
+    constructor(...args) { super(...args); window.__sgPCs.push(this); }
+  }
+  window.RTCPeerConnection = Observed;
+})();`;
+
+/** Polls `probe` (async, returns a value) until `ok(value)`; bounded by `ms`. */
+async function until(what, probe, ok, ms = WAIT) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (ok(last)) return last;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last value ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 100)); // poll interval, not a synchronisation sleep
+  }
+}
+
+/** Live (not closed) peer connections: states, and video frames decoded per getStats. */
+function pcInfo(page) {
+  return page.evaluate(async () => {
+    const pcs = (window.__sgPCs || []);
+    const live = pcs.filter((pc) => pc.connectionState !== 'closed');
+    let framesDecoded = 0;
+    let frameWidth = 0;
+    const senders = [];
+    for (const pc of live) {
+      const stats = await pc.getStats();
+      stats.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') {
+          framesDecoded += s.framesDecoded || 0;
+          frameWidth = Math.max(frameWidth, s.frameWidth || 0);
+        }
+      });
+      for (const s of pc.getSenders()) if (s.track) senders.push(`${s.track.kind}:${s.track.label}:${s.track.readyState}`);
+    }
+    // The most recent peer connection on its own (after a reconnect, the new one).
+    let latest = null;
+    const last = pcs[pcs.length - 1];
+    if (last) {
+      let frames = 0;
+      if (last.connectionState !== 'closed') {
+        (await last.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') frames += s.framesDecoded || 0; });
+      }
+      latest = { index: pcs.length - 1, state: last.connectionState, framesDecoded: frames };
+    }
+    const v = document.getElementById('remote-video');
+    return {
+      created: pcs.length,
+      latest,
+      node: window.signalgridCall?.client?.nodeId || null,
+      states: live.map((pc) => pc.connectionState),
+      framesDecoded,
+      frameWidth,
+      senders,
+      remoteVideoWidth: v ? v.videoWidth : 0,
+      status: document.getElementById('status')?.dataset.status,
+      statusText: document.getElementById('status')?.textContent,
+      quality: document.getElementById('quality')?.dataset.quality,
+      errors: [...document.querySelectorAll('.error')].map((e) => ({ code: e.dataset.code, text: e.innerText })),
+    };
+  });
+}
+
+const connected = (i) => i.states.includes('connected');
+
+/** Waits until the page decodes video frames and the count grows; returns [before, after]. */
+async function framesGrow(page, what) {
+  const a = await until(`${what}: video frames decoded`, () => pcInfo(page), (i) => i.framesDecoded > 0);
+  const b = await until(`${what}: more video frames decoded`, () => pcInfo(page), (i) => i.framesDecoded > a.framesDecoded);
+  return [a.framesDecoded, b.framesDecoded];
+}
+
+async function shot(page, name) {
+  const file = path.join(plan.outDir, `${name}.png`);
+  await page.screenshot({ path: file });
+  result.screenshots.push(file);
+}
+
+let browser;
+const contexts = [];
+
+async function openPage(url, name) {
+  // One context per participant: separate storage and permission grants, as two people.
+  const ctx = await browser.newContext({ permissions: ['camera', 'microphone'], viewport: { width: 960, height: 600 } });
+  contexts.push(ctx);
+  await ctx.addInitScript(INSTRUMENT);
+  const page = await ctx.newPage();
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') log(`${name} console.${m.type()}:`, m.text()); });
+  page.on('pageerror', (e) => log(`${name} page error:`, String(e)));
+  await page.goto(url, { timeout: WAIT });
+  return page;
+}
+
+async function scenario(name, fn) {
+  const t0 = Date.now();
+  const opened = contexts.length;
+  try {
+    result.scenarios[name] = await fn();
+    result.scenarios[name].ok = true;
+  } catch (e) {
+    result.ok = false;
+    result.failures.push(`${name}: ${e && e.stack ? e.stack : e}`);
+    result.scenarios[name] = { ok: false, error: String(e) };
+  }
+  // Close this scenario's pages: two cores are shared, idle calls would still encode video.
+  for (const c of contexts.splice(opened)) await c.close().catch(() => {});
+  result.scenarios[name].ms = Date.now() - t0;
+  log(`${name}: ${result.scenarios[name].ok ? 'ok' : 'FAILED'} in ${result.scenarios[name].ms} ms`);
+}
+
+async function twoPartyCall(tag, clientUrl, psyUrl) {
+  const client = await openPage(clientUrl, `${tag}-client`);
+  const psy = await openPage(psyUrl, `${tag}-psychologist`);
+  const c = await until(`${tag}: client connected`, () => pcInfo(client), connected);
+  const p = await until(`${tag}: psychologist connected`, () => pcInfo(psy), connected);
+  const clientFrames = await framesGrow(client, `${tag} client`);
+  const psyFrames = await framesGrow(psy, `${tag} psychologist`);
+  const clientQ = await until(`${tag}: client quality badge`, () => pcInfo(client), (i) => ['good', 'fair', 'poor'].includes(i.quality));
+  const psyQ = await until(`${tag}: psychologist quality badge`, () => pcInfo(psy), (i) => ['good', 'fair', 'poor'].includes(i.quality));
+  await until(`${tag}: remote picture on both`, async () => [await pcInfo(client), await pcInfo(psy)],
+    ([a, b]) => a.remoteVideoWidth > 0 && b.remoteVideoWidth > 0);
+  return { client, psy, info: {
+    client: { states: c.states, framesDecoded: clientFrames, quality: clientQ.quality, status: clientQ.status, created: clientQ.created, node: clientQ.node },
+    psychologist: { states: p.states, framesDecoded: psyFrames, quality: psyQ.quality, status: psyQ.status, created: psyQ.created, node: psyQ.node },
+  } };
+}
+
+async function main() {
+  // playwright's launch() gives Chromium a fresh, empty profile directory of its own.
+  browser = await chromium.launch({
+    executablePath: plan.chromium || '/usr/bin/chromium',
+    headless: true,
+    timeout: WAIT,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--allow-loopback-in-peer-connection', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic', '--auto-select-desktop-capture-source=Entire screen',
+    ],
+  });
+  try {
+    // (a) + (c): a call on one node; then camera off/on and a screen share on the client's side.
+    await scenario('call', async () => {
+      const { client, psy, info } = await twoPartyCall('call', plan.call.clientUrl, plan.call.psyUrl);
+      await shot(client, 'call-client');
+      await shot(psy, 'call-psychologist');
+
+      // (c) camera off and on again, then share the screen.
+      await client.click('#btn-video');
+      await until('camera off', () => client.getAttribute('#btn-video', 'data-on'), (v) => v === 'false');
+      const off = await pcInfo(client);
+      await client.click('#btn-video');
+      await until('camera on', () => client.getAttribute('#btn-video', 'data-on'), (v) => v === 'true');
+      const afterCamera = await framesGrow(psy, 'after camera toggle');
+      await client.click('#btn-screen');
+      await until('screen shared', () => client.getAttribute('#btn-screen', 'data-on'), (v) => v === 'true');
+      const sharing = await until('the screen track is being sent', () => pcInfo(client),
+        (i) => i.senders.some((s) => s.startsWith('video:screen')));
+      const s0 = (await pcInfo(psy)).framesDecoded;
+      const afterShare = await until('psychologist decodes the shared screen', () => pcInfo(psy), (i) => i.framesDecoded > s0);
+      const afterShare2 = await until('and keeps decoding', () => pcInfo(psy), (i) => i.framesDecoded > afterShare.framesDecoded);
+      await shot(client, 'call-client-sharing');
+      await shot(psy, 'call-psychologist-receiving-screen');
+
+      // Mute and unmute.
+      await client.click('#btn-audio');
+      const muted = await client.getAttribute('#btn-audio', 'data-on');
+      await client.click('#btn-audio');
+
+      // End the call (the psychologist): both pages show the end.
+      await psy.click('#btn-end');
+      const endC = await until('client sees the end', () => pcInfo(client), (i) => i.status === 'ended');
+      const endP = await until('psychologist sees the end', () => pcInfo(psy), (i) => i.status === 'ended');
+      await shot(psy, 'call-ended');
+      return {
+        ...info,
+        toggle: {
+          sendersWhileCameraOff: off.senders,
+          framesAfterCameraOn: afterCamera,
+          sendersWhileSharing: sharing.senders,
+          framesAfterShare: [s0, afterShare.framesDecoded, afterShare2.framesDecoded],
+          mutedButton: muted,
+        },
+        ended: { client: endC.statusText, psychologist: endP.statusText, clientLive: endC.states.length },
+      };
+    });
+
+    // (e) outside the time window: the friendly reason, and no peer connection ever.
+    await scenario('early', async () => {
+      const page = await openPage(plan.early.url, 'early');
+      const info = await until('the refusal', () => pcInfo(page), (i) => i.status === 'refused');
+      await shot(page, 'call-too-early');
+      const again = await pcInfo(page);
+      return { status: info.status, errors: again.errors, created: again.created,
+        hasGetUserMediaRun: await page.evaluate(() => !!document.getElementById('local-video').srcObject) };
+    });
+
+    // The token by postMessage from an embedding platform page.
+    if (plan.embed) {
+      await scenario('embed', async () => {
+        const page = await openPage(plan.embed.hostUrl, 'embed');
+        await page.evaluate(({ callPath, token }) => {
+          document.body.innerHTML = '';
+          window.__messages = [];
+          window.addEventListener('message', (e) => {
+            window.__messages.push(e.data && e.data.type);
+            if (e.data && e.data.type === 'signalgrid:ready') {
+              e.source.postMessage({ type: 'signalgrid:token', token, userName: 'Embedded Alice' }, e.origin);
+            }
+          });
+          const f = document.createElement('iframe');
+          f.id = 'call';
+          f.allow = 'camera; microphone; display-capture';
+          f.style.cssText = 'width:900px;height:560px;border:0';
+          f.src = callPath;
+          document.body.append(f);
+        }, plan.embed);
+        const frame = await until('the iframe', async () => page.frame({ url: (u) => u.pathname.startsWith('/call/') }), (f) => !!f);
+        const joined = await until('embedded page in the room', () => frame.evaluate(() => window.signalgridCall?.client?.state),
+          (s) => s === 'joined');
+        await shot(page, 'call-embedded');
+        // A dropped socket: the library reconnects (backoff with jitter) and joins again.
+        const first = await frame.evaluate(() => window.signalgridCall.client.socketId);
+        await frame.evaluate(() => {
+          window.__sgEvents = [];
+          const c = window.signalgridCall.client;
+          for (const t of ['reconnecting', 'rejoined']) c.addEventListener(t, () => window.__sgEvents.push(t));
+          c.addEventListener('sg-error', (e) => window.__sgEvents.push(e.code));
+          c.ws.close();
+        });
+        const back = await until('embedded page rejoined after a dropped socket',
+          () => frame.evaluate(() => ({ state: window.signalgridCall.client.state, socketId: window.signalgridCall.client.socketId, events: window.__sgEvents })),
+          (s) => s.state === 'joined' && s.socketId !== first && s.events.includes('rejoined'));
+        const status = await frame.evaluate(() => document.getElementById('status').textContent);
+        return { status, clientState: joined, reconnect: back.events, messages: await page.evaluate(() => window.__messages) };
+      });
+    }
+
+    // (b) two nodes of a cluster.
+    if (plan.cluster) {
+      await scenario('cluster', async () => {
+        const { client, psy, info } = await twoPartyCall('cluster', plan.cluster.clientUrl, plan.cluster.psyUrl);
+        await shot(client, 'cluster-client');
+        await shot(psy, 'cluster-psychologist');
+        return info;
+      });
+    }
+
+    // (d) drain the client's node: the client reconnects through the other node.
+    if (plan.drain) {
+      await scenario('drain', async () => {
+        const { client, psy, info } = await twoPartyCall('drain', plan.drain.clientUrl, plan.drain.psyUrl);
+        const before = await client.evaluate(() => window.signalgridCall.client.nodeId);
+        const pcsBefore = { client: (await pcInfo(client)).created, psy: (await pcInfo(psy)).created };
+        await client.evaluate(() => {
+          window.__sgErrors = [];
+          window.signalgridCall.client.addEventListener('sg-error', (e) => window.__sgErrors.push(e.code));
+        });
+        // The harness (tests/browser.rs) drains the node when it reads this line.
+        process.stdout.write(`DRAIN ${plan.drain.node}\n`);
+        const nodeAfter = await until('client reconnected to another node',
+          () => client.evaluate(() => ({ node: window.signalgridCall.client.nodeId, state: window.signalgridCall.client.state })),
+          (s) => s.node !== before && s.state === 'joined', WAIT * 2);
+        // A new peer connection on each side, connected, decoding frames that keep coming.
+        const fresh = (b) => (i) => i.created > b && i.latest.state === 'connected' && i.latest.framesDecoded > 0;
+        const c = await until('client connected again', () => pcInfo(client), fresh(pcsBefore.client), WAIT * 2);
+        const p = await until('psychologist connected again', () => pcInfo(psy), fresh(pcsBefore.psy), WAIT * 2);
+        const c2 = await until('client keeps decoding', () => pcInfo(client), (i) => i.latest.framesDecoded > c.latest.framesDecoded);
+        const p2 = await until('psychologist keeps decoding', () => pcInfo(psy), (i) => i.latest.framesDecoded > p.latest.framesDecoded);
+        const cf = [c.latest.framesDecoded, c2.latest.framesDecoded];
+        const pf = [p.latest.framesDecoded, p2.latest.framesDecoded];
+        await shot(client, 'drain-client-after');
+        return { ...info, nodeBefore: before, nodeAfter: nodeAfter.node,
+          errorsSeen: await client.evaluate(() => window.__sgErrors),
+          after: {
+            client: { states: [c.latest.state], framesDecoded: cf, created: [pcsBefore.client, c2.created] },
+            psychologist: { states: [p.latest.state], framesDecoded: pf, created: [pcsBefore.psy, p2.created] },
+          } };
+      });
+    }
+  } finally {
+    for (const c of contexts) await c.close().catch(() => {});
+    await browser.close().catch(() => {});
+  }
+}
+
+main()
+  .catch((e) => {
+    result.ok = false;
+    result.failures.push(`harness: ${e && e.stack ? e.stack : e}`);
+  })
+  .finally(() => {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  });

@@ -1,0 +1,388 @@
+// The call page (`/call/:sessionId`): the seed's VideoCallRoom on top of signalgrid-client.js.
+//
+// Token: `?token=<jwt>` (removed from the address bar at once), or, when absent, by
+// postMessage: the page sends `{type: 'signalgrid:ready', sessionId}` to its parent (iframe)
+// or opener (popup) and waits for `{type: 'signalgrid:token', token, userName?}`. With
+// `?parentOrigin=https://platform.example` only that origin is listened to.
+// Optional: `?name=<display name>`, `?signaling=<url>,<url>` (nodes to reconnect through).
+// The page tells the platform `{type: 'signalgrid:call-ended', sessionId, duration}` and
+// `{type: 'signalgrid:refused', sessionId, reason}` by postMessage too.
+
+import { SignalgridClient, mediaErrorCode } from './signalgrid-client.js';
+
+const $ = (id) => document.getElementById(id);
+const room = $('room');
+const params = new URLSearchParams(location.search);
+const sessionId = decodeURIComponent(location.pathname.replace(/\/+$/, '').split('/').pop() || '');
+const parentOrigin = params.get('parentOrigin');
+const platform = window.parent !== window ? window.parent : window.opener;
+
+/** The seed's error display: category title, message, hint, by code. */
+const FRIENDLY = {
+  MEDIA_PERMISSION_DENIED: ['Camera or microphone blocked', 'We could not use your camera or microphone.',
+    'Allow camera and microphone for this site in your browser settings, then reload the page. You can still hear and see the other participant.'],
+  MEDIA_UNAVAILABLE: ['No camera or microphone', 'No camera or microphone could be started.',
+    'Check that a device is connected and not used by another app. You can still hear and see the other participant.'],
+  SCREEN_SHARE_FAILED: ['Screen sharing failed', 'Your screen could not be shared.', 'Try again, and pick a screen or window to share.'],
+  NETWORK_ERROR: ['Network problem', 'The connection to the call service was lost.', 'Check your internet connection. We keep trying to reconnect.'],
+  RECONNECT_EXHAUSTED: ['Network problem', 'We could not reconnect to the call service.', 'Check your internet connection and reload the page.'],
+  WEBRTC_FAILED: ['Video connection problem', 'The video connection with the other participant failed.',
+    'We are trying again. A firewall or VPN may block video calls; try another network if it persists.'],
+  NODE_DRAINING: ['Reconnecting', 'The call server is restarting.', 'We are moving you to another server; the call resumes by itself.'],
+  CLUSTER_UNAVAILABLE: ['Reconnecting', 'The call service is reconnecting.', 'Please wait a moment.'],
+  UNAUTHORIZED: ['Please sign in again', 'Your sign-in is missing or has expired.', 'Go back to the platform and open the call again.'],
+  INVALID_SESSION_ID: ['Session problem', 'This call link is not valid.', 'Open the call from your session page on the platform.'],
+  SESSION_NOT_FOUND: ['Session problem', 'This session could not be found.', 'Open the call from your session page on the platform.'],
+  FORBIDDEN: ['Session problem', 'You are not a participant of this session.', 'Sign in with the account that booked this session.'],
+  SESSION_CLOSED: ['Session problem', 'This session has been cancelled or has already ended.', 'Book a new session on the platform.'],
+  PAYMENT_REQUIRED: ['Payment required', 'Payment for this session has not been confirmed yet.',
+    'Complete the payment on the platform; you can join as soon as it is confirmed.'],
+  ROOM_FULL: ['Call is full', 'This call already has all its participants.', 'If you joined from another device, close it there first.'],
+  ROOM_CLOSED: ['Call closed', 'This call was closed by an operator.', 'Contact support if this is unexpected.'],
+  KICKED: ['Disconnected', 'You were disconnected by an operator.', 'Contact support if this is unexpected.'],
+  SESSION_REPLACED: ['Joined elsewhere', 'You joined this call from another window or device.', 'Continue the call there, or reload this page to move it here.'],
+  RATE_LIMITED: ['Please wait', 'Too many attempts in a short time.', 'Wait a moment and reload the page.'],
+  CONNECTION_LIMIT: ['Service busy', 'The call service is at capacity right now.', 'Please try again in a minute.'],
+  ORIGIN_NOT_ALLOWED: ['Not allowed', 'This page is not allowed to connect to the call service.', 'Open the call from the platform.'],
+  STORE_UNAVAILABLE: ['Service problem', 'The service is temporarily unavailable.', 'Please try again in a minute.'],
+  INTERNAL: ['Service problem', 'Something went wrong on our side.', 'Please try again; quote the request id to support if it persists.'],
+};
+
+function friendly(code, details = {}, message = '') {
+  if (code === 'OUTSIDE_TIME_WINDOW') {
+    const m = details.minutesUntilSession;
+    if (m > 0) {
+      const when = m >= 120 ? `${Math.round(m / 60)} hours` : `${m} minute${m === 1 ? '' : 's'}`;
+      return ['Too early to join', `Your session starts in ${when}.`, 'The call opens shortly before the session starts. Please come back then.'];
+    }
+    return ['Session time is over', 'The time for this session has passed.', 'Book a new session on the platform.'];
+  }
+  return FRIENDLY[code] || ['Something went wrong', message || code, ''];
+}
+
+const shownErrors = new Map();
+function showError(code, details = {}, message = '', requestId = null) {
+  const [title, text, hint] = friendly(code, details, message);
+  let el = shownErrors.get(code);
+  if (!el) {
+    el = document.createElement('div');
+    el.className = 'error';
+    el.setAttribute('role', 'alert');
+    el.dataset.code = code;
+    $('errors').append(el);
+    shownErrors.set(code, el);
+  }
+  el.replaceChildren();
+  const h = document.createElement('h2');
+  h.textContent = title;
+  const p = document.createElement('p');
+  p.textContent = text;
+  el.append(h, p);
+  if (hint || requestId) {
+    const q = document.createElement('p');
+    q.className = 'hint';
+    q.textContent = hint + (requestId ? ` (request ${requestId})` : '');
+    el.append(q);
+  }
+}
+function clearError(code) {
+  const el = shownErrors.get(code);
+  if (el) el.remove();
+  shownErrors.delete(code);
+}
+
+function setStatus(s, text) {
+  $('status').dataset.status = s;
+  $('status').textContent = text;
+  room.dataset.state = s;
+}
+
+function tell(msg) {
+  if (platform) platform.postMessage({ ...msg, sessionId }, parentOrigin || '*');
+}
+
+function tokenFromPlatform() {
+  const q = params.get('token');
+  if (q) {
+    // Keep the token out of the history and of screenshots of the address bar.
+    params.delete('token');
+    const rest = params.toString();
+    history.replaceState(null, '', location.pathname + (rest ? `?${rest}` : ''));
+    return Promise.resolve({ token: q, userName: params.get('name') });
+  }
+  return new Promise((resolve) => {
+    setStatus('waiting', 'Waiting for sign-in…');
+    window.addEventListener('message', function onMsg(e) {
+      if (parentOrigin && e.origin !== parentOrigin) return;
+      const d = e.data;
+      if (!d || d.type !== 'signalgrid:token' || typeof d.token !== 'string') return;
+      window.removeEventListener('message', onMsg);
+      resolve({ token: d.token, userName: d.userName || params.get('name') });
+    });
+    tell({ type: 'signalgrid:ready' });
+  });
+}
+
+// ------------------------------------------------------------------ the call
+
+let client = null;
+let localStream = null;
+let cameraTrack = null;
+let timerStart = null;
+let timerHandle = null;
+let statsHandle = null;
+let ended = false;
+
+function startTimer() {
+  if (timerStart) return;
+  timerStart = Date.now();
+  const tick = () => {
+    const s = Math.floor((Date.now() - timerStart) / 1000);
+    const hh = Math.floor(s / 3600);
+    const mm = String(Math.floor((s % 3600) / 60)).padStart(2, '0');
+    const ss = String(s % 60).padStart(2, '0');
+    $('timer').textContent = hh ? `${hh}:${mm}:${ss}` : `${mm}:${ss}`;
+  };
+  tick();
+  timerHandle = setInterval(tick, 1000);
+}
+
+async function sampleQuality() {
+  if (!client || client.peers.size === 0) {
+    $('quality').dataset.quality = 'none';
+    $('quality').textContent = '—';
+    return;
+  }
+  const s = await client.sampleStats();
+  if (!s.quality) return;
+  const q = $('quality');
+  q.dataset.quality = s.quality;
+  q.textContent = { good: 'Good', fair: 'Fair', poor: 'Poor' }[s.quality];
+  const kbps = s.bitrateIn == null ? '?' : Math.round(s.bitrateIn / 1000);
+  const rtt = s.rtt == null ? '?' : Math.round(s.rtt);
+  const loss = s.loss == null ? '?' : (s.loss * 100).toFixed(1);
+  q.title = `Network quality: ${s.quality} — round trip ${rtt} ms, packet loss ${loss} %, receiving ${kbps} kbit/s`;
+  q.dataset.rtt = rtt;
+  q.dataset.loss = loss;
+  q.dataset.kbps = kbps;
+}
+
+function enableControls(on) {
+  for (const id of ['btn-audio', 'btn-video', 'btn-screen', 'btn-end']) $(id).disabled = !on;
+}
+
+function finish(text, duration) {
+  if (ended) return;
+  ended = true;
+  clearInterval(timerHandle);
+  clearInterval(statsHandle);
+  enableControls(false);
+  setStatus('ended', text);
+  $('remote-video').srcObject = null;
+  $('remote-placeholder').hidden = false;
+  $('remote-placeholder').textContent = duration != null ? `The call has ended (${duration} min).` : 'The call has ended.';
+  if (localStream) for (const t of localStream.getTracks()) t.stop();
+  tell({ type: 'signalgrid:call-ended', duration: duration ?? null });
+}
+
+async function getCamera() {
+  const s = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 }, height: { ideal: 720 } } });
+  return s.getVideoTracks()[0];
+}
+
+async function main() {
+  setStatus('starting', 'Checking your session…');
+  const { token, userName } = await tokenFromPlatform();
+  client = new SignalgridClient({
+    token,
+    sessionId,
+    userName: userName || undefined,
+    signalingUrls: [location.origin, ...(params.get('signaling') || '').split(',').filter(Boolean)],
+  });
+  window.signalgridCall = { client }; // for debugging in the console
+  client.addEventListener('screen-share-ended', onShareEnded);
+
+  // 1. May this user join now? Nothing else (no camera, no socket) before a yes.
+  let verdict;
+  try {
+    verdict = await client.canJoin();
+  } catch (e) {
+    setStatus('refused', 'Cannot join');
+    showError(e.code || 'NETWORK_ERROR', e.details, e.message, e.requestId);
+    tell({ type: 'signalgrid:refused', reason: e.code || 'NETWORK_ERROR' });
+    return;
+  }
+  if (!verdict.canJoin) {
+    setStatus('refused', 'Cannot join');
+    showError(verdict.reason, verdict, '');
+    tell({ type: 'signalgrid:refused', reason: verdict.reason });
+    return;
+  }
+
+  // 2. The room and the other participant's name.
+  try {
+    const r = await client.generateRoom();
+    const me = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+    const myId = me.sub || (me.user && me.user.id);
+    const other = r.participants && (r.participants.client?.id === myId ? r.participants.psychologist : r.participants.client);
+    if (other && other.name) $('peer-name').textContent = `with ${other.name}`;
+  } catch (e) {
+    if (e.code) {
+      setStatus('refused', 'Cannot join');
+      showError(e.code, e.details, e.message, e.requestId);
+      return;
+    }
+  }
+
+  // 3. Camera and microphone (the call goes on without them: receive only).
+  setStatus('connecting', 'Starting camera…');
+  try {
+    localStream = await navigator.mediaDevices.getUserMedia({
+      audio: true,
+      video: { width: { ideal: 1280 }, height: { ideal: 720 } },
+    });
+  } catch (e) {
+    showError(mediaErrorCode(e), { name: e.name });
+    try {
+      localStream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (_) {
+      localStream = null;
+    }
+  }
+  cameraTrack = localStream ? localStream.getVideoTracks()[0] || null : null;
+  $('local-video').srcObject = localStream;
+
+  // 4. Signaling and peers.
+  client.addEventListener('state', (e) => {
+    const s = e.detail.state;
+    if (s === 'connecting') setStatus('connecting', 'Connecting…');
+    if (s === 'reconnecting') setStatus('reconnecting', 'Reconnecting…');
+    if (s === 'joined') {
+      clearError('NETWORK_ERROR');
+      clearError('NODE_DRAINING');
+      setStatus(client.peers.size ? 'connecting' : 'waiting', client.peers.size ? 'Connecting…' : 'Waiting for the other participant…');
+      enableControls(true);
+    }
+    if (s === 'failed') {
+      setStatus('error', 'Disconnected');
+      enableControls(false);
+    }
+  });
+  client.addEventListener('sg-error', (e) => {
+    showError(e.code, e.details, e.message, e.requestId);
+  });
+  client.addEventListener('remote-stream', (e) => {
+    const v = $('remote-video');
+    if (v.srcObject !== e.detail.stream) v.srcObject = e.detail.stream;
+    $('remote-placeholder').hidden = true;
+    const name = e.detail.participant && e.detail.participant.userName;
+    if (name) $('peer-name').textContent = `with ${name}`;
+  });
+  client.addEventListener('peer-state', (e) => {
+    const s = e.detail.state;
+    if (s === 'connected') {
+      clearError('WEBRTC_FAILED');
+      setStatus('connected', 'Connected');
+      startTimer();
+    } else if (s === 'disconnected') {
+      setStatus('reconnecting', 'Connection unstable…');
+    } else if (s === 'failed') {
+      setStatus('error', 'Video connection failed');
+    }
+  });
+  client.addEventListener('user-left', () => {
+    if (client.peers.size === 0 && !ended) {
+      $('remote-video').srcObject = null;
+      $('remote-placeholder').hidden = false;
+      $('remote-placeholder').textContent = 'The other participant left. Waiting for them to come back…';
+      setStatus('waiting', 'Waiting for the other participant…');
+    }
+  });
+  client.addEventListener('call-ended', (e) => finish('Call ended', e.detail.duration));
+
+  try {
+    await client.start(localStream);
+  } catch (e) {
+    setStatus('refused', 'Cannot join');
+    return;
+  }
+  statsHandle = setInterval(() => sampleQuality().catch(() => {}), 2000);
+}
+
+// ------------------------------------------------------------------ controls
+
+$('btn-audio').addEventListener('click', () => {
+  const b = $('btn-audio');
+  const on = b.dataset.on !== 'true';
+  if (!client.setAudioEnabled(on)) return;
+  b.dataset.on = String(on);
+  b.textContent = on ? 'Mute' : 'Unmute';
+});
+
+$('btn-video').addEventListener('click', async () => {
+  const b = $('btn-video');
+  b.disabled = true;
+  try {
+    if (b.dataset.on === 'true') {
+      // Camera off: stop the device (its light goes off) and send no video.
+      if (cameraTrack) cameraTrack.stop();
+      cameraTrack = null;
+      await client.setCameraTrack(null);
+      b.dataset.on = 'false';
+      b.textContent = 'Camera on';
+    } else {
+      cameraTrack = await getCamera();
+      await client.setCameraTrack(cameraTrack);
+      clearError('MEDIA_PERMISSION_DENIED');
+      clearError('MEDIA_UNAVAILABLE');
+      b.dataset.on = 'true';
+      b.textContent = 'Camera off';
+    }
+    if (room.dataset.sharing !== 'true') $('local-video').srcObject = new MediaStream(client.localStream.getTracks());
+  } catch (e) {
+    showError(mediaErrorCode(e), { name: e.name });
+  } finally {
+    b.disabled = false;
+  }
+});
+
+$('btn-screen').addEventListener('click', async () => {
+  const b = $('btn-screen');
+  if (b.dataset.on === 'true') {
+    await client.stopScreenShare();
+    return;
+  }
+  let screen;
+  try {
+    screen = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch (e) {
+    // Cancelling the picker is not an error worth a banner.
+    if (e.name !== 'NotAllowedError' && e.name !== 'AbortError') showError('SCREEN_SHARE_FAILED', { name: e.name });
+    return;
+  }
+  const track = screen.getVideoTracks()[0];
+  await client.startScreenShare(track);
+  clearError('SCREEN_SHARE_FAILED');
+  b.dataset.on = 'true';
+  b.textContent = 'Stop sharing';
+  room.dataset.sharing = 'true';
+  $('local-video').srcObject = new MediaStream([track]);
+});
+
+function onShareEnded() {
+  const b = $('btn-screen');
+  b.dataset.on = 'false';
+  b.textContent = 'Share screen';
+  room.dataset.sharing = 'false';
+  $('local-video').srcObject = client.localStream ? new MediaStream(client.localStream.getTracks()) : null;
+}
+
+$('btn-end').addEventListener('click', async () => {
+  $('btn-end').disabled = true;
+  await client.endCall();
+});
+
+main().catch((e) => {
+  setStatus('error', 'Error');
+  showError('INTERNAL', {}, String(e));
+});

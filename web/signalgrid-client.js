@@ -1,0 +1,695 @@
+// signalgrid-client.js: the browser client of signalgrid, a plain ES module (no build step).
+//
+//   import { SignalgridClient } from '/web/signalgrid-client.js';
+//   const call = new SignalgridClient({ token, sessionId });
+//   call.addEventListener('remote-stream', (e) => { video.srcObject = e.detail.stream; });
+//   call.addEventListener('sg-error', (e) => console.warn(e.code, e.message));
+//   const verdict = await call.canJoin();          // {canJoin, reason, minutesUntilSession}
+//   if (verdict.canJoin) await call.start(localStream);
+//
+// It speaks the protocol of docs/protocol.md: REST for the ICE servers, the room id and the
+// join check, and one WebSocket (`/ws?token=…`) for signaling. Media is a mesh: one
+// RTCPeerConnection per remote participant; whoever joins the room last sends the offers.
+// Renegotiation (a track added later) uses the "perfect negotiation" pattern; which side
+// of a pair is polite is decided by comparing the two socket ids. After a dropped socket or NODE_DRAINING it reconnects with
+// exponential backoff and full jitter, through the next signaling endpoint if several are
+// given, joins the room again and re-establishes the peer connections.
+
+/** Every error code the server may send, REST or WebSocket, plus the client's own. */
+export const ERROR_CODES = Object.freeze([
+  'UNAUTHORIZED', 'INVALID_SESSION_ID', 'SESSION_NOT_FOUND', 'FORBIDDEN', 'SESSION_CLOSED',
+  'PAYMENT_REQUIRED', 'OUTSIDE_TIME_WINDOW', 'ROOM_FULL', 'ROOM_CLOSED', 'KICKED',
+  'CLUSTER_UNAVAILABLE', 'VALIDATION_ERROR', 'RATE_LIMITED', 'CALL_NOT_STARTED', 'NOT_FOUND',
+  'METHOD_NOT_ALLOWED', 'PEER_NOT_FOUND', 'SESSION_REPLACED', 'PAYLOAD_TOO_LARGE', 'BAD_REQUEST',
+  'UNKNOWN_EVENT', 'NODE_DRAINING', 'CONNECTION_LIMIT', 'ORIGIN_NOT_ALLOWED', 'SLOW_CONSUMER',
+  'HEARTBEAT_TIMEOUT', 'STORE_UNAVAILABLE', 'INTERNAL',
+  // Client-side codes (not sent by the server).
+  'NETWORK_ERROR', 'MEDIA_PERMISSION_DENIED', 'MEDIA_UNAVAILABLE', 'SCREEN_SHARE_FAILED',
+  'WEBRTC_FAILED', 'RECONNECT_EXHAUSTED',
+]);
+
+/** Codes after which joining again cannot help: the client stops reconnecting. */
+const FATAL_CODES = new Set([
+  'UNAUTHORIZED', 'INVALID_SESSION_ID', 'SESSION_NOT_FOUND', 'FORBIDDEN', 'SESSION_CLOSED',
+  'PAYMENT_REQUIRED', 'OUTSIDE_TIME_WINDOW', 'ROOM_FULL', 'ROOM_CLOSED', 'KICKED',
+  'SESSION_REPLACED', 'ORIGIN_NOT_ALLOWED',
+]);
+
+/** A typed error event: `event.code` is one of ERROR_CODES; `type` is `sg-error`. */
+export class SignalgridErrorEvent extends Event {
+  constructor(code, message, details = {}, extra = {}) {
+    super('sg-error');
+    this.code = code;
+    this.message = message || code;
+    this.details = details || {};
+    /** Where it came from: 'rest', 'ws', 'media' or 'webrtc'. */
+    this.source = extra.source || 'ws';
+    /** True when the client gives up on the call (no reconnect follows). */
+    this.fatal = !!extra.fatal;
+    this.requestId = extra.requestId || null;
+  }
+}
+
+/** An error thrown by the REST helpers, carrying the server's error shape. */
+export class SignalgridError extends Error {
+  constructor(code, message, details = {}, status = 0, requestId = null) {
+    super(message || code);
+    this.name = 'SignalgridError';
+    this.code = code;
+    this.details = details;
+    this.status = status;
+    this.requestId = requestId;
+  }
+}
+
+function detail(type, d) {
+  return new CustomEvent(type, { detail: d });
+}
+
+/** Backoff delay before attempt `n` (0-based): full jitter over min(cap, base * 2^n). */
+export function backoffDelay(n, base = 500, cap = 15000, random = Math.random) {
+  const ceiling = Math.min(cap, base * 2 ** Math.min(n, 20));
+  return Math.floor(random() * ceiling);
+}
+
+/** Maps a getUserMedia / getDisplayMedia failure to a client error code. */
+export function mediaErrorCode(err) {
+  const name = err && err.name;
+  if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') {
+    return 'MEDIA_PERMISSION_DENIED';
+  }
+  return 'MEDIA_UNAVAILABLE';
+}
+
+export class SignalgridClient extends EventTarget {
+  /**
+   * @param {object} o
+   * @param {string} o.token            the platform's JWT
+   * @param {string} [o.sessionId]      the session (for canJoin, generateRoom, endCall)
+   * @param {string} [o.roomId]         the room id, if known (otherwise from generateRoom)
+   * @param {string} [o.baseUrl]        REST base, default: this page's origin
+   * @param {string[]} [o.signalingUrls] WebSocket bases (http(s) or ws(s) URLs of nodes or of
+   *                                    the load balancer), tried in turn on reconnect;
+   *                                    default: the REST base
+   * @param {string} [o.userName]       display name sent with join-room
+   * @param {object} [o.reconnect]      {baseMs=500, maxMs=15000, maxAttempts=Infinity}
+   * @param {number} [o.timeoutMs]      bound of every REST call and of the socket opening
+   */
+  constructor(o) {
+    super();
+    if (!o || !o.token) throw new TypeError('SignalgridClient: a token is required');
+    this.token = o.token;
+    this.sessionId = o.sessionId || null;
+    this.roomId = o.roomId || null;
+    this.baseUrl = (o.baseUrl || globalThis.location?.origin || '').replace(/\/$/, '');
+    this.signalingUrls = (o.signalingUrls && o.signalingUrls.length ? o.signalingUrls : [this.baseUrl])
+      .map((u) => u.replace(/\/$/, ''));
+    this.userName = o.userName || null;
+    this.reconnectOpts = { baseMs: 500, maxMs: 15000, maxAttempts: Infinity, ...(o.reconnect || {}) };
+    this.timeoutMs = o.timeoutMs || 10000;
+
+    this.ws = null;
+    this.socketId = null;
+    this.nodeId = null;
+    this.iceServers = null;
+    this.localStream = null;
+    /** socketId -> {pc, info, polite, makingOffer, ignoreOffer, pendingCandidates, stream} */
+    this.peers = new Map();
+    /** ICE candidates that arrived before their peer's offer. */
+    this._early = new Map();
+    this.participants = [];
+    this.state = 'idle'; // idle | connecting | joined | reconnecting | ended | failed | closed
+    this._endpoint = 0;
+    this._attempt = 0;
+    this._timer = null;
+    this._closing = false;
+    this._joined = false;
+    this._drainSeen = false;
+    this._videoOverride = null; // a track that replaces the camera (screen share)
+    this._joinPending = false;
+    this._joinAttempt = 0;
+  }
+
+  // ---------------------------------------------------------------- REST
+
+  async _rest(method, path) {
+    const ctl = new AbortController();
+    const t = setTimeout(() => ctl.abort(), this.timeoutMs);
+    let res;
+    try {
+      res = await fetch(this.baseUrl + path, {
+        method,
+        headers: { 'x-auth-token': this.token },
+        signal: ctl.signal,
+      });
+    } catch (e) {
+      throw new SignalgridError('NETWORK_ERROR', 'The call service could not be reached. Check your connection.', { cause: String(e) });
+    } finally {
+      clearTimeout(t);
+    }
+    let body = null;
+    try {
+      body = await res.json();
+    } catch (_) {
+      body = null;
+    }
+    if (!res.ok) {
+      const e = (body && body.error) || {};
+      throw new SignalgridError(e.code || 'INTERNAL', e.message, e.details || {}, res.status,
+        e.requestId || res.headers.get('x-request-id'));
+    }
+    return body;
+  }
+
+  _restError(e) {
+    const code = e.code || 'NETWORK_ERROR';
+    this._emitError(code, e.message, e.details, { source: 'rest', requestId: e.requestId, fatal: FATAL_CODES.has(code) });
+  }
+
+  /** `GET /api/video-calls/can-join/:sessionId`. */
+  canJoin(sessionId = this.sessionId) {
+    return this._rest('GET', `/api/video-calls/can-join/${encodeURIComponent(sessionId)}`);
+  }
+
+  /** `POST /api/video-calls/generate-room/:sessionId`; remembers the room id. */
+  async generateRoom(sessionId = this.sessionId) {
+    const r = await this._rest('POST', `/api/video-calls/generate-room/${encodeURIComponent(sessionId)}`);
+    this.roomId = r.roomId;
+    return r;
+  }
+
+  /** `GET /api/video-calls/config`: the ICE servers (cached; refetched after its ttl). */
+  async fetchIceServers() {
+    if (this.iceServers && (!this._iceExpiry || Date.now() < this._iceExpiry)) return this.iceServers;
+    const r = await this._rest('GET', '/api/video-calls/config');
+    this.iceServers = r.iceServers || [];
+    this._iceExpiry = r.ttl ? Date.now() + (r.ttl * 1000) / 2 : 0;
+    return this.iceServers;
+  }
+
+  // ---------------------------------------------------------------- call life cycle
+
+  /**
+   * Connects and joins the room with `localStream` (may be null: receive only). Resolves
+   * once the socket is open; `room-joined` tells when the room is joined.
+   */
+  async start(localStream = null) {
+    this.localStream = localStream;
+    this._closing = false;
+    try {
+      await this.fetchIceServers();
+      if (!this.roomId) await this.generateRoom();
+    } catch (e) {
+      this._restError(e);
+      this._setState('failed');
+      throw e;
+    }
+    this._connect();
+  }
+
+  _wsUrl() {
+    const base = this.signalingUrls[this._endpoint % this.signalingUrls.length];
+    const u = new URL(base.replace(/^http/, 'ws') + '/ws');
+    u.searchParams.set('token', this.token);
+    return u.toString();
+  }
+
+  _setState(s, extra = {}) {
+    if (this.state === s) return;
+    this.state = s;
+    this.dispatchEvent(detail('state', { state: s, ...extra }));
+  }
+
+  _connect() {
+    clearTimeout(this._timer);
+    this._setState(this._attempt > 0 || this._joined ? 'reconnecting' : 'connecting', { attempt: this._attempt });
+    let ws;
+    try {
+      ws = new WebSocket(this._wsUrl());
+    } catch (e) {
+      this._emitError('NETWORK_ERROR', String(e), {}, { source: 'ws' });
+      this._scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    this._drainSeen = false;
+    this._fatalSeen = null;
+    const openGuard = setTimeout(() => {
+      if (ws.readyState === WebSocket.CONNECTING) ws.close();
+    }, this.timeoutMs);
+    ws.onopen = () => clearTimeout(openGuard);
+    ws.onmessage = (m) => {
+      let msg;
+      try {
+        msg = JSON.parse(m.data);
+      } catch (_) {
+        return;
+      }
+      this._onFrame(msg.event, msg.data || {});
+    };
+    ws.onclose = (ev) => {
+      clearTimeout(openGuard);
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.dispatchEvent(detail('socket-closed', { code: ev.code, reason: ev.reason }));
+      if (this._closing || this.state === 'ended') return;
+      if (ev.code === 4001 || this._fatalSeen) {
+        this._setState('failed', { code: this._fatalSeen || 'SESSION_REPLACED' });
+        this._closePeers();
+        return;
+      }
+      if (!this._drainSeen && ev.code !== 1012) {
+        this._emitError('NETWORK_ERROR', 'The connection to the call service was lost. Reconnecting…',
+          { closeCode: ev.code }, { source: 'ws' });
+      }
+      // Another node next time: a draining node refuses new sockets.
+      if (this.signalingUrls.length > 1) this._endpoint += 1;
+      this._scheduleReconnect(this._drainSeen || ev.code === 1012);
+    };
+  }
+
+  _scheduleReconnect(soon = false) {
+    const o = this.reconnectOpts;
+    if (this._attempt >= o.maxAttempts) {
+      this._emitError('RECONNECT_EXHAUSTED', 'Could not reconnect to the call service.', { attempts: this._attempt },
+        { source: 'ws', fatal: true });
+      this._setState('failed', { code: 'RECONNECT_EXHAUSTED' });
+      return;
+    }
+    const n = this._attempt;
+    this._attempt += 1;
+    // A drain is planned: the first retry goes at once (with a little jitter) to another node.
+    const delay = soon && n === 0 ? backoffDelay(0, 100, 100) : backoffDelay(n, o.baseMs, o.maxMs);
+    this._setState('reconnecting', { attempt: this._attempt, delayMs: delay });
+    this.dispatchEvent(detail('reconnecting', { attempt: this._attempt, delayMs: delay }));
+    this._timer = setTimeout(() => this._connect(), delay);
+  }
+
+  _send(event, data) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify({ event, data }));
+      return true;
+    }
+    return false;
+  }
+
+  _onFrame(event, data) {
+    switch (event) {
+      case 'connected':
+        this.socketId = data.socketId;
+        this.nodeId = data.nodeId;
+        this.dispatchEvent(detail('connected', data));
+        this._join();
+        break;
+      case 'room-joined': {
+        const again = this._joined;
+        this._joined = true;
+        this._joinPending = false;
+        this._attempt = 0;
+        this._joinAttempt = 0;
+        this.participants = data.participants || [];
+        // After a reconnect the old peer connections belong to our old socket: start over.
+        this._closePeers();
+        this._setState('joined');
+        this.dispatchEvent(detail(again ? 'rejoined' : 'room-joined', data));
+        // The newcomer offers to everyone already in the room.
+        for (const p of this.participants) {
+          if (p.socketId !== this.socketId) this._peer(p.socketId, p, true);
+        }
+        break;
+      }
+      case 'user-joined':
+        this.participants = this.participants.filter((p) => p.socketId !== data.socketId).concat([data]);
+        this.dispatchEvent(detail('user-joined', data));
+        // The newcomer offers: we wait for its offer (the peer connection is made then).
+        break;
+      case 'user-left':
+        this.participants = this.participants.filter((p) => p.socketId !== data.socketId);
+        this._closePeer(data.socketId);
+        this.dispatchEvent(detail('user-left', data));
+        break;
+      case 'offer':
+        this._onOffer(data.from, data.offer);
+        break;
+      case 'answer':
+        this._onAnswer(data.from, data.answer);
+        break;
+      case 'ice-candidate':
+        this._onCandidate(data.from, data.candidate);
+        break;
+      case 'call-ended':
+        this._setState('ended', data);
+        this.dispatchEvent(detail('call-ended', data));
+        this._shutdown();
+        break;
+      case 'error': {
+        const code = data.code || 'INTERNAL';
+        if (code === 'NODE_DRAINING') this._drainSeen = true;
+        const fatal = FATAL_CODES.has(code);
+        if (fatal) this._fatalSeen = code;
+        this._emitError(code, data.message, data.details, { source: 'ws', fatal });
+        if (this._joinPending && !fatal && code !== 'NODE_DRAINING') {
+          // The answer to join-room is a passing failure (store or cluster unavailable,
+          // rate limited): try the join again after a backoff, on the same socket.
+          this._joinPending = false;
+          const ws = this.ws;
+          const delay = backoffDelay(this._joinAttempt++, this.reconnectOpts.baseMs, this.reconnectOpts.maxMs);
+          this._timer = setTimeout(() => { if (this.ws === ws) this._join(); }, delay);
+        }
+        if (fatal && code !== 'SESSION_REPLACED') {
+          // A refused join (or an operator's kick): nothing will change by retrying.
+          this._setState('failed', { code });
+          this._shutdown();
+        }
+        break;
+      }
+      default:
+        this.dispatchEvent(detail('unknown-event', { event, data }));
+    }
+  }
+
+  async _join() {
+    const ws = this.ws;
+    // Short-lived TURN credentials may have expired during a long call: fetch them again
+    // before joining (keeping the old ones if the REST base is unreachable, say drained).
+    if (this._iceExpiry && Date.now() >= this._iceExpiry) {
+      await this.fetchIceServers().catch(() => this.iceServers);
+    }
+    if (this.ws !== ws) return;
+    this._joinPending = true;
+    this._send('join-room', this.userName ? { roomId: this.roomId, userName: this.userName } : { roomId: this.roomId });
+  }
+
+  _emitError(code, message, details, extra) {
+    this.dispatchEvent(new SignalgridErrorEvent(code, message, details, extra));
+  }
+
+  // ---------------------------------------------------------------- peer connections
+
+  /** The peer connection to `socketId`; `offerer`: we are the newcomer and offer. */
+  _peer(socketId, info, offerer) {
+    let p = this.peers.get(socketId);
+    if (p) return p;
+    // Perfect negotiation needs exactly one polite side per pair: both sides compare the
+    // same two socket ids. (Who offers first is decided by who joined last, not by this.)
+    const polite = String(this.socketId) < String(socketId);
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers || [] });
+    const stream = new MediaStream();
+    p = {
+      pc, stream, polite, makingOffer: false, ignoreOffer: false, pending: this._early.get(socketId) || [], remoteSet: false,
+      info: info || this.participants.find((x) => x.socketId === socketId) || { socketId },
+    };
+    this.peers.set(socketId, p);
+    this._early.delete(socketId);
+    pc.onicecandidate = (e) => {
+      this._send('ice-candidate', { candidate: e.candidate ? e.candidate.toJSON() : null, to: socketId });
+    };
+    pc.ontrack = (e) => {
+      if (!p.stream.getTracks().includes(e.track)) p.stream.addTrack(e.track);
+      this.dispatchEvent(detail('remote-stream', { socketId, participant: p.info, stream: p.stream, track: e.track }));
+    };
+    pc.onnegotiationneeded = async () => {
+      try {
+        p.makingOffer = true;
+        await pc.setLocalDescription();
+        this._send('offer', { offer: pc.localDescription.toJSON(), to: socketId });
+      } catch (e) {
+        this._emitError('WEBRTC_FAILED', 'The call could not be set up.', { cause: String(e) }, { source: 'webrtc' });
+      } finally {
+        p.makingOffer = false;
+      }
+    };
+    pc.onconnectionstatechange = () => {
+      const s = pc.connectionState;
+      this.dispatchEvent(detail('peer-state', { socketId, participant: p.info, state: s }));
+      if (s === 'failed') {
+        this._emitError('WEBRTC_FAILED', 'The media connection failed. Trying again…', { socketId }, { source: 'webrtc' });
+        if (!p.polite) pc.restartIce();
+      }
+    };
+    this.dispatchEvent(detail('peer-created', { socketId, participant: p.info }));
+    if (offerer) {
+      // The offering side adds its tracks now; negotiationneeded sends the offer. Without
+      // local media it still asks to receive audio and video.
+      this._attachLocal(p);
+      const kinds = new Set(pc.getTransceivers().map((t) => t.receiver.track.kind));
+      for (const k of ['audio', 'video']) if (!kinds.has(k)) pc.addTransceiver(k, { direction: 'recvonly' });
+    }
+    return p;
+  }
+
+  _localTracks() {
+    const s = this.localStream;
+    const audio = s ? s.getAudioTracks()[0] || null : null;
+    const video = this._videoOverride || (s ? s.getVideoTracks()[0] || null : null);
+    return { audio, video, stream: s || new MediaStream() };
+  }
+
+  _attachLocal(p) {
+    const { audio, video, stream } = this._localTracks();
+    for (const t of [audio, video]) if (t) p.pc.addTrack(t, stream);
+  }
+
+  async _onOffer(from, offer) {
+    let p = this.peers.get(from);
+    const fresh = !p;
+    if (!p) p = this._peer(from, null, false);
+    const pc = p.pc;
+    try {
+      const collision = p.makingOffer || pc.signalingState !== 'stable';
+      p.ignoreOffer = !p.polite && collision;
+      if (p.ignoreOffer) return;
+      await pc.setRemoteDescription(offer);
+      p.remoteSet = true;
+      if (fresh) this._attachLocal(p);
+      await pc.setLocalDescription();
+      this._send('answer', { answer: pc.localDescription.toJSON(), to: from });
+      await this._flushCandidates(p);
+    } catch (e) {
+      this._emitError('WEBRTC_FAILED', 'The call could not be set up.', { cause: String(e) }, { source: 'webrtc' });
+    }
+  }
+
+  async _onAnswer(from, answer) {
+    const p = this.peers.get(from);
+    if (!p) return;
+    try {
+      await p.pc.setRemoteDescription(answer);
+      p.remoteSet = true;
+      await this._flushCandidates(p);
+    } catch (e) {
+      this._emitError('WEBRTC_FAILED', 'The call could not be set up.', { cause: String(e) }, { source: 'webrtc' });
+    }
+  }
+
+  async _onCandidate(from, candidate) {
+    const p = this.peers.get(from);
+    if (!p) {
+      // Before the offer that makes the peer connection: keep it for then.
+      if (!this._early.has(from)) this._early.set(from, []);
+      this._early.get(from).push(candidate);
+      return;
+    }
+    if (!p.pc.remoteDescription) {
+      p.pending.push(candidate);
+      return;
+    }
+    try {
+      await p.pc.addIceCandidate(candidate || undefined);
+    } catch (e) {
+      if (!p.ignoreOffer) {
+        this._emitError('WEBRTC_FAILED', 'A network path could not be used.', { cause: String(e) }, { source: 'webrtc' });
+      }
+    }
+  }
+
+  async _flushCandidates(p) {
+    const list = p.pending.splice(0);
+    for (const c of list) {
+      try {
+        await p.pc.addIceCandidate(c || undefined);
+      } catch (_) {
+        /* a stale candidate */
+      }
+    }
+  }
+
+  _closePeer(socketId) {
+    const p = this.peers.get(socketId);
+    if (!p) return;
+    this.peers.delete(socketId);
+    try {
+      p.pc.close();
+    } catch (_) {
+      /* already closed */
+    }
+    this.dispatchEvent(detail('peer-closed', { socketId, participant: p.info }));
+  }
+
+  _closePeers() {
+    this._early.clear();
+    for (const id of [...this.peers.keys()]) this._closePeer(id);
+  }
+
+  // ---------------------------------------------------------------- media controls
+
+  /** Replaces the outgoing track of `kind` on every peer (null: send nothing). Adds a
+   *  sender (renegotiating) where there was none. */
+  async replaceTrack(kind, track) {
+    const { stream } = this._localTracks();
+    for (const p of this.peers.values()) {
+      const trs = p.pc.getTransceivers().filter((t) => !t.stopped && t.receiver.track.kind === kind);
+      const sending = trs.find((t) => t.sender.track || t.direction === 'sendrecv' || t.direction === 'sendonly');
+      if (sending) {
+        await sending.sender.replaceTrack(track);
+        continue;
+      }
+      if (!track) continue;
+      // No sender of that kind yet: use the receive-only transceiver or add a track;
+      // either way negotiationneeded renegotiates.
+      const tr = trs[0];
+      if (tr) {
+        await tr.sender.replaceTrack(track);
+        if (tr.sender.setStreams) tr.sender.setStreams(stream);
+        tr.direction = 'sendrecv';
+      } else {
+        p.pc.addTrack(track, stream);
+      }
+    }
+  }
+
+  /** Mutes or unmutes the microphone (the track stays; it sends silence). */
+  setAudioEnabled(on) {
+    const { audio } = this._localTracks();
+    if (audio) audio.enabled = on;
+    return !!audio;
+  }
+
+  /** Sets the camera track used when no screen is shared (after the camera was turned off
+   *  and on again). */
+  async setCameraTrack(track) {
+    const s = this.localStream || (this.localStream = new MediaStream());
+    for (const t of s.getVideoTracks()) s.removeTrack(t);
+    if (track) s.addTrack(track);
+    if (!this._videoOverride) await this.replaceTrack('video', track);
+  }
+
+  /** Sends `track` (a screen) instead of the camera until `stopScreenShare`. */
+  async startScreenShare(track) {
+    this._videoOverride = track;
+    await this.replaceTrack('video', track);
+    track.addEventListener('ended', () => {
+      if (this._videoOverride === track) this.stopScreenShare();
+    });
+  }
+
+  async stopScreenShare() {
+    const t = this._videoOverride;
+    this._videoOverride = null;
+    if (t) t.stop();
+    const s = this.localStream;
+    await this.replaceTrack('video', s ? s.getVideoTracks()[0] || null : null);
+    this.dispatchEvent(detail('screen-share-ended', {}));
+  }
+
+  // ---------------------------------------------------------------- ending
+
+  /** Ends the call for everyone: sends `call-ended` (the server stores the end); falls back
+   *  to `POST /end/:sessionId` when the socket is not open. */
+  async endCall() {
+    if (this._send('call-ended', { roomId: this.roomId })) return;
+    try {
+      const r = await this._rest('POST', `/api/video-calls/end/${encodeURIComponent(this.sessionId)}`);
+      this._setState('ended', { duration: r.duration });
+      this.dispatchEvent(detail('call-ended', { roomId: this.roomId, duration: r.duration, endedBy: null }));
+    } catch (e) {
+      this._restError(e);
+    }
+    this._shutdown();
+  }
+
+  /** Leaves the room (the call goes on for the others) and closes everything. */
+  leave() {
+    this._send('leave-room', { roomId: this.roomId });
+    this._shutdown();
+    this._setState('closed');
+  }
+
+  _shutdown() {
+    this._closing = true;
+    clearTimeout(this._timer);
+    this._closePeers();
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      try {
+        ws.close(1000);
+      } catch (_) {
+        /* already closed */
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- statistics
+
+  /**
+   * Samples getStats over every peer: round-trip time (ms), packet loss (fraction over the
+   * interval since the previous sample), inbound and outbound bitrate (bit/s), video frames
+   * decoded, and a quality verdict: good, fair or poor.
+   */
+  async sampleStats() {
+    const now = performance.now();
+    let rtt = null;
+    let lost = 0;
+    let received = 0;
+    let bytesIn = 0;
+    let bytesOut = 0;
+    let framesDecoded = 0;
+    for (const p of this.peers.values()) {
+      const report = await p.pc.getStats();
+      report.forEach((s) => {
+        if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded' && s.currentRoundTripTime != null) {
+          rtt = Math.max(rtt || 0, s.currentRoundTripTime * 1000);
+        } else if (s.type === 'inbound-rtp') {
+          lost += s.packetsLost || 0;
+          received += s.packetsReceived || 0;
+          bytesIn += s.bytesReceived || 0;
+          if (s.kind === 'video') framesDecoded += s.framesDecoded || 0;
+        } else if (s.type === 'outbound-rtp') {
+          bytesOut += s.bytesSent || 0;
+        } else if (s.type === 'remote-inbound-rtp' && rtt == null && s.roundTripTime != null) {
+          rtt = s.roundTripTime * 1000;
+        }
+      });
+    }
+    const prev = this._lastStats;
+    const dt = prev ? (now - prev.t) / 1000 : 0;
+    let loss = null;
+    let bitrateIn = null;
+    let bitrateOut = null;
+    if (prev && dt > 0) {
+      const dLost = Math.max(0, lost - prev.lost);
+      const dRecv = Math.max(0, received - prev.received);
+      loss = dLost + dRecv > 0 ? dLost / (dLost + dRecv) : 0;
+      bitrateIn = Math.max(0, ((bytesIn - prev.bytesIn) * 8) / dt);
+      bitrateOut = Math.max(0, ((bytesOut - prev.bytesOut) * 8) / dt);
+    }
+    this._lastStats = { t: now, lost, received, bytesIn, bytesOut };
+    const sample = { rtt, loss, bitrateIn, bitrateOut, framesDecoded, peers: this.peers.size };
+    sample.quality = classifyQuality(sample);
+    return sample;
+  }
+}
+
+/**
+ * good/fair/poor from round-trip time, loss and bitrate; null until there is a sample
+ * with a peer. Thresholds follow common VoIP guidance (ITU-T G.114 for delay).
+ */
+export function classifyQuality({ rtt, loss, bitrateIn, peers }) {
+  if (!peers || (rtt == null && loss == null)) return null;
+  const r = rtt == null ? 0 : rtt;
+  const l = loss == null ? 0 : loss;
+  if (r > 400 || l > 0.08) return 'poor';
+  if (r > 150 || l > 0.02 || (bitrateIn != null && bitrateIn < 30000)) return 'fair';
+  return 'good';
+}
