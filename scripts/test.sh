@@ -74,3 +74,10 @@ browser_tools
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cargo test --workspace --all-targets --locked "$@"
+
+# The REST and WebSocket suites once more, every test node on MongoDB (a secantusd per test
+# process). Only for a full run: with arguments, the caller chose what to run.
+if [ "$#" -eq 0 ]; then
+    SIGNALGRID_TEST_STORE=mongo cargo test -p signalgrid --locked \
+        --test rest_api --test rest_auth_limits --test ws_call --test ws_limits --test ws_rules
+fi

@@ -13,7 +13,6 @@ use signalgrid_actors::session::{NewSession, Party, PaymentStatus, SessionStatus
 use signalgrid_config::Settings;
 
 use crate::server::Server;
-use crate::store::EmbeddedStore;
 
 #[derive(Parser)]
 #[command(
@@ -315,7 +314,7 @@ async fn create_session(s: &Settings, a: CreateArgs) -> ExitCode {
     if !(1..=1440).contains(&a.duration) {
         return fail("--duration must be 1 to 1440 minutes");
     }
-    let store = match EmbeddedStore::open(&s.data_dir) {
+    let store = match crate::store::open(s).await {
         Ok(st) => st,
         Err(e) => return fail(e),
     };

@@ -3,6 +3,8 @@
 //! client whose every wait has a timeout.
 #![allow(dead_code)]
 
+pub mod mongo;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,16 +59,19 @@ impl TestNode {
         let mut s = settings(data.path());
         f(&mut s);
         let store = Arc::new(EmbeddedStore::open(&s.data_dir).unwrap());
-        let listener = tokio::net::TcpListener::bind(s.listen).await.unwrap();
-        let server = Server::start(s, listener, store.clone()).await.unwrap();
-        let addr = server.addr();
-        TestNode {
-            server: Some(server),
-            addr,
-            store,
-            data,
-            http: reqwest::Client::new(),
+        // SIGNALGRID_TEST_STORE=mongo: the node runs on the shared test MongoDB instead.
+        if mongo::nodes_on_mongo() && s.store.mongodb_uri.is_none() {
+            s.store.mongodb_uri = Some(mongo::shared().uri());
+            s.store.mongodb_database = mongo::database_for(&s.data_dir);
         }
+        let served: Arc<dyn signalgrid_actors::ports::Store> = match s.store.mongodb_uri {
+            Some(_) => signalgrid::store::open(&s).await.expect("open the MongoDB store"),
+            None => store.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind(s.listen).await.unwrap();
+        let server = Server::start(s, listener, served).await.unwrap();
+        let addr = server.addr();
+        TestNode { server: Some(server), addr, store, data, http: reqwest::Client::new() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -80,9 +85,7 @@ impl TestNode {
     /// Graceful shutdown (drain, flush).
     pub async fn stop(mut self) -> Arc<tempfile::TempDir> {
         if let Some(s) = self.server.take() {
-            tokio::time::timeout(WAIT * 3, s.shutdown())
-                .await
-                .expect("shutdown finishes");
+            tokio::time::timeout(WAIT * 3, s.shutdown()).await.expect("shutdown finishes");
         }
         self.data.clone()
     }
@@ -105,12 +108,7 @@ impl TestNode {
 
     /// Creates a session through `POST /api/sessions`; returns its JSON.
     pub async fn create_session(&self, spec: &SessionSpec) -> Value {
-        let res = self
-            .post("/api/sessions", Some(&admin()))
-            .json(&spec.body())
-            .send()
-            .await
-            .unwrap();
+        let res = self.post("/api/sessions", Some(&admin())).json(&spec.body()).send().await.unwrap();
         assert_eq!(res.status(), 201, "session creation failed");
         res.json().await.unwrap()
     }
@@ -118,10 +116,7 @@ impl TestNode {
     /// `POST /generate-room/:id` as the session's client; returns the room id.
     pub async fn room_for(&self, session_id: &str, as_user: &str) -> String {
         let res = self
-            .post(
-                &format!("/api/video-calls/generate-room/{session_id}"),
-                Some(&token(as_user, Role::Client)),
-            )
+            .post(&format!("/api/video-calls/generate-room/{session_id}"), Some(&token(as_user, Role::Client)))
             .send()
             .await
             .unwrap();
@@ -223,11 +218,7 @@ impl WsClient {
             .await
             .expect("connect timed out")
             .expect("websocket connect");
-        let mut c = WsClient {
-            ws,
-            socket_id: String::new(),
-            node_id: String::new(),
-        };
+        let mut c = WsClient { ws, socket_id: String::new(), node_id: String::new() };
         let hello = c.next_event("connected").await;
         c.socket_id = hello["socketId"].as_str().unwrap().to_owned();
         c.node_id = hello["nodeId"].as_str().unwrap().to_owned();
@@ -235,8 +226,7 @@ impl WsClient {
     }
 
     pub async fn send(&mut self, event: &str, data: Value) {
-        self.send_raw(&json!({ "event": event, "data": data }).to_string())
-            .await;
+        self.send_raw(&json!({ "event": event, "data": data }).to_string()).await;
     }
 
     pub async fn send_raw(&mut self, text: &str) {
@@ -285,10 +275,7 @@ impl WsClient {
     pub async fn closed(&mut self) -> (Option<u16>, Vec<Value>) {
         let mut frames = Vec::new();
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("timed out waiting for close")
-            {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for close") {
                 None | Some(Err(_)) => return (None, frames),
                 Some(Ok(Message::Close(c))) => return (c.map(|c| u16::from(c.code)), frames),
                 Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(&t).unwrap()),

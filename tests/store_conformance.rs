@@ -1,0 +1,201 @@
+//! One conformance suite for the `Store` trait, run against every store: the embedded SQLite
+//! store and the MongoDB store (on a real secantusd server, a fresh database per test).
+//! Each case takes an `Arc<dyn Store>` and checks only what the trait promises.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use signalgrid_actors::ports::{EndOutcome, Store};
+use signalgrid_actors::session::{
+    now_ms, AuditAction, AuditEntry, NewSession, Party, PaymentStatus, SessionStatus, SessionType,
+};
+
+/// A store under test and what must outlive it (its directory).
+struct Subject {
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn embedded() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let store = signalgrid::store::EmbeddedStore::open(dir.path()).unwrap();
+    Subject { store: Arc::new(store), _dir: dir }
+}
+
+async fn mongo() -> Subject {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = signalgrid::store::MongoConfig {
+        uri: common::mongo::shared().uri(),
+        database: common::mongo::fresh_database(),
+        data_dir: dir.path().to_owned(),
+        start_unready: false,
+        outbox_max: 1000,
+    };
+    let store = signalgrid::store::MongoStore::open(&cfg).await.expect("open the MongoDB store");
+    Subject { store: Arc::new(store), _dir: dir }
+}
+
+fn new_session(client: &str, psy: &str, status: SessionStatus) -> NewSession {
+    NewSession {
+        client: Party { id: client.into(), name: format!("Name of {client}") },
+        psychologist: Party { id: psy.into(), name: format!("Name of {psy}") },
+        session_date: now_ms() + Duration::minutes(5),
+        duration_minutes: 50,
+        session_type: SessionType::Individual,
+        payment_status: PaymentStatus::Paid,
+        status,
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap()
+}
+
+const UNKNOWN: &str = "507f1f77bcf86cd799439011";
+
+async fn create_and_read(st: Arc<dyn Store>) {
+    let n = new_session("5f0000000000000000000001", "psy-a", SessionStatus::Scheduled);
+    let s = st.create_session(n.clone()).await.unwrap();
+    assert_eq!(s.id.len(), 24);
+    assert_eq!(s.client, n.client);
+    assert_eq!(s.psychologist, n.psychologist);
+    assert_eq!(s.session_date, ms(n.session_date));
+    assert_eq!((s.duration_minutes, s.session_type, s.status), (50, SessionType::Individual, SessionStatus::Scheduled));
+    assert_eq!(s.payment_status, PaymentStatus::Paid);
+    assert_eq!(s.meeting_link, None);
+    assert!(s.is_video_call && !s.recording_enabled);
+    assert_eq!((s.video_call_started, s.video_call_ended, s.call_duration), (None, None, None));
+    assert_eq!((s.recording_url.clone(), s.access_count), (None, 0));
+    assert_eq!(st.session(&s.id).await.unwrap(), Some(s.clone()));
+    assert_eq!(st.session(UNKNOWN).await.unwrap(), None);
+    assert_eq!(st.session("not-an-id").await.unwrap(), None);
+    assert_eq!(st.session_by_room("room-none").await.unwrap(), None);
+}
+
+async fn room_is_set_once(st: Arc<dyn Store>) {
+    let s = st.create_session(new_session("c-room", "p-room", SessionStatus::Scheduled)).await.unwrap();
+    let first = st.ensure_room(&s.id, "room-first").await.unwrap().unwrap();
+    assert_eq!(first.meeting_link.as_deref(), Some("room-first"));
+    let again = st.ensure_room(&s.id, "room-second").await.unwrap().unwrap();
+    assert_eq!(again.meeting_link.as_deref(), Some("room-first"));
+    assert_eq!(st.session_by_room("room-first").await.unwrap().map(|s| s.id), Some(s.id.clone()));
+    assert_eq!(st.session_by_room("room-second").await.unwrap(), None);
+    assert_eq!(st.ensure_room(UNKNOWN, "room-x").await.unwrap(), None);
+    // Sessions without a room do not collide with each other (sparse uniqueness).
+    let other = st.create_session(new_session("c-room2", "p-room2", SessionStatus::Scheduled)).await.unwrap();
+    assert_eq!(st.session(&other.id).await.unwrap().unwrap().meeting_link, None);
+}
+
+async fn racing_rooms_agree(st: Arc<dyn Store>) {
+    let s = st.create_session(new_session("c-race", "p-race", SessionStatus::Scheduled)).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (st, id) = (st.clone(), s.id.clone());
+            tokio::spawn(async move { st.ensure_room(&id, &format!("room-race-{i}")).await })
+        })
+        .collect();
+    let mut links = Vec::new();
+    for t in tasks {
+        links.push(t.await.unwrap().unwrap().unwrap().meeting_link.unwrap());
+    }
+    links.dedup();
+    assert_eq!(links.len(), 1, "one room id for everyone: {links:?}");
+}
+
+async fn start_and_end(st: Arc<dyn Store>) {
+    let s = st.create_session(new_session("c-call", "p-call", SessionStatus::Scheduled)).await.unwrap();
+    let t0 = now_ms();
+    assert_eq!(st.mark_ended(&s.id, t0).await.unwrap(), Some(EndOutcome::NotStarted));
+    let started = st.mark_started(&s.id, t0).await.unwrap().unwrap();
+    assert_eq!((started.video_call_started, started.status), (Some(t0), SessionStatus::InProgress));
+    let again = st.mark_started(&s.id, t0 + Duration::minutes(1)).await.unwrap().unwrap();
+    assert_eq!(again.video_call_started, Some(t0), "the first start is kept");
+    let end = t0 + Duration::minutes(45);
+    let Some(EndOutcome::Ended(ended)) = st.mark_ended(&s.id, end).await.unwrap() else { panic!("not ended") };
+    assert_eq!((ended.video_call_ended, ended.call_duration, ended.status), (Some(end), Some(45), SessionStatus::Completed));
+    let later = st.mark_ended(&s.id, end + Duration::minutes(10)).await.unwrap();
+    assert_eq!(later, Some(EndOutcome::Ended(ended.clone())), "the first end is kept");
+    let restarted = st.mark_started(&s.id, end + Duration::minutes(11)).await.unwrap().unwrap();
+    assert_eq!((restarted.status, restarted.video_call_started), (SessionStatus::Completed, Some(t0)));
+    assert_eq!(st.session(&s.id).await.unwrap(), Some(ended));
+    assert_eq!(st.mark_started(UNKNOWN, t0).await.unwrap(), None);
+    assert_eq!(st.mark_ended(UNKNOWN, t0).await.unwrap(), None);
+}
+
+async fn cancelled_stays_cancelled(st: Arc<dyn Store>) {
+    let s = st.create_session(new_session("c-cx", "p-cx", SessionStatus::Cancelled)).await.unwrap();
+    let t = now_ms();
+    let started = st.mark_started(&s.id, t).await.unwrap().unwrap();
+    assert_eq!((started.status, started.video_call_started), (SessionStatus::Cancelled, Some(t)));
+}
+
+async fn touch_counts(st: Arc<dyn Store>) {
+    let s = st.create_session(new_session("c-touch", "p-touch", SessionStatus::Scheduled)).await.unwrap();
+    let t = now_ms();
+    st.touch(&s.id, t - Duration::seconds(5)).await.unwrap();
+    st.touch(&s.id, t).await.unwrap();
+    let s = st.session(&s.id).await.unwrap().unwrap();
+    assert_eq!((s.access_count, s.last_accessed_at), (2, Some(t)));
+}
+
+async fn audit_trail_in_order(st: Arc<dyn Store>) {
+    let s = st.create_session(new_session("c-audit", "p-audit", SessionStatus::Scheduled)).await.unwrap();
+    let t = now_ms();
+    let entries: Vec<AuditEntry> = [AuditAction::JoinAttempt, AuditAction::JoinSuccess, AuditAction::CallStart, AuditAction::CallEnd]
+        .into_iter()
+        .enumerate()
+        .map(|(i, action)| AuditEntry {
+            session_id: s.id.clone(),
+            user_id: if i % 2 == 0 { "5f0000000000000000000009".into() } else { "user-x".into() },
+            action,
+            timestamp: t + Duration::milliseconds(i as i64),
+            metadata: json!({ "step": i, "roomId": "room-a", "nested": { "ok": true } }),
+            ip_address: (i == 0).then(|| "127.0.0.1".to_owned()),
+            user_agent: (i == 1).then(|| "test-agent".to_owned()),
+        })
+        .collect();
+    for e in &entries {
+        st.audit(e.clone()).await.unwrap();
+    }
+    st.audit(AuditEntry { session_id: UNKNOWN.into(), ..entries[0].clone() }).await.unwrap();
+    assert_eq!(st.audit_trail(&s.id).await.unwrap(), entries);
+    assert_eq!(st.audit_trail("5f00000000000000000000ff").await.unwrap(), vec![]);
+}
+
+async fn ping_and_flush(st: Arc<dyn Store>) {
+    st.ping().await.unwrap();
+    st.flush().await.unwrap();
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod embedded_store {
+            $(#[tokio::test]
+            async fn $case() {
+                let s = super::embedded().await;
+                super::$case(s.store.clone()).await;
+            })*
+        }
+        mod mongo_store {
+            $(#[tokio::test]
+            async fn $case() {
+                let s = super::mongo().await;
+                super::$case(s.store.clone()).await;
+            })*
+        }
+    };
+}
+
+conformance!(
+    create_and_read,
+    room_is_set_once,
+    racing_rooms_agree,
+    start_and_end,
+    cancelled_stays_cancelled,
+    touch_counts,
+    audit_trail_in_order,
+    ping_and_flush,
+);
