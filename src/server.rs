@@ -277,6 +277,11 @@ async fn serve_conn<IO>(
     let svc = warp::service(routes);
     let handler = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(PeerAddr(peer));
+        if crate::ws::wants_upgrade(req.headers()) {
+            // The `/ws` route does the WebSocket handshake itself (with its own buffer sizes).
+            let up = hyper::upgrade::on(&mut req);
+            req.extensions_mut().insert(crate::ws::PendingUpgrade::new(up));
+        }
         let mut svc = svc.clone();
         async move { svc.call(req).await }
     });

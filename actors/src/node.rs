@@ -92,17 +92,7 @@ impl NodeCtx {
             ip_address: meta.ip.clone(),
             user_agent: meta.user_agent.clone(),
         };
-        let store = self.ports.store.clone();
-        let tracker = self.audits.clone();
-        tracker.pending.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(async move {
-            if let Err(e) = store.audit(entry).await {
-                tracing::warn!(error = %e, "audit entry not written");
-            }
-            if tracker.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-                tracker.done.notify_waiters();
-            }
-        });
+        self.audits.enqueue(entry, &self.ports.store);
     }
 
     /// Waits until every audit write started so far has finished (or `timeout` passed).
@@ -215,11 +205,104 @@ impl Inbound {
     }
 }
 
-/// Counts audit writes in flight.
+/// Audit entries queued for the writer at most; past this, `audit` hands the entry to a
+/// task that waits for room (nothing is dropped).
+const AUDIT_QUEUE: usize = 8192;
+/// Audit entries the writer hands to the store at once (the embedded store commits those
+/// that reach it together in one transaction).
+const AUDIT_BATCH: usize = 256;
+
+/// The audit writer's queue, and the count of entries queued or being written (shutdown
+/// waits for it to reach zero).
 #[derive(Default)]
 struct AuditTracker {
     pending: AtomicUsize,
     done: tokio::sync::Notify,
+    /// Started with the first entry.
+    queue: OnceLock<tokio::sync::mpsc::Sender<AuditEntry>>,
+}
+
+impl AuditTracker {
+    fn enqueue(self: &Arc<Self>, entry: AuditEntry, store: &Arc<dyn crate::ports::Store>) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(AUDIT_QUEUE);
+            tokio::spawn(audit_writer(rx, store.clone(), Arc::downgrade(self)));
+            tx
+        });
+        match queue.try_send(entry) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(entry)) => {
+                let (queue, tracker) = (queue.clone(), self.clone());
+                tokio::spawn(async move {
+                    if queue.send(entry).await.is_err() {
+                        tracker.settle(1);
+                    }
+                });
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!("audit entry not written: writer stopped");
+                self.settle(1);
+            }
+        }
+    }
+
+    fn settle(&self, n: usize) {
+        if self.pending.fetch_sub(n, Ordering::AcqRel) == n {
+            self.done.notify_waiters();
+        }
+    }
+}
+
+/// Polls every future to completion, concurrently, on the current task.
+async fn all<F: std::future::Future + ?Sized>(mut futs: Vec<std::pin::Pin<Box<F>>>) {
+    let mut left: Vec<bool> = vec![true; futs.len()];
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, live) in futs.iter_mut().zip(left.iter_mut()) {
+            if *live {
+                if f.as_mut().poll(cx).is_ready() {
+                    *live = false;
+                } else {
+                    pending = true;
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await
+}
+
+/// The one audit writer: takes what is queued (up to a batch), hands it to the store at
+/// once, and only then counts those entries as settled. Ends when the node is gone.
+async fn audit_writer(
+    mut rx: tokio::sync::mpsc::Receiver<AuditEntry>,
+    store: Arc<dyn crate::ports::Store>,
+    tracker: std::sync::Weak<AuditTracker>,
+) {
+    let mut batch = Vec::with_capacity(AUDIT_BATCH);
+    while rx.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+        let n = batch.len();
+        let writes = batch
+            .drain(..)
+            .map(|entry| {
+                let store = store.clone();
+                Box::pin(async move {
+                    if let Err(e) = store.audit(entry).await {
+                        tracing::warn!(error = %e, "audit entry not written");
+                    }
+                }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            })
+            .collect();
+        all(writes).await;
+        if let Some(t) = tracker.upgrade() {
+            t.settle(n);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,11 +2,16 @@
 //!
 //! WAL mode and a busy timeout let several processes share the file. Every write is one
 //! statement or one immediate transaction, so concurrent nodes cannot interleave a
-//! read-then-write. Calls run on tokio's blocking pool; the connection is behind a mutex
-//! that is never held across an `.await`.
+//! read-then-write.
+//!
+//! One thread owns the connection and serves calls from a queue in arrival order (no pile of
+//! blocking-pool threads waiting on a lock). Statements are prepared once and cached. Audit
+//! entries that arrive together are written in one transaction (group commit): each caller
+//! still gets its answer only once its entry is committed.
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -58,14 +63,35 @@ CREATE TABLE IF NOT EXISTS audit_log (
 CREATE INDEX IF NOT EXISTS audit_log_by_session ON audit_log (session_id, id);
 ";
 
-const COLUMNS: &str = "id, client_id, client_name, psychologist_id, psychologist_name, session_date, \
-    duration_minutes, session_type, status, payment_status, meeting_link, is_video_call, video_call_started, \
-    video_call_ended, call_duration, recording_enabled, recording_url, last_accessed_at, access_count, created_at";
+macro_rules! columns {
+    () => {
+        "id, client_id, client_name, psychologist_id, psychologist_name, session_date, \
+         duration_minutes, session_type, status, payment_status, meeting_link, is_video_call, video_call_started, \
+         video_call_ended, call_duration, recording_enabled, recording_url, last_accessed_at, access_count, created_at"
+    };
+}
+
+const SELECT_BY_ID: &str = concat!("SELECT ", columns!(), " FROM sessions WHERE id = ?1");
+const SELECT_BY_ROOM: &str = concat!("SELECT ", columns!(), " FROM sessions WHERE meeting_link = ?1");
+const INSERT_AUDIT: &str = "INSERT INTO audit_log (session_id, user_id, action, timestamp, metadata, ip_address, user_agent) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// Most audit entries written in one transaction.
+const AUDIT_BATCH: usize = 256;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+type AuditDone = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+
+/// What the store thread is asked to do.
+enum Cmd {
+    Call(Job),
+    Audit(AuditEntry, AuditDone),
+}
 
 /// SQLite-backed `Store`.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    conn: Arc<Mutex<Connection>>,
+    tx: mpsc::Sender<Cmd>,
     path: PathBuf,
 }
 
@@ -74,17 +100,7 @@ fn other(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn sql_err(e: rusqlite::Error) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            StoreError::Unavailable(e.to_string())
-        }
-        _ => StoreError::Other(e.to_string()),
-    }
+    sql_err_ref(&e)
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -136,12 +152,109 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
 }
 
 fn load(c: &Connection, id: &str) -> rusqlite::Result<Option<Session>> {
-    c.query_row(
-        &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"),
-        [id],
-        session_from_row,
-    )
-    .optional()
+    c.prepare_cached(SELECT_BY_ID)?
+        .query_row([id], session_from_row)
+        .optional()
+}
+
+/// Copies a rusqlite error into a `StoreError` (one per waiting caller).
+fn sql_err_ref(e: &rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// Writes the queued audit entries in one transaction and answers their callers.
+fn write_audits(c: &mut Connection, batch: &mut Vec<(AuditEntry, AuditDone)>) {
+    if batch.is_empty() {
+        return;
+    }
+    let res = (|| {
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut st = tx.prepare_cached(INSERT_AUDIT)?;
+            for (e, _) in batch.iter() {
+                st.execute(params![
+                    e.session_id,
+                    e.user_id,
+                    e.action.as_str(),
+                    ms(e.timestamp),
+                    e.metadata.to_string(),
+                    e.ip_address,
+                    e.user_agent
+                ])?;
+            }
+        }
+        tx.commit()
+    })();
+    for (_, done) in batch.drain(..) {
+        let _ = done.send(res.as_ref().map(|_| ()).map_err(sql_err_ref));
+    }
+}
+
+/// How often the checkpointer copies the write-ahead log back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints on its own connection and thread, so that the store thread never stops for
+/// a checkpoint's copy and fsync (SQLite would otherwise run one inside whichever commit
+/// finds the log past 1,000 pages). A passive checkpoint does not block readers or writers.
+fn checkpointer(conn: Connection, alive: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = alive.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
+/// Starts the checkpointer and turns off the store connection's own checkpoints; if the
+/// checkpointer cannot start, the store connection keeps checkpointing itself.
+fn start_checkpointer(conn: &Connection, path: &Path) -> Option<mpsc::Sender<()>> {
+    let cp = Connection::open(path).ok()?;
+    cp.busy_timeout(Duration::from_secs(1)).ok()?;
+    let (alive, stop) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("signalgrid-checkpoint".into())
+        .spawn(move || checkpointer(cp, stop))
+        .ok()?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0).ok()?;
+    Some(alive)
+}
+
+/// The store thread: serves the queue in order until every handle is gone. Audit entries
+/// are held back only while more commands are already queued, and are written before the
+/// next other call (so a caller never sees the store out of order).
+fn serve(mut conn: Connection, rx: mpsc::Receiver<Cmd>, alive: Option<mpsc::Sender<()>>) {
+    // Dropped when this thread ends, which stops the checkpointer.
+    let _alive = alive;
+    let mut audits = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Cmd::Audit(e, done) => {
+                    audits.push((e, done));
+                    if audits.len() >= AUDIT_BATCH {
+                        write_audits(&mut conn, &mut audits);
+                    }
+                }
+                Cmd::Call(job) => {
+                    write_audits(&mut conn, &mut audits);
+                    // A panicking call drops its answer channel; the caller sees an error.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        write_audits(&mut conn, &mut audits);
+    }
 }
 
 impl EmbeddedStore {
@@ -164,29 +277,35 @@ impl EmbeddedStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
-        Ok(EmbeddedStore {
-            conn: Arc::new(Mutex::new(conn)),
-            path,
-        })
+        let alive = start_checkpointer(&conn, &path);
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("signalgrid-store".into())
+            .spawn(move || serve(conn, rx, alive))
+            .map_err(|e| other(format!("cannot start the store thread: {e}")))?;
+        Ok(EmbeddedStore { tx, path })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the connection on the store thread.
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut c)
-        })
-        .await
-        .map_err(other)?
-        .map_err(sql_err)
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |c| {
+            let _ = done.send(f(c));
+        });
+        self.tx
+            .send(Cmd::Call(job))
+            .map_err(|_| other("store thread stopped"))?;
+        answer
+            .await
+            .map_err(|_| other("store call failed"))?
+            .map_err(sql_err)
     }
 }
 
@@ -196,11 +315,12 @@ impl Store for EmbeddedStore {
         self.with(move |c| {
             let now = now_ms();
             let id = new_object_id(now);
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO sessions (id, client_id, client_name, psychologist_id, psychologist_name, session_date, \
                  duration_minutes, session_type, status, payment_status, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
+            )?
+            .execute(params![
                     id,
                     n.client.id,
                     n.client.name,
@@ -212,8 +332,7 @@ impl Store for EmbeddedStore {
                     n.status.as_str(),
                     n.payment_status.as_str(),
                     ms(now)
-                ],
-            )?;
+                ])?;
             load(c, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
         })
         .await
@@ -227,12 +346,9 @@ impl Store for EmbeddedStore {
     async fn session_by_room(&self, room_id: &str) -> Result<Option<Session>, StoreError> {
         let room = room_id.to_owned();
         self.with(move |c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM sessions WHERE meeting_link = ?1"),
-                [room],
-                session_from_row,
-            )
-            .optional()
+            c.prepare_cached(SELECT_BY_ROOM)?
+                .query_row([room], session_from_row)
+                .optional()
         })
         .await
     }
@@ -240,10 +356,8 @@ impl Store for EmbeddedStore {
     async fn ensure_room(&self, id: &str, candidate: &str) -> Result<Option<Session>, StoreError> {
         let (id, candidate) = (id.to_owned(), candidate.to_owned());
         self.with(move |c| {
-            c.execute(
-                "UPDATE sessions SET meeting_link = ?2 WHERE id = ?1 AND meeting_link IS NULL",
-                params![id, candidate],
-            )?;
+            c.prepare_cached("UPDATE sessions SET meeting_link = ?2 WHERE id = ?1 AND meeting_link IS NULL")?
+                .execute(params![id, candidate])?;
             load(c, &id)
         })
         .await
@@ -256,12 +370,12 @@ impl Store for EmbeddedStore {
     ) -> Result<Option<Session>, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
-            c.execute(
+            c.prepare_cached(
                 "UPDATE sessions SET video_call_started = COALESCE(video_call_started, ?2), \
                  status = CASE WHEN status IN ('Completed', 'Cancelled') THEN status ELSE 'In Progress' END \
                  WHERE id = ?1",
-                params![id, ms(at)],
-            )?;
+            )?
+            .execute(params![id, ms(at)])?;
             load(c, &id)
         })
         .await
@@ -278,10 +392,10 @@ impl Store for EmbeddedStore {
             let Some(s) = load(&tx, &id)? else { return Ok(None) };
             let Some(started) = s.video_call_started else { return Ok(Some(EndOutcome::NotStarted)) };
             if s.video_call_ended.is_none() {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE sessions SET video_call_ended = ?2, call_duration = ?3, status = 'Completed' WHERE id = ?1",
-                    params![id, ms(at), call_duration_minutes(started, at)],
-                )?;
+                )?
+                .execute(params![id, ms(at), call_duration_minutes(started, at)])?;
             }
             let s = load(&tx, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             tx.commit()?;
@@ -293,39 +407,27 @@ impl Store for EmbeddedStore {
     async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
-            c.execute(
+            c.prepare_cached(
                 "UPDATE sessions SET last_accessed_at = ?2, access_count = access_count + 1 WHERE id = ?1",
-                params![id, ms(at)],
-            )
+            )?
+            .execute(params![id, ms(at)])
             .map(|_| ())
         })
         .await
     }
 
     async fn audit(&self, e: AuditEntry) -> Result<(), StoreError> {
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO audit_log (session_id, user_id, action, timestamp, metadata, ip_address, user_agent) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    e.session_id,
-                    e.user_id,
-                    e.action.as_str(),
-                    ms(e.timestamp),
-                    e.metadata.to_string(),
-                    e.ip_address,
-                    e.user_agent
-                ],
-            )
-            .map(|_| ())
-        })
-        .await
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Cmd::Audit(e, done))
+            .map_err(|_| other("store thread stopped"))?;
+        answer.await.map_err(|_| other("audit write failed"))?
     }
 
     async fn audit_trail(&self, session_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let id = session_id.to_owned();
         self.with(move |c| {
-            let mut st = c.prepare(
+            let mut st = c.prepare_cached(
                 "SELECT session_id, user_id, action, timestamp, metadata, ip_address, user_agent \
                  FROM audit_log WHERE session_id = ?1 ORDER BY id",
             )?;
@@ -354,5 +456,47 @@ impl Store for EmbeddedStore {
     async fn flush(&self) -> Result<(), StoreError> {
         self.with(|c| c.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(())))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(session: &str, n: usize) -> AuditEntry {
+        AuditEntry {
+            session_id: session.to_owned(),
+            user_id: format!("u{n}"),
+            action: AuditAction::JoinAttempt,
+            timestamp: Utc::now(),
+            metadata: serde_json::json!({ "n": n }),
+            ip_address: None,
+            user_agent: None,
+        }
+    }
+
+    /// Entries sent together are committed (in batches) before their callers are answered,
+    /// and reads queued after them see them.
+    #[tokio::test]
+    async fn concurrent_audits_are_all_written_before_they_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let mut writes = tokio::task::JoinSet::new();
+        for n in 0..600 {
+            let store = store.clone();
+            writes.spawn(async move { store.audit(entry("s1", n)).await });
+        }
+        while let Some(res) = tokio::time::timeout(Duration::from_secs(30), writes.join_next())
+            .await
+            .expect("audit writes finish")
+        {
+            res.unwrap().unwrap();
+        }
+        let trail = store.audit_trail("s1").await.unwrap();
+        assert_eq!(trail.len(), 600);
+        let mut seen: Vec<usize> = trail.iter().map(|e| e.metadata["n"].as_u64().unwrap() as usize).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..600).collect::<Vec<_>>());
+        assert!(store.audit_trail("other").await.unwrap().is_empty());
     }
 }

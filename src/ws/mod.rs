@@ -5,7 +5,15 @@ pub mod socket;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
 
 use metrics::counter;
 use signalgrid_actors::errors::ErrorCode;
@@ -13,12 +21,87 @@ use signalgrid_actors::identity::Identity;
 use signalgrid_actors::telemetry;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
-use warp::ws::Ws;
 use warp::Filter;
 
 use crate::app::App;
 use crate::http::context::{Ctx, Reply};
 use crate::http::error::ApiError;
+
+/// An upgraded socket, as the socket task sees it.
+pub type WsStream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// The connection's pending HTTP upgrade. `serve_conn` takes it from hyper for every request
+/// that asks for `Upgrade: websocket` and puts it on the request; the `/ws` route takes it
+/// once the handshake and admission pass.
+#[derive(Clone)]
+pub struct PendingUpgrade(Arc<Mutex<Option<OnUpgrade>>>);
+
+impl PendingUpgrade {
+    pub fn new(up: OnUpgrade) -> PendingUpgrade {
+        PendingUpgrade(Arc::new(Mutex::new(Some(up))))
+    }
+
+    fn take(&self) -> Option<OnUpgrade> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Whether a request asks to upgrade to a WebSocket (`Upgrade: websocket`).
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// Read buffer of a socket: small, since it is allocated (and zero-filled before each read)
+/// per connection; it grows on its own for a frame larger than this.
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames are written out once this much is buffered (and on every flush).
+const WRITE_BUFFER: usize = 8 * 1024;
+
+/// The RFC 6455 key GUID.
+const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(WS_GUID);
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+/// A valid WebSocket handshake request (RFC 6455 4.2.1), with its pending upgrade.
+struct Handshake {
+    key: HeaderValue,
+    upgrade: PendingUpgrade,
+}
+
+fn handshake(headers: &HeaderMap, upgrade: Option<PendingUpgrade>) -> Option<Handshake> {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let conn_upgrade = headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !conn_upgrade || !wants_upgrade(headers) || h("sec-websocket-version") != Some("13") {
+        return None;
+    }
+    let key = headers.get("sec-websocket-key")?.clone();
+    Some(Handshake { key, upgrade: upgrade? })
+}
+
+/// Filters WebSocket handshakes (GET with the upgrade headers); anything else is rejected
+/// and falls through to the plain `/ws` answer.
+fn ws_handshake() -> impl Filter<Extract = (Handshake,), Error = warp::Rejection> + Clone {
+    warp::get()
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<PendingUpgrade>())
+        .and_then(|headers: HeaderMap, up: Option<PendingUpgrade>| async move {
+            handshake(&headers, up).ok_or_else(warp::reject)
+        })
+}
 
 /// Holds one of the node's connection slots until dropped.
 pub struct Slot(Arc<App>);
@@ -85,16 +168,40 @@ fn admit(ctx: &Ctx, query: &HashMap<String, String>) -> Result<(Identity, Slot),
     Ok((who, slot))
 }
 
-async fn upgrade(ws: Ws, ctx: Ctx, query: HashMap<String, String>) -> Response {
+async fn upgrade(hs: Handshake, ctx: Ctx, query: HashMap<String, String>) -> Response {
     let res = admit(&ctx, &query).map(|(who, slot)| {
         let app = ctx.app.clone();
         let meta = ctx.meta();
         let cap = transport_cap(app.settings.limits.max_frame_bytes);
-        let r = ws
-            .max_message_size(cap)
-            .max_frame_size(cap)
-            .on_upgrade(move |socket| socket::run(socket, app, who, meta, slot));
-        Reply::Raw(warp::Reply::into_response(r))
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(WRITE_BUFFER)
+            .max_message_size(Some(cap))
+            .max_frame_size(Some(cap));
+        match hs.upgrade.take() {
+            Some(on_upgrade) => {
+                tokio::spawn(async move {
+                    match on_upgrade.await {
+                        Ok(upgraded) => {
+                            let io = TokioIo::new(upgraded);
+                            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                            socket::run(socket, app, who, meta, slot).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+                    }
+                });
+            }
+            None => tracing::debug!("websocket upgrade already taken"),
+        }
+        let mut r = Response::default();
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = r.headers_mut();
+        h.insert("connection", HeaderValue::from_static("upgrade"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        if let Ok(v) = HeaderValue::from_str(&accept_key(hs.key.as_bytes())) {
+            h.insert("sec-websocket-accept", v);
+        }
+        Reply::Raw(r)
     });
     ctx.respond("ws", res)
 }
@@ -113,10 +220,18 @@ pub fn route(
         .or(warp::any().map(HashMap::new))
         .unify();
     let up = warp::path!("ws")
-        .and(warp::ws())
+        .and(ws_handshake())
         .and(ctx.clone())
         .and(query)
         .then(upgrade);
     let plain = warp::path!("ws").and(ctx).then(not_upgrade);
     up.or(plain).unify().boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc6455_accept_key() {
+        assert_eq!(super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
 }

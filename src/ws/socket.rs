@@ -17,15 +17,25 @@ use signalgrid_actors::outbound::{self, Out, Outbound};
 use signalgrid_actors::protocol::{decode, ServerFrame};
 use signalgrid_actors::session::ClientMeta;
 use signalgrid_actors::telemetry;
-use warp::ws::{Message, WebSocket};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
-use super::Slot;
+use super::{Slot, WsStream};
 use crate::app::App;
 
 /// Frames written before one flush.
 const WRITE_BATCH: usize = 64;
 /// How long a close or ping frame may take to write before the socket is given up.
 const CONTROL_WRITE: Duration = Duration::from_secs(1);
+
+fn text(t: String) -> Message {
+    Message::Text(Utf8Bytes::from(t))
+}
+
+fn close_with(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from_static(reason) }))
+}
 
 /// How a batch of queued frames went.
 enum Written {
@@ -39,7 +49,7 @@ enum Written {
 
 /// Writes `first` and whatever else is queued (up to a batch), then flushes.
 async fn write_batch(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    sink: &mut futures_util::stream::SplitSink<WsStream, Message>,
     first: Out,
     rx: &mut outbound::OutboundRx,
 ) -> Written {
@@ -48,12 +58,12 @@ async fn write_batch(
     while let Some(item) = next.take() {
         match item {
             Out::Text(t) => {
-                if sink.feed(Message::text(t)).await.is_err() {
+                if sink.feed(text(t)).await.is_err() {
                     return Written::Done;
                 }
             }
             Out::Close { code, reason } => {
-                let _ = sink.send(Message::close_with(code, reason)).await;
+                let _ = sink.send(close_with(code, reason)).await;
                 return Written::Done;
             }
         }
@@ -82,39 +92,31 @@ enum Read {
 }
 
 fn on_frame(msg: Message, app: &App, out: &Outbound, actor: &ractor::ActorRef<ConnMsg>) -> Read {
-    if msg.is_pong() {
-        return Read::Pong;
-    }
-    if msg.is_close() {
-        return Read::Stop;
-    }
-    if msg.is_ping() {
-        return Read::Continue;
-    }
-    if msg.is_binary() {
-        refuse(
-            out,
-            ErrorCode::BadRequest,
-            json!({ "reason": "binary frames are not accepted" }),
-        );
-        return Read::Continue;
-    }
+    let text = match msg {
+        Message::Text(t) => t,
+        Message::Pong(_) => return Read::Pong,
+        Message::Close(_) => return Read::Stop,
+        Message::Ping(_) | Message::Frame(_) => return Read::Continue,
+        Message::Binary(_) => {
+            refuse(
+                out,
+                ErrorCode::BadRequest,
+                json!({ "reason": "binary frames are not accepted" }),
+            );
+            return Read::Continue;
+        }
+    };
     let received = Instant::now();
     let limit = app.settings.limits.max_frame_bytes;
-    let bytes = msg.as_bytes();
-    if bytes.len() > limit {
+    if text.len() > limit {
         refuse(
             out,
             ErrorCode::PayloadTooLarge,
-            json!({ "limit": limit, "size": bytes.len() }),
+            json!({ "limit": limit, "size": text.len() }),
         );
         return Read::Continue;
     }
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        refuse(out, ErrorCode::BadRequest, json!({ "reason": "not UTF-8" }));
-        return Read::Continue;
-    };
-    match decode(text) {
+    match decode(text.as_str()) {
         Ok(event) => match actor.send_message(ConnMsg::Client { event, received }) {
             Ok(()) => Read::Continue,
             Err(_) => Read::Stop,
@@ -127,17 +129,17 @@ fn on_frame(msg: Message, app: &App, out: &Outbound, actor: &ractor::ActorRef<Co
 }
 
 /// Runs until the socket closes, the client is too slow, or the node closes it.
-pub async fn run(socket: WebSocket, app: Arc<App>, who: Identity, meta: ClientMeta, slot: Slot) {
+pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMeta, slot: Slot) {
     let (out, mut rx) = outbound::channel(app.settings.limits.outbound_queue);
     let (mut sink, mut stream) = socket.split();
     let conn = match app.node.connect(who, meta, out.clone()).await {
         Ok(c) => c,
         Err(code) => {
             let _ = sink
-                .send(Message::text(ServerFrame::error(code, json!({}))))
+                .send(text(ServerFrame::error(code, json!({}))))
                 .await;
             let _ = sink
-                .send(Message::close_with(close::RESTART, code.as_str()))
+                .send(close_with(close::RESTART, code.as_str()))
                 .await;
             return;
         }
@@ -153,7 +155,7 @@ pub async fn run(socket: WebSocket, app: Arc<App>, who: Identity, meta: ClientMe
             biased;
             _ = overflow.fired() => {
                 // The socket is stuck or too slow: do not wait for it to take a close frame.
-                let _ = tokio::time::timeout(CONTROL_WRITE, sink.send(Message::close_with(close::POLICY, "slow consumer"))).await;
+                let _ = tokio::time::timeout(CONTROL_WRITE, sink.send(close_with(close::POLICY, "slow consumer"))).await;
                 break;
             }
             item = rx.recv() => {
@@ -191,13 +193,13 @@ pub async fn run(socket: WebSocket, app: Arc<App>, who: Identity, meta: ClientMe
                 if last_pong.elapsed() > beat * 2 {
                     telemetry::ws_error(ErrorCode::HeartbeatTimeout.as_str());
                     let bye = async {
-                        sink.send(Message::text(ServerFrame::error(ErrorCode::HeartbeatTimeout, json!({})))).await?;
-                        sink.send(Message::close_with(close::POLICY, "heartbeat timeout")).await
+                        sink.send(text(ServerFrame::error(ErrorCode::HeartbeatTimeout, json!({})))).await?;
+                        sink.send(close_with(close::POLICY, "heartbeat timeout")).await
                     };
                     let _ = tokio::time::timeout(CONTROL_WRITE, bye).await;
                     break;
                 }
-                if !matches!(tokio::time::timeout(CONTROL_WRITE, sink.send(Message::ping(Vec::<u8>::new()))).await, Ok(Ok(()))) {
+                if !matches!(tokio::time::timeout(CONTROL_WRITE, sink.send(Message::Ping(Bytes::new()))).await, Ok(Ok(()))) {
                     break;
                 }
             }
