@@ -51,7 +51,10 @@ async fn answer(s: &Settings, json_out: bool, req: Request) -> Result<String, Cl
                     ]
                 })
                 .collect();
-            render(json!(nodes), table(&["NODE", "ADDRESS", "CONNECTIONS", "ROOMS", "UPTIME", "VERSION", "DRAINING"], rows))
+            render(
+                json!(nodes),
+                table(&["NODE", "ADDRESS", "CONNECTIONS", "ROOMS", "UPTIME", "VERSION", "DRAINING"], rows),
+            )
         }
         Request::Rooms => {
             let rooms = admin.rooms().await?;
@@ -62,9 +65,20 @@ async fn answer(s: &Settings, json_out: bool, req: Request) -> Result<String, Cl
             let members = admin.room(&id).await?;
             let rows = members
                 .iter()
-                .map(|m| vec![m.conn_id.to_string(), m.user_id.clone(), m.user_name.clone(), m.user_role.clone(), m.node_id.to_string()])
+                .map(|m| {
+                    vec![
+                        m.conn_id.to_string(),
+                        m.user_id.clone(),
+                        m.user_name.clone(),
+                        m.user_role.clone(),
+                        m.node_id.to_string(),
+                    ]
+                })
                 .collect();
-            render(json!({ "roomId": id, "members": members }), table(&["SOCKET", "USER", "NAME", "ROLE", "NODE"], rows))
+            render(
+                json!({ "roomId": id, "members": members }),
+                table(&["SOCKET", "USER", "NAME", "ROLE", "NODE"], rows),
+            )
         }
         Request::Kick(conn) => {
             let v = admin.kick(&conn).await?;

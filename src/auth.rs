@@ -4,9 +4,7 @@
 //! is required and enforced with a leeway; `alg: none` and any algorithm not configured are
 //! refused. Both claim shapes of the contract are accepted. Never logs a token.
 
-use jsonwebtoken::{
-    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
-};
+use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use signalgrid_actors::identity::{Identity, Role};
@@ -53,11 +51,7 @@ fn id_string(v: &Value) -> Option<String> {
 
 impl Verifier {
     pub fn new(secret: &str, leeway_secs: u64) -> Verifier {
-        Verifier {
-            hs256: DecodingKey::from_secret(secret.as_bytes()),
-            public: None,
-            leeway: leeway_secs,
-        }
+        Verifier { hs256: DecodingKey::from_secret(secret.as_bytes()), public: None, leeway: leeway_secs }
     }
 
     /// Also accepts tokens signed with the private half of this PEM public key.
@@ -83,35 +77,19 @@ impl Verifier {
         v.leeway = self.leeway;
         v.validate_exp = true;
         v.set_required_spec_claims(&["exp"]);
-        let claims = decode::<Claims>(token, key, &v)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?
-            .claims;
+        let claims = decode::<Claims>(token, key, &v).map_err(|e| AuthError::Invalid(e.to_string()))?.claims;
         let (id, role, name) = match claims.user {
-            Some(u) => (
-                id_string(&u.id),
-                u.role.or(claims.role),
-                u.name.or(claims.name),
-            ),
-            None => (
-                claims.sub.filter(|s| !s.is_empty()),
-                claims.role,
-                claims.name,
-            ),
+            Some(u) => (id_string(&u.id), u.role.or(claims.role), u.name.or(claims.name)),
+            None => (claims.sub.filter(|s| !s.is_empty()), claims.role, claims.name),
         };
         let user_id = id.ok_or_else(|| AuthError::Invalid("no user id (user.id or sub)".into()))?;
         // The seed platform's tokens may carry no role; such a caller is treated as a client
         // (access to a session is decided by its user id, not its role).
         let role = match role.as_deref() {
             None => Role::Client,
-            Some(r) => {
-                Role::parse(r).ok_or_else(|| AuthError::Invalid(format!("unknown role {r:?}")))?
-            }
+            Some(r) => Role::parse(r).ok_or_else(|| AuthError::Invalid(format!("unknown role {r:?}")))?,
         };
-        Ok(Identity {
-            user_id,
-            role,
-            name,
-        })
+        Ok(Identity { user_id, role, name })
     }
 }
 
@@ -128,19 +106,9 @@ struct MintClaims<'a> {
 /// Makes an HS256 token in the `sub` shape, valid for `ttl_secs`.
 pub fn mint(secret: &str, user_id: &str, role: Role, name: Option<&str>, ttl_secs: i64) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = MintClaims {
-        sub: user_id,
-        role: role.as_str(),
-        name,
-        iat: now,
-        exp: now + ttl_secs,
-    };
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("HS256 signing with a byte secret cannot fail")
+    let claims = MintClaims { sub: user_id, role: role.as_str(), name, iat: now, exp: now + ttl_secs };
+    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .expect("HS256 signing with a byte secret cannot fail")
 }
 
 #[cfg(test)]
@@ -152,12 +120,7 @@ mod tests {
     const SECRET: &str = "test-secret-0123456789";
 
     fn sign(claims: Value) -> String {
-        encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .unwrap()
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
     }
 
     fn exp() -> i64 {
@@ -167,34 +130,21 @@ mod tests {
     #[test]
     fn both_claim_shapes() {
         let v = Verifier::new(SECRET, 0);
-        let a = v
-            .verify(&sign(
-                json!({"user": {"id": "u1", "role": "psychologist", "name": "Dr"}, "exp": exp()}),
-            ))
-            .unwrap();
+        let a =
+            v.verify(&sign(json!({"user": {"id": "u1", "role": "psychologist", "name": "Dr"}, "exp": exp()}))).unwrap();
         assert_eq!((a.user_id.as_str(), a.role), ("u1", Role::Psychologist));
-        let b = v
-            .verify(&sign(json!({"sub": "u2", "role": "admin", "exp": exp()})))
-            .unwrap();
+        let b = v.verify(&sign(json!({"sub": "u2", "role": "admin", "exp": exp()}))).unwrap();
         assert_eq!((b.user_id.as_str(), b.role), ("u2", Role::Admin));
-        let c = v
-            .verify(&mint(SECRET, "u3", Role::Client, Some("Ann"), 60))
-            .unwrap();
+        let c = v.verify(&mint(SECRET, "u3", Role::Client, Some("Ann"), 60)).unwrap();
         assert_eq!(c.name.as_deref(), Some("Ann"));
     }
 
     #[test]
     fn refuses_bad_tokens() {
         let v = Verifier::new(SECRET, 0);
-        let expired = sign(
-            json!({"sub": "u", "role": "client", "exp": chrono::Utc::now().timestamp() - 120}),
-        );
+        let expired = sign(json!({"sub": "u", "role": "client", "exp": chrono::Utc::now().timestamp() - 120}));
         assert!(v.verify(&expired).is_err());
-        assert!(
-            v.verify(&sign(json!({"sub": "u", "role": "client"})))
-                .is_err(),
-            "exp is required"
-        );
+        assert!(v.verify(&sign(json!({"sub": "u", "role": "client"}))).is_err(), "exp is required");
         let other = encode(
             &Header::new(Algorithm::HS256),
             &json!({"sub": "u", "exp": exp()}),
@@ -202,9 +152,7 @@ mod tests {
         )
         .unwrap();
         assert!(v.verify(&other).is_err(), "bad signature");
-        assert!(v
-            .verify(&sign(json!({"sub": "u", "role": "king", "exp": exp()})))
-            .is_err());
+        assert!(v.verify(&sign(json!({"sub": "u", "role": "king", "exp": exp()}))).is_err());
         assert!(v.verify("not.a.token").is_err());
         // alg: none, with the payload of a valid token.
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -227,20 +175,12 @@ mod tests {
     fn es256_with_a_configured_public_key() {
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let private = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
-        let token = encode(
-            &Header::new(Algorithm::ES256),
-            &json!({"sub": "u9", "role": "client", "exp": exp()}),
-            &private,
-        )
-        .unwrap();
+        let token =
+            encode(&Header::new(Algorithm::ES256), &json!({"sub": "u9", "role": "client", "exp": exp()}), &private)
+                .unwrap();
         let hs_only = Verifier::new(SECRET, 0);
-        assert!(
-            hs_only.verify(&token).is_err(),
-            "ES256 refused without a public key"
-        );
-        let v = Verifier::new(SECRET, 0)
-            .with_public_key(pair.public_key_pem().as_bytes(), "ES256")
-            .unwrap();
+        assert!(hs_only.verify(&token).is_err(), "ES256 refused without a public key");
+        let v = Verifier::new(SECRET, 0).with_public_key(pair.public_key_pem().as_bytes(), "ES256").unwrap();
         assert_eq!(v.verify(&token).unwrap().user_id, "u9");
         // HS256 tokens keep working beside it.
         assert!(v.verify(&sign(json!({"sub": "u", "exp": exp()}))).is_ok());

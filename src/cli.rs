@@ -15,11 +15,7 @@ use signalgrid_config::Settings;
 use crate::server::Server;
 
 #[derive(Parser)]
-#[command(
-    name = "signalgrid",
-    version,
-    about = "WebRTC signaling for therapy video calls"
-)]
+#[command(name = "signalgrid", version, about = "WebRTC signaling for therapy video calls")]
 pub struct Cli {
     /// TOML settings file (see docs/configuration.md).
     #[arg(long, global = true, value_name = "FILE")]
@@ -183,8 +179,7 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
     };
     s.apply_env(std::env::vars()).map_err(|e| e.to_string())?;
     if let Some(f) = &cli.log_format {
-        s.set("log.format", f, "--log-format")
-            .map_err(|e| e.to_string())?;
+        s.set("log.format", f, "--log-format").map_err(|e| e.to_string())?;
     }
     if let Some(d) = &cli.data_dir {
         s.data_dir = d.clone();
@@ -237,7 +232,9 @@ async fn serve(mut s: Settings, dev: bool) -> ExitCode {
     }
     if s.auth.jwt_secret.is_none() {
         if !dev {
-            return fail("no JWT secret: set VIDEO_CALL_JWT_SECRET (or auth.jwt_secret in --config), or run with --dev");
+            return fail(
+                "no JWT secret: set VIDEO_CALL_JWT_SECRET (or auth.jwt_secret in --config), or run with --dev",
+            );
         }
         let secret = format!("dev-{}", uuid::Uuid::new_v4().simple());
         eprintln!("==========================================================================");
@@ -282,15 +279,9 @@ fn token(s: &Settings, a: TokenArgs) -> ExitCode {
         return fail("no JWT secret: set VIDEO_CALL_JWT_SECRET (or auth.jwt_secret in --config)");
     };
     let Some(role) = Role::parse(&a.role) else {
-        return fail(format!(
-            "--role must be client, psychologist or admin (got {:?})",
-            a.role
-        ));
+        return fail(format!("--role must be client, psychologist or admin (got {:?})", a.role));
     };
-    println!(
-        "{}",
-        crate::auth::mint(secret, &a.user, role, a.name.as_deref(), a.ttl)
-    );
+    println!("{}", crate::auth::mint(secret, &a.user, role, a.name.as_deref(), a.ttl));
     ExitCode::SUCCESS
 }
 
@@ -303,13 +294,8 @@ async fn create_session(s: &Settings, a: CreateArgs) -> ExitCode {
         (None, Some(m)) => Utc::now() + Duration::minutes(m),
         (None, None) => Utc::now(),
     };
-    let (Some(kind), Some(pay)) = (
-        SessionType::parse(&a.session_type),
-        PaymentStatus::parse(&a.payment),
-    ) else {
-        return fail(
-            "--type must be Individual or Group; --payment one of paid, pending, failed, refunded",
-        );
+    let (Some(kind), Some(pay)) = (SessionType::parse(&a.session_type), PaymentStatus::parse(&a.payment)) else {
+        return fail("--type must be Individual or Group; --payment one of paid, pending, failed, refunded");
     };
     if !(1..=1440).contains(&a.duration) {
         return fail("--duration must be 1 to 1440 minutes");
@@ -319,14 +305,8 @@ async fn create_session(s: &Settings, a: CreateArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let new = NewSession {
-        client: Party {
-            id: a.client_id,
-            name: a.client_name,
-        },
-        psychologist: Party {
-            id: a.psychologist_id,
-            name: a.psychologist_name,
-        },
+        client: Party { id: a.client_id, name: a.client_name },
+        psychologist: Party { id: a.psychologist_id, name: a.psychologist_name },
         session_date: date,
         duration_minutes: a.duration,
         session_type: kind,

@@ -16,7 +16,8 @@ pub fn ice_config(cfg: &IceSettings, user_id: &str, now: i64) -> Value {
         if let Some(secret) = &cfg.turn_secret {
             let ttl_secs = cfg.turn_ttl_secs as i64;
             let username = format!("{}:{}", now + ttl_secs, user_id);
-            servers.push(json!({ "urls": url, "username": username, "credential": turn_credential(secret, &username) }));
+            servers
+                .push(json!({ "urls": url, "username": username, "credential": turn_credential(secret, &username) }));
             ttl = Some(ttl_secs);
         } else if let (Some(u), Some(p)) = (&cfg.turn_username, &cfg.turn_password) {
             servers.push(json!({ "urls": url, "username": u, "credential": p }));
@@ -33,8 +34,7 @@ pub fn ice_config(cfg: &IceSettings, user_id: &str, now: i64) -> Value {
 
 /// base64(HMAC-SHA1(secret, username)).
 pub fn turn_credential(secret: &str, username: &str) -> String {
-    let mut mac =
-        Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
+    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
     mac.update(username.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -46,19 +46,13 @@ mod tests {
     #[test]
     fn rfc2202_hmac_sha1_vector() {
         // RFC 2202 test case 2: key "Jefe", data "what do ya want for nothing?".
-        let expected = base64::engine::general_purpose::STANDARD
-            .encode(hex_bytes("effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"));
-        assert_eq!(
-            turn_credential("Jefe", "what do ya want for nothing?"),
-            expected
-        );
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(hex_bytes("effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"));
+        assert_eq!(turn_credential("Jefe", "what do ya want for nothing?"), expected);
     }
 
     fn hex_bytes(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     #[test]

@@ -72,10 +72,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// The node id from settings, or a fresh one.
 pub fn node_id(settings: &Settings) -> String {
-    settings
-        .node_id
-        .clone()
-        .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+    settings.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
 }
 
 fn tls_acceptor(settings: &Settings) -> Result<Option<TlsAcceptor>, StartError> {
@@ -91,34 +88,23 @@ fn tls_acceptor(settings: &Settings) -> Result<Option<TlsAcceptor>, StartError> 
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| err("key", &e))?
         .ok_or_else(|| StartError::Tls("no private key in key file".into()))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| err("protocol versions", &e))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| err("certificate/key", &e))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err("protocol versions", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| err("certificate/key", &e))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(TlsAcceptor::from(Arc::new(cfg))))
 }
 
 fn verifier(settings: &Settings) -> Result<Verifier, StartError> {
-    let secret = settings
-        .auth
-        .jwt_secret
-        .as_deref()
-        .ok_or(StartError::NoSecret)?;
+    let secret = settings.auth.jwt_secret.as_deref().ok_or(StartError::NoSecret)?;
     let v = Verifier::new(secret, settings.auth.leeway_secs);
-    match (
-        &settings.auth.public_key_path,
-        &settings.auth.public_key_alg,
-    ) {
+    match (&settings.auth.public_key_path, &settings.auth.public_key_alg) {
         (Some(path), Some(alg)) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| StartError::Key(format!("{}: {e}", path.display())))?;
-            v.with_public_key(&pem, alg)
-                .map_err(|e| StartError::Key(e.to_string()))
+            let pem = std::fs::read(path).map_err(|e| StartError::Key(format!("{}: {e}", path.display())))?;
+            v.with_public_key(&pem, alg).map_err(|e| StartError::Key(e.to_string()))
         }
         _ => Ok(v),
     }
@@ -133,7 +119,8 @@ impl Server {
             let ports = Ports { store, membership: Arc::new(LocalMembership::new()), bus: Arc::new(LocalBus) };
             return Server::start_with(settings, listener, ports, node_id, None).await;
         };
-        let cluster = NatsCluster::connect(&settings.cluster, &node_id).await.map_err(|e| StartError::Cluster(e.to_string()))?;
+        let cluster =
+            NatsCluster::connect(&settings.cluster, &node_id).await.map_err(|e| StartError::Cluster(e.to_string()))?;
         let cluster = Arc::new(cluster);
         let ports = Ports { store, membership: cluster.membership(), bus: cluster.bus() };
         Server::start_with(settings, listener, ports, node_id, Some(cluster)).await
@@ -153,7 +140,11 @@ impl Server {
         let cfg = NodeConfig {
             node_id: node_id.clone(),
             policy: policy(&settings),
-            limits: ConnLimits { ws_messages_per_sec: l.ws_messages_per_sec, ws_burst: l.ws_burst, heartbeat_ms: l.heartbeat_ms },
+            limits: ConnLimits {
+                ws_messages_per_sec: l.ws_messages_per_sec,
+                ws_burst: l.ws_burst,
+                heartbeat_ms: l.heartbeat_ms,
+            },
             audit_enabled: settings.log.audit_enabled,
         };
         let store = ports.store.clone();
@@ -251,8 +242,7 @@ async fn accept_loop(
             }
             Some(acceptor) => {
                 conns.spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-                    {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => serve_conn(stream, peer, routes, stop).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -266,12 +256,8 @@ async fn accept_loop(
 
 /// Serves one HTTP/1.1 connection (which may upgrade to a WebSocket). On shutdown, a
 /// connection between requests closes and one mid-request finishes it first.
-async fn serve_conn<IO>(
-    io: IO,
-    peer: SocketAddr,
-    routes: BoxedFilter<(Response,)>,
-    mut stop: watch::Receiver<bool>,
-) where
+async fn serve_conn<IO>(io: IO, peer: SocketAddr, routes: BoxedFilter<(Response,)>, mut stop: watch::Receiver<bool>)
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = warp::service(routes);

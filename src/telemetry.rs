@@ -10,11 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the log subscriber. Errors if the level filter does not parse.
 pub fn init_logs(cfg: &LogSettings) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&cfg.level)
-        .map_err(|e| format!("invalid log.level {:?}: {e}", cfg.level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_new(&cfg.level).map_err(|e| format!("invalid log.level {:?}: {e}", cfg.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let res = match cfg.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -27,10 +24,8 @@ pub fn metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let buckets = [
-                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
-                0.1, 0.25, 0.5, 1.0,
-            ];
+            let buckets =
+                [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .expect("bucket list is not empty")

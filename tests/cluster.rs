@@ -1,9 +1,9 @@
 //! Two or three nodes over a real nats-server: participants on different nodes meet as if on
 //! one node; capacity and replace-on-rejoin hold across nodes.
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster_support;
+mod common;
 
 use std::sync::Arc;
 
@@ -25,7 +25,8 @@ async fn a_call_across_two_nodes_carries_every_event_both_ways_in_order() {
     assert_eq!((a.node_id.as_str(), b.node_id.as_str()), ("node-a", "node-b"));
     a.join(&room).await;
     let joined = b.join(&room).await;
-    let ids: Vec<&str> = joined["participants"].as_array().unwrap().iter().map(|p| p["socketId"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        joined["participants"].as_array().unwrap().iter().map(|p| p["socketId"].as_str().unwrap()).collect();
     assert!(ids.contains(&a.socket_id.as_str()) && ids.contains(&b.socket_id.as_str()), "{joined}");
     assert_eq!(a.next_event("user-joined").await["socketId"], b.socket_id.as_str());
 
@@ -56,7 +57,8 @@ async fn a_call_across_two_nodes_carries_every_event_both_ways_in_order() {
         let e = c.next_event("call-ended").await;
         assert_eq!(e["endedBy"], "psy-1");
     }
-    let s: serde_json::Value = n2.get(&format!("/api/sessions/{session}"), Some(&admin())).send().await.unwrap().json().await.unwrap();
+    let s: serde_json::Value =
+        n2.get(&format!("/api/sessions/{session}"), Some(&admin())).send().await.unwrap().json().await.unwrap();
     assert_eq!(s["status"], "Completed");
 
     // Closing a socket on one node is a leave on the other.
@@ -112,7 +114,11 @@ async fn a_forged_to_across_nodes_is_refused() {
     let n2 = node(&nats.url(), "c2", &data, "n2").await;
     let (_, room1) = n1.call().await;
     let other = n1
-        .create_session(&SessionSpec { client: "client-9".into(), psychologist: "psy-9".into(), ..SessionSpec::default() })
+        .create_session(&SessionSpec {
+            client: "client-9".into(),
+            psychologist: "psy-9".into(),
+            ..SessionSpec::default()
+        })
         .await;
     let room2 = n1.room_for(other["id"].as_str().unwrap(), "client-9").await;
     let mut a = WsClient::connect(&n1, &client_token()).await;

@@ -2,9 +2,9 @@
 //! node drained (SIGTERM and the admin command), the NATS server restarted mid-call, nodes
 //! on two routed NATS servers, and the admin CLI.
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster_support;
+mod common;
 #[path = "common/proc.rs"]
 mod proc;
 
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use cluster_support::*;
 use common::*;
-use proc::{NodeProc, cmd};
+use proc::{cmd, NodeProc};
 use serde_json::json;
 use signalgrid_actors::identity::Role;
 
@@ -80,7 +80,11 @@ async fn sigterm_drains_a_node_and_its_members_leave_at_once() {
 fn admin_cli(nats: &str, cluster: &str, args: &[&str]) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = cmd(dir.path()).args(["admin", "--nats-url", nats, "--cluster", cluster]).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +105,9 @@ async fn the_admin_cli_lists_kicks_closes_and_drains() {
     let nodes: serde_json::Value = serde_json::from_str(&out).unwrap();
     let ids: Vec<&str> = nodes.as_array().unwrap().iter().map(|n| n["node_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["adm-1", "adm-2"]);
-    assert!(nodes[0]["connections"].as_u64().unwrap() >= 1 && nodes[0]["address"].as_str().unwrap().starts_with("http://"));
+    assert!(
+        nodes[0]["connections"].as_u64().unwrap() >= 1 && nodes[0]["address"].as_str().unwrap().starts_with("http://")
+    );
     let (ok, table, _) = admin_cli(&nats.url(), "adm", &["nodes"]);
     assert!(ok && table.starts_with("NODE") && table.contains("adm-2"), "{table}");
 
@@ -190,7 +196,9 @@ async fn a_call_survives_a_nats_restart_and_local_rooms_work_meanwhile() {
     b.join(&room).await;
     a.next_event("user-joined").await;
     // A second call with both participants on n1.
-    let s2 = n1.create_session(&SessionSpec { client: "c-loc".into(), psychologist: "p-loc".into(), ..SessionSpec::default() }).await;
+    let s2 = n1
+        .create_session(&SessionSpec { client: "c-loc".into(), psychologist: "p-loc".into(), ..SessionSpec::default() })
+        .await;
     let local_room = n1.room_for(s2["id"].as_str().unwrap(), "c-loc").await;
     let mut l1 = WsClient::connect(&n1, &token("c-loc", Role::Client)).await;
     let mut l2 = WsClient::connect(&n1, &token("p-loc", Role::Psychologist)).await;

@@ -54,7 +54,14 @@ async fn lost_mid_call_then_outbox_drains() {
     // (bounded) until they are in, so that the outage below starts with a settled record.
     let deadline = Instant::now() + WAIT;
     loop {
-        let s: Value = node.get(&format!("/api/sessions/{id}"), Some(&common::admin())).send().await.unwrap().json().await.unwrap();
+        let s: Value = node
+            .get(&format!("/api/sessions/{id}"), Some(&common::admin()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if s["accessCount"] == 2 && s["videoCallStarted"].is_string() {
             break;
         }
@@ -97,7 +104,13 @@ async fn lost_mid_call_then_outbox_drains() {
 
     // The record, read back through a separate client.
     let dir = tempfile::tempdir().unwrap();
-    let cfg = MongoConfig { uri: uri.clone(), database: db.clone(), data_dir: dir.path().into(), start_unready: false, outbox_max: 10 };
+    let cfg = MongoConfig {
+        uri: uri.clone(),
+        database: db.clone(),
+        data_dir: dir.path().into(),
+        start_unready: false,
+        outbox_max: 10,
+    };
     let check = MongoStore::open(&cfg).await.unwrap();
     let s = check.session(&id).await.unwrap().unwrap();
     assert!(s.video_call_started.is_some() && s.video_call_ended.is_some(), "{s:?}");

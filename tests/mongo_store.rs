@@ -82,14 +82,21 @@ async fn documents_have_the_platform_shape() {
     assert_eq!(d.get_i64("accessCount").unwrap(), 1);
 
     // Indexes: meetingLink unique and sparse, the audit trail by session and time.
-    let names: Vec<Document> = sessions.list_indexes().await.unwrap().map_ok(|m| {
-        let mut d = m.keys;
-        if let Some(o) = m.options {
-            d.insert("unique", o.unique.unwrap_or(false));
-            d.insert("sparse", o.sparse.unwrap_or(false));
-        }
-        d
-    }).try_collect().await.unwrap();
+    let names: Vec<Document> = sessions
+        .list_indexes()
+        .await
+        .unwrap()
+        .map_ok(|m| {
+            let mut d = m.keys;
+            if let Some(o) = m.options {
+                d.insert("unique", o.unique.unwrap_or(false));
+                d.insert("sparse", o.sparse.unwrap_or(false));
+            }
+            d
+        })
+        .try_collect()
+        .await
+        .unwrap();
     assert!(names.contains(&doc! { "meetingLink": 1, "unique": true, "sparse": true }), "{names:?}");
     // Opening again (another node, a restart) finds the indexes there.
     open(&db, &dir).await;

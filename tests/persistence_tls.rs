@@ -16,10 +16,7 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
-    let res = tokio::time::timeout(WAIT, req.send())
-        .await
-        .expect("request timed out")
-        .expect("request sent");
+    let res = tokio::time::timeout(WAIT, req.send()).await.expect("request timed out").expect("request sent");
     let status = res.status().as_u16();
     (status, res.json().await.expect("JSON body"))
 }
@@ -28,26 +25,17 @@ async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
 async fn data_and_audit_trail_survive_a_restart() {
     let node = TestNode::start().await;
     let (id, room) = node.call().await;
-    let (st, started) = send(node.post(
-        &format!("/api/video-calls/start/{id}"),
-        Some(&client_token()),
-    ))
-    .await;
+    let (st, started) = send(node.post(&format!("/api/video-calls/start/{id}"), Some(&client_token()))).await;
     assert_eq!(st, 200, "{started}");
 
     let mut ws = WsClient::connect(&node, &client_token()).await;
     ws.join(&room).await;
     // The connection handles its frames in order: once this relay is refused, the join
     // (call record, access count) has been fully handled.
-    ws.send(
-        "offer",
-        json!({"offer": {"sdp": "x"}, "to": "no-such-peer"}),
-    )
-    .await;
+    ws.send("offer", json!({"offer": {"sdp": "x"}, "to": "no-such-peer"})).await;
     ws.expect_error("PEER_NOT_FOUND").await;
 
-    let (st, ended) =
-        send(node.post(&format!("/api/video-calls/end/{id}"), Some(&psy_token()))).await;
+    let (st, ended) = send(node.post(&format!("/api/video-calls/end/{id}"), Some(&psy_token()))).await;
     assert_eq!(st, 200, "{ended}");
     let ce = ws.next_event("call-ended").await;
     assert_eq!(ce["roomId"], room.as_str());
@@ -57,10 +45,7 @@ async fn data_and_audit_trail_survive_a_restart() {
     let (st, before) = send(node.get(&path, Some(&admin()))).await;
     assert_eq!(st, 200);
     assert_eq!(before["meetingLink"], room.as_str());
-    assert_eq!(
-        before["videoCallStarted"],
-        started["session"]["videoCallStarted"]
-    );
+    assert_eq!(before["videoCallStarted"], started["session"]["videoCallStarted"]);
     assert!(before["videoCallEnded"].is_string(), "{before}");
     assert_eq!(before["callDuration"], ended["duration"]);
     assert_eq!(before["status"], "Completed");
@@ -74,25 +59,14 @@ async fn data_and_audit_trail_survive_a_restart() {
     let (st, after) = send(node.get(&path, Some(&psy_token()))).await;
     assert_eq!(st, 200, "{after}");
     assert_eq!(after, before, "the session changed across the restart");
-    for k in [
-        "meetingLink",
-        "videoCallStarted",
-        "videoCallEnded",
-        "callDuration",
-        "lastAccessedAt",
-    ] {
+    for k in ["meetingLink", "videoCallStarted", "videoCallEnded", "callDuration", "lastAccessedAt"] {
         assert!(!after[k].is_null(), "{k} lost: {after}");
     }
     assert_eq!(after["status"], "Completed");
     assert!(after["accessCount"].as_i64().unwrap() >= 1);
 
     // Audit entries are written in the background: poll the reopened store, bounded.
-    let wanted = [
-        AuditAction::JoinAttempt,
-        AuditAction::JoinSuccess,
-        AuditAction::CallStart,
-        AuditAction::CallEnd,
-    ];
+    let wanted = [AuditAction::JoinAttempt, AuditAction::JoinSuccess, AuditAction::CallStart, AuditAction::CallEnd];
     let mut trail = Vec::new();
     for _ in 0..100 {
         trail = node.store.audit_trail(&id).await.expect("audit trail");
@@ -105,24 +79,17 @@ async fn data_and_audit_trail_survive_a_restart() {
     for w in wanted {
         assert!(actions.contains(&w), "{w:?} missing from {actions:?}");
     }
-    let js = trail
-        .iter()
-        .find(|e| e.action == AuditAction::JoinSuccess)
-        .unwrap();
+    let js = trail.iter().find(|e| e.action == AuditAction::JoinSuccess).unwrap();
     assert_eq!(js.user_id, "client-1");
     assert!(trail.iter().all(|e| e.session_id == id));
-    let end = trail
-        .iter()
-        .find(|e| e.action == AuditAction::CallEnd)
-        .unwrap();
+    let end = trail.iter().find(|e| e.action == AuditAction::CallEnd).unwrap();
     assert_eq!(end.user_id, "psy-1");
 }
 
 /// A self-signed certificate for localhost / 127.0.0.1, written as PEM files.
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
     let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("certificate");
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("certificate");
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     std::fs::write(&cert, ck.cert.pem()).unwrap();
@@ -132,33 +99,19 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
 
 fn connector(der: Vec<u8>) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(der))
-        .expect("trust the test certificate");
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    roots.add(rustls::pki_types::CertificateDer::from(der)).expect("trust the test certificate");
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     TlsConnector::from(Arc::new(cfg))
 }
 
-async fn tls_connect(
-    node: &TestNode,
-    tls: &TlsConnector,
-    name: &str,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let tcp = tokio::time::timeout(WAIT, TcpStream::connect(node.addr))
-        .await
-        .unwrap()
-        .unwrap();
+async fn tls_connect(node: &TestNode, tls: &TlsConnector, name: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = tokio::time::timeout(WAIT, TcpStream::connect(node.addr)).await.unwrap().unwrap();
     let name = ServerName::try_from(name.to_owned()).unwrap();
-    tokio::time::timeout(WAIT, tls.connect(name, tcp))
-        .await
-        .expect("TLS handshake timed out")
-        .expect("TLS handshake")
+    tokio::time::timeout(WAIT, tls.connect(name, tcp)).await.expect("TLS handshake timed out").expect("TLS handshake")
 }
 
 /// Reads one HTTP/1.1 response (headers, and a body of `content-length` bytes).
@@ -172,8 +125,7 @@ async fn read_response(io: &mut (impl AsyncRead + Unpin)) -> (String, String) {
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
+                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
                 })
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
@@ -185,11 +137,7 @@ async fn read_response(io: &mut (impl AsyncRead + Unpin)) -> (String, String) {
             .await
             .expect("timed out reading the response")
             .expect("read");
-        assert!(
-            n > 0,
-            "connection closed mid-response: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
+        assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(&buf));
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -215,22 +163,14 @@ async fn https_and_wss_with_a_self_signed_certificate() {
         s.write_all(req.as_bytes()).await.unwrap();
         let (head, body) = read_response(&mut s).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert!(
-            head.to_ascii_lowercase()
-                .contains(&format!("x-request-id: tls-{name}")),
-            "{head}"
-        );
+        assert!(head.to_ascii_lowercase().contains(&format!("x-request-id: tls-{name}")), "{head}");
         let v: Value = serde_json::from_str(&body).expect("JSON body");
         assert_eq!(v["status"], "ok", "{v}");
     }
 
     // WSS: the upgrade over our own TLS stream; the first frame is `connected`.
     let s = tls_connect(&node, &tls, "localhost").await;
-    let url = format!(
-        "wss://localhost:{}/ws?token={}",
-        node.addr.port(),
-        client_token()
-    );
+    let url = format!("wss://localhost:{}/ws?token={}", node.addr.port(), client_token());
     let (mut ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, s))
         .await
         .expect("WSS upgrade timed out")
@@ -249,9 +189,7 @@ async fn https_and_wss_with_a_self_signed_certificate() {
         }
     };
     assert_eq!(frame["event"], "connected", "{frame}");
-    assert!(frame["data"]["socketId"]
-        .as_str()
-        .is_some_and(|s| !s.is_empty()));
+    assert!(frame["data"]["socketId"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(frame["data"]["heartbeatMs"].is_number(), "{frame}");
     let _ = ws.close(None).await;
 
@@ -264,13 +202,9 @@ async fn https_and_wss_with_a_self_signed_certificate() {
     }
     // And a raw plain request gets no HTTP 200 back either.
     let mut tcp = TcpStream::connect(node.addr).await.unwrap();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut got = Vec::new();
-    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut got))
-        .await
-        .expect("the server answers or closes");
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut got)).await.expect("the server answers or closes");
     assert!(
         !String::from_utf8_lossy(&got).contains("200 OK"),
         "plain HTTP was served: {:?}",

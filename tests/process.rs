@@ -11,12 +11,16 @@ use serde_json::json;
 
 #[path = "common/proc.rs"]
 mod proc;
-use proc::{NodeProc, cmd};
+use proc::{cmd, NodeProc};
 
 /// Runs to completion (bounded by the process finishing; these commands do not serve).
 fn run(c: &mut Command) -> (bool, String, String) {
     let out = c.output().expect("run signalgrid");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -34,23 +38,15 @@ fn serve_refuses_to_start_without_a_secret() {
 fn a_bad_setting_stops_start_up_and_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cmd(dir.path());
-    c.env("VIDEO_CALL_JWT_SECRET", SECRET)
-        .env("SOCKET_CONNECTION_LIMIT", "lots")
-        .args(["serve"]);
+    c.env("VIDEO_CALL_JWT_SECRET", SECRET).env("SOCKET_CONNECTION_LIMIT", "lots").args(["serve"]);
     let (ok, _, err) = run(&mut c);
     assert!(!ok);
-    assert!(
-        err.contains("SOCKET_CONNECTION_LIMIT") && err.contains("limits.max_connections"),
-        "{err}"
-    );
+    assert!(err.contains("SOCKET_CONNECTION_LIMIT") && err.contains("limits.max_connections"), "{err}");
 
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[limits]\nmax_frame_bytes = \"big\"\n").unwrap();
     let mut c = cmd(dir.path());
-    c.env("VIDEO_CALL_JWT_SECRET", SECRET)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve");
+    c.env("VIDEO_CALL_JWT_SECRET", SECRET).arg("--config").arg(&cfg).arg("serve");
     let (ok, _, err) = run(&mut c);
     assert!(!ok);
     assert!(err.contains("max_frame_bytes"), "{err}");
@@ -60,17 +56,11 @@ fn a_bad_setting_stops_start_up_and_names_the_key() {
 async fn dev_mode_makes_up_a_secret_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cmd(dir.path());
-    c.arg("serve")
-        .arg("--dev")
-        .args(["--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped());
+    c.arg("serve").arg("--dev").args(["--listen", "127.0.0.1:0"]).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let err = child.stderr.take().unwrap();
     let mut lines = BufReader::new(err).lines().map_while(Result::ok);
-    let warned = lines
-        .by_ref()
-        .take(20)
-        .any(|l| l.contains("WARNING") && l.contains("made one up"));
+    let warned = lines.by_ref().take(20).any(|l| l.contains("WARNING") && l.contains("made one up"));
     let _ = child.kill();
     let _ = child.wait();
     assert!(warned, "--dev without a secret warns loudly");
@@ -80,9 +70,8 @@ async fn dev_mode_makes_up_a_secret_and_says_so() {
 async fn cli_tokens_and_sessions_work_against_a_served_node_which_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mint = |user: &str, role: &str| {
-        let (ok, out, err) = run(cmd(dir.path())
-            .env("VIDEO_CALL_JWT_SECRET", SECRET)
-            .args(["token", "--user", user, "--role", role]));
+        let (ok, out, err) =
+            run(cmd(dir.path()).env("VIDEO_CALL_JWT_SECRET", SECRET).args(["token", "--user", user, "--role", role]));
         assert!(ok, "{err}");
         out.trim().to_owned()
     };
@@ -111,42 +100,22 @@ async fn cli_tokens_and_sessions_work_against_a_served_node_which_drains_on_sigt
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let room = res.json::<serde_json::Value>().await.unwrap()["roomId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = res.json::<serde_json::Value>().await.unwrap()["roomId"].as_str().unwrap().to_owned();
 
     let mut a = WsClient::connect_url(&format!("ws://{}/ws?token={client}", p.addr)).await;
-    let mut b = WsClient::connect_url(&format!(
-        "ws://{}/ws?token={}",
-        p.addr,
-        mint("psy-1", "psychologist")
-    ))
-    .await;
+    let mut b = WsClient::connect_url(&format!("ws://{}/ws?token={}", p.addr, mint("psy-1", "psychologist"))).await;
     a.join(&room).await;
     b.join(&room).await;
     a.next_event("user-joined").await;
-    b.send(
-        "ice-candidate",
-        json!({"candidate": {"c": 1}, "to": a.socket_id}),
-    )
-    .await;
-    assert_eq!(
-        a.next_event("ice-candidate").await["from"],
-        b.socket_id.as_str()
-    );
+    b.send("ice-candidate", json!({"candidate": {"c": 1}, "to": a.socket_id})).await;
+    assert_eq!(a.next_event("ice-candidate").await["from"], b.socket_id.as_str());
 
-    let status = Command::new("kill")
-        .args(["-TERM", &p.child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &p.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     for c in [&mut a, &mut b] {
         let (code, frames) = c.closed().await;
         assert!(
-            frames
-                .iter()
-                .any(|f| f["event"] == "error" && f["data"]["code"] == "NODE_DRAINING"),
+            frames.iter().any(|f| f["event"] == "error" && f["data"]["code"] == "NODE_DRAINING"),
             "NODE_DRAINING before close: {frames:?}"
         );
         assert_eq!(code, Some(1012));
@@ -162,15 +131,9 @@ async fn cli_tokens_and_sessions_work_against_a_served_node_which_drains_on_sigt
     assert!(s.video_call_started.is_some());
     assert!(s.access_count >= 2);
     let trail = store.audit_trail(&session_id).await.unwrap();
-    for (user, action) in [
-        ("client-1", "join_success"),
-        ("psy-1", "join_success"),
-        ("client-1", "call_start"),
-    ] {
+    for (user, action) in [("client-1", "join_success"), ("psy-1", "join_success"), ("client-1", "call_start")] {
         assert!(
-            trail
-                .iter()
-                .any(|e| e.user_id == user && e.action.as_str() == action),
+            trail.iter().any(|e| e.user_id == user && e.action.as_str() == action),
             "{action} by {user} in the audit trail: {trail:?}"
         );
     }

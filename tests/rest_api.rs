@@ -14,15 +14,9 @@ fn stranger() -> String {
 
 /// Sends a request (bounded by WAIT); returns status, x-request-id header and JSON body.
 async fn send(req: reqwest::RequestBuilder) -> (u16, Option<String>, Value) {
-    let res = tokio::time::timeout(WAIT, req.send())
-        .await
-        .expect("request timed out")
-        .expect("request sent");
+    let res = tokio::time::timeout(WAIT, req.send()).await.expect("request timed out").expect("request sent");
     let status = res.status().as_u16();
-    let rid = res
-        .headers()
-        .get("x-request-id")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let rid = res.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
     let text = res.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, rid, body)
@@ -35,10 +29,7 @@ async fn expect_err(req: reqwest::RequestBuilder, status: u16, code: &str) -> Va
     assert_eq!(body["success"], false, "{body}");
     let e = &body["error"];
     assert_eq!(e["code"], code, "{body}");
-    assert!(
-        e["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     assert!(e["details"].is_object(), "{body}");
     let ts = e["timestamp"].as_str().expect("timestamp");
     chrono::DateTime::parse_from_rfc3339(ts).expect("timestamp is RFC 3339");
@@ -59,11 +50,7 @@ fn vc(action: &str, id: &str) -> String {
 
 /// The stored session, read as admin.
 async fn session_of(node: &TestNode, id: &str) -> Value {
-    ok_json(
-        node.get(&format!("/api/sessions/{id}"), Some(&admin())),
-        200,
-    )
-    .await
+    ok_json(node.get(&format!("/api/sessions/{id}"), Some(&admin())), 200).await
 }
 
 async fn new_session(node: &TestNode, f: impl FnOnce(&mut SessionSpec)) -> String {
@@ -83,11 +70,7 @@ async fn config_lists_stun_and_static_turn() {
         s.ice.turn_secret = None;
     })
     .await;
-    let v = ok_json(
-        node.get("/api/video-calls/config", Some(&client_token())),
-        200,
-    )
-    .await;
+    let v = ok_json(node.get("/api/video-calls/config", Some(&client_token())), 200).await;
     let servers = v["iceServers"].as_array().expect("iceServers");
     assert_eq!(servers.len(), 3, "{v}");
     assert_eq!(servers[0]["urls"], "stun:a.example:3478");
@@ -95,16 +78,8 @@ async fn config_lists_stun_and_static_turn() {
     assert_eq!(servers[2]["urls"], "turn:turn.example:3478");
     assert_eq!(servers[2]["username"], "turn-user");
     assert_eq!(servers[2]["credential"], "turn-pass");
-    assert!(
-        v.get("ttl").is_none(),
-        "static credentials carry no ttl: {v}"
-    );
-    expect_err(
-        node.get("/api/video-calls/config", None),
-        401,
-        "UNAUTHORIZED",
-    )
-    .await;
+    assert!(v.get("ttl").is_none(), "static credentials carry no ttl: {v}");
+    expect_err(node.get("/api/video-calls/config", None), 401, "UNAUTHORIZED").await;
 }
 
 #[tokio::test]
@@ -123,10 +98,7 @@ async fn config_time_limited_turn_credentials() {
     assert_eq!(v["ttl"], 3600, "{v}");
     let servers = v["iceServers"].as_array().unwrap();
     assert_eq!(servers[0]["urls"], "stun:a.example:3478");
-    let turn = servers
-        .iter()
-        .find(|s| s["urls"] == "turn:turn.example:3478")
-        .expect("a TURN entry");
+    let turn = servers.iter().find(|s| s["urls"] == "turn:turn.example:3478").expect("a TURN entry");
     let username = turn["username"].as_str().unwrap();
     let (expiry, user) = username.split_once(':').expect("<expiry>:<userId>");
     assert_eq!(user, "psy-1");
@@ -171,34 +143,16 @@ async fn generate_room_once_and_only_for_participants() {
     for sid in [pending, cancelled] {
         let p = format!("/api/video-calls/generate-room/{sid}");
         let v = ok_json(node.post(&p, Some(&psy_token())), 200).await;
-        assert!(
-            v["roomId"]
-                .as_str()
-                .is_some_and(|r| !r.is_empty() && r != room),
-            "{v}"
-        );
+        assert!(v["roomId"].as_str().is_some_and(|r| !r.is_empty() && r != room), "{v}");
     }
-    expect_err(
-        node.post("/api/video-calls/generate-room/not-an-id", Some(&admin())),
-        400,
-        "INVALID_SESSION_ID",
-    )
-    .await;
-    expect_err(
-        node.post(&vc("generate-room", NO_SUCH_SESSION), Some(&admin())),
-        404,
-        "SESSION_NOT_FOUND",
-    )
-    .await;
+    expect_err(node.post("/api/video-calls/generate-room/not-an-id", Some(&admin())), 400, "INVALID_SESSION_ID").await;
+    expect_err(node.post(&vc("generate-room", NO_SUCH_SESSION), Some(&admin())), 404, "SESSION_NOT_FOUND").await;
 }
 
 async fn can_join(node: &TestNode, id: &str, tok: &str) -> Value {
     let v = ok_json(node.get(&vc("can-join", &id), Some(tok)), 200).await;
     assert!(v["canJoin"].is_boolean(), "{v}");
-    assert!(
-        v.get("reason").is_some() && v.get("minutesUntilSession").is_some(),
-        "{v}"
-    );
+    assert!(v.get("reason").is_some() && v.get("minutesUntilSession").is_some(), "{v}");
     v
 }
 
@@ -230,9 +184,7 @@ async fn can_join_reports_each_rule() {
 
     let future = new_session(&node, |s| s.starts_in = 120).await;
     assert_reason(&node, &future, &c, "OUTSIDE_TIME_WINDOW").await;
-    let m = can_join(&node, &future, &c).await["minutesUntilSession"]
-        .as_i64()
-        .unwrap();
+    let m = can_join(&node, &future, &c).await["minutesUntilSession"].as_i64().unwrap();
     assert!((1..=120).contains(&m), "{m}");
     let past = new_session(&node, |s| {
         s.starts_in = -300;
@@ -297,17 +249,9 @@ async fn start_is_idempotent_and_applies_join_rules() {
     assert_eq!(s["status"], "In Progress");
 
     let pending = new_session(&node, |s| s.payment = "pending").await;
-    expect_err(
-        node.post(&vc("start", &pending), Some(&client_token())),
-        402,
-        "PAYMENT_REQUIRED",
-    )
-    .await;
+    expect_err(node.post(&vc("start", &pending), Some(&client_token())), 402, "PAYMENT_REQUIRED").await;
     let s = session_of(&node, &pending).await;
-    assert!(
-        s["videoCallStarted"].is_null(),
-        "a refused start changes nothing: {s}"
-    );
+    assert!(s["videoCallStarted"].is_null(), "a refused start changes nothing: {s}");
     let cancelled = new_session(&node, |s| s.status = "Cancelled").await;
     let future = new_session(&node, |s| s.starts_in = 180).await;
     for (sid, tok, st, code) in [
@@ -331,12 +275,7 @@ async fn end_requires_start_then_completes_idempotently() {
     let node = TestNode::start().await;
     let id = new_session(&node, |_| {}).await;
     let end = format!("/api/video-calls/end/{id}");
-    expect_err(
-        node.post(&end, Some(&client_token())),
-        409,
-        "CALL_NOT_STARTED",
-    )
-    .await;
+    expect_err(node.post(&end, Some(&client_token())), 409, "CALL_NOT_STARTED").await;
     ok_json(node.post(&vc("start", &id), Some(&client_token())), 200).await;
     expect_err(node.post(&end, Some(&stranger())), 403, "FORBIDDEN").await;
     let v = ok_json(node.post(&end, Some(&psy_token())), 200).await;
@@ -359,18 +298,8 @@ async fn end_requires_start_then_completes_idempotently() {
     assert_eq!(s2["videoCallEnded"], s1["videoCallEnded"]);
     assert_eq!(s2["callDuration"], s1["callDuration"]);
     // A completed session cannot be started again.
-    expect_err(
-        node.post(&vc("start", &id), Some(&client_token())),
-        409,
-        "SESSION_CLOSED",
-    )
-    .await;
-    expect_err(
-        node.post("/api/video-calls/end/bad", Some(&admin())),
-        400,
-        "INVALID_SESSION_ID",
-    )
-    .await;
+    expect_err(node.post(&vc("start", &id), Some(&client_token())), 409, "SESSION_CLOSED").await;
+    expect_err(node.post("/api/video-calls/end/bad", Some(&admin())), 400, "INVALID_SESSION_ID").await;
 }
 
 #[tokio::test]
@@ -384,19 +313,8 @@ async fn create_session_is_admin_only_and_validated() {
         "sessionType": "Group",
         "paymentStatus": "pending"
     });
-    expect_err(
-        node.post("/api/sessions", Some(&client_token()))
-            .json(&body),
-        403,
-        "FORBIDDEN",
-    )
-    .await;
-    expect_err(
-        node.post("/api/sessions", None).json(&body),
-        401,
-        "UNAUTHORIZED",
-    )
-    .await;
+    expect_err(node.post("/api/sessions", Some(&client_token())).json(&body), 403, "FORBIDDEN").await;
+    expect_err(node.post("/api/sessions", None).json(&body), 401, "UNAUTHORIZED").await;
     let s = ok_json(node.post("/api/sessions", Some(&admin())).json(&body), 201).await;
     let id = s["id"].as_str().unwrap();
     assert_eq!(id.len(), 24);
@@ -416,29 +334,16 @@ async fn create_session_is_admin_only_and_validated() {
         "paymentStatus": "paid",
         "status": "Done"
     });
-    let e = expect_err(
-        node.post("/api/sessions", Some(&admin())).json(&bad),
-        400,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    let e = expect_err(node.post("/api/sessions", Some(&admin())).json(&bad), 400, "VALIDATION_ERROR").await;
     let fields = e["details"]["fields"].as_object().expect("details.fields");
-    for f in [
-        "client.name",
-        "sessionDate",
-        "durationMinutes",
-        "sessionType",
-        "status",
-    ] {
+    for f in ["client.name", "sessionDate", "durationMinutes", "sessionType", "status"] {
         assert!(fields.contains_key(f), "{f} missing: {e}");
     }
     for f in ["paymentStatus", "psychologist.id", "psychologist.name"] {
         assert!(!fields.contains_key(f), "{f} is valid: {e}");
     }
     let e = expect_err(
-        node.post("/api/sessions", Some(&admin()))
-            .header("content-type", "application/json")
-            .body("{not json"),
+        node.post("/api/sessions", Some(&admin())).header("content-type", "application/json").body("{not json"),
         400,
         "VALIDATION_ERROR",
     )
@@ -447,12 +352,7 @@ async fn create_session_is_admin_only_and_validated() {
     let mut same = body.clone();
     same["psychologist"]["id"] = json!("c-7");
     same["paymentStatus"] = json!("unpaid");
-    let e = expect_err(
-        node.post("/api/sessions", Some(&admin())).json(&same),
-        400,
-        "VALIDATION_ERROR",
-    )
-    .await;
+    let e = expect_err(node.post("/api/sessions", Some(&admin())).json(&same), 400, "VALIDATION_ERROR").await;
     let fields = e["details"]["fields"].as_object().unwrap();
     assert!(fields.contains_key("psychologist.id"), "{e}");
     assert!(fields.contains_key("paymentStatus"), "{e}");
@@ -467,46 +367,26 @@ async fn get_session_access_and_null_video_fields() {
     for t in [client_token(), psy_token(), admin()] {
         let s = ok_json(node.get(&path, Some(&t)), 200).await;
         assert_eq!(s["id"], id.as_str());
-        for k in [
-            "meetingLink",
-            "videoCallStarted",
-            "videoCallEnded",
-            "callDuration",
-            "lastAccessedAt",
-            "recordingUrl",
-        ] {
+        for k in ["meetingLink", "videoCallStarted", "videoCallEnded", "callDuration", "lastAccessedAt", "recordingUrl"]
+        {
             let v = s.get(k).unwrap_or_else(|| panic!("{k} missing: {s}"));
             assert!(v.is_null(), "{k} should be null: {s}");
         }
     }
     expect_err(node.get(&path, Some(&stranger())), 403, "FORBIDDEN").await;
-    expect_err(
-        node.get("/api/sessions/zzz", Some(&admin())),
-        400,
-        "INVALID_SESSION_ID",
-    )
-    .await;
-    expect_err(
-        node.get(&format!("/api/sessions/{NO_SUCH_SESSION}"), Some(&admin())),
-        404,
-        "SESSION_NOT_FOUND",
-    )
-    .await;
+    expect_err(node.get("/api/sessions/zzz", Some(&admin())), 400, "INVALID_SESSION_ID").await;
+    expect_err(node.get(&format!("/api/sessions/{NO_SUCH_SESSION}"), Some(&admin())), 404, "SESSION_NOT_FOUND").await;
 }
 
 #[tokio::test]
 async fn request_id_is_echoed_or_generated() {
     let node = TestNode::start().await;
-    let (st, rid, _) = send(
-        node.get("/api/video-calls/config", Some(&client_token()))
-            .header("x-request-id", "req-ok-42"),
-    )
-    .await;
+    let (st, rid, _) =
+        send(node.get("/api/video-calls/config", Some(&client_token())).header("x-request-id", "req-ok-42")).await;
     assert_eq!(st, 200);
     assert_eq!(rid.as_deref(), Some("req-ok-42"));
     let e = expect_err(
-        node.get("/api/sessions/zzz", Some(&admin()))
-            .header("x-request-id", "req-err-43"),
+        node.get("/api/sessions/zzz", Some(&admin())).header("x-request-id", "req-err-43"),
         400,
         "INVALID_SESSION_ID",
     )
@@ -522,21 +402,12 @@ async fn request_id_is_echoed_or_generated() {
 async fn unknown_route_and_operational_endpoints() {
     let node = TestNode::start().await;
     expect_err(node.get("/no/such/route", None), 404, "NOT_FOUND").await;
-    expect_err(
-        node.get("/api/video-calls/nope", Some(&admin())),
-        404,
-        "NOT_FOUND",
-    )
-    .await;
+    expect_err(node.get("/api/video-calls/nope", Some(&admin())), 404, "NOT_FOUND").await;
     let h = ok_json(node.get("/healthz", None), 200).await;
     assert!(h.is_object(), "{h}");
     let r = ok_json(node.get("/readyz", None), 200).await;
     assert_eq!(r["ready"], true, "{r}");
-    ok_json(
-        node.get("/api/video-calls/config", Some(&client_token())),
-        200,
-    )
-    .await;
+    ok_json(node.get("/api/video-calls/config", Some(&client_token())), 200).await;
     let (st, _, text) = send(node.get("/metrics", None)).await;
     assert_eq!(st, 200);
     let text = text.as_str().expect("metrics are text");

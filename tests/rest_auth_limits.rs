@@ -29,25 +29,10 @@ fn bad_tokens() -> Vec<(&'static str, Option<String>)> {
     )
     .unwrap();
     vec![
-        (
-            "expired",
-            Some(signalgrid::auth::mint(
-                SECRET,
-                "client-1",
-                Role::Client,
-                None,
-                -3600,
-            )),
-        ),
+        ("expired", Some(signalgrid::auth::mint(SECRET, "client-1", Role::Client, None, -3600))),
         (
             "other secret",
-            Some(signalgrid::auth::mint(
-                "another-secret-not-the-server-one",
-                "client-1",
-                Role::Client,
-                None,
-                600,
-            )),
+            Some(signalgrid::auth::mint("another-secret-not-the-server-one", "client-1", Role::Client, None, 600)),
         ),
         ("garbage", Some("garbage.token.value".into())),
         ("missing", None),
@@ -57,10 +42,7 @@ fn bad_tokens() -> Vec<(&'static str, Option<String>)> {
 }
 
 async fn send(req: reqwest::RequestBuilder) -> reqwest::Response {
-    tokio::time::timeout(WAIT, req.send())
-        .await
-        .expect("request timed out")
-        .expect("request sent")
+    tokio::time::timeout(WAIT, req.send()).await.expect("request timed out").expect("request sent")
 }
 
 /// Checks the error shape of a response body; returns it.
@@ -73,11 +55,7 @@ fn check_shape(body: &Value, code: &str) {
     assert!(body["error"]["requestId"].is_string(), "{body}");
 }
 
-async fn expect_code(
-    res: reqwest::Response,
-    status: u16,
-    code: &str,
-) -> reqwest::header::HeaderMap {
+async fn expect_code(res: reqwest::Response, status: u16, code: &str) -> reqwest::header::HeaderMap {
     assert_eq!(res.status().as_u16(), status, "expected {code}");
     let headers = res.headers().clone();
     let body: Value = res.json().await.expect("JSON error body");
@@ -89,23 +67,14 @@ async fn expect_code(
 async fn rest_refuses_bad_tokens() {
     let node = TestNode::start().await;
     let (id, _) = node.call().await;
-    let paths = [
-        CONFIG.to_owned(),
-        format!("/api/video-calls/can-join/{id}"),
-        format!("/api/sessions/{id}"),
-    ];
+    let paths = [CONFIG.to_owned(), format!("/api/video-calls/can-join/{id}"), format!("/api/sessions/{id}")];
     for (name, tok) in bad_tokens() {
         for path in &paths {
             let res = send(node.get(path, tok.as_deref())).await;
             assert_eq!(res.status(), 401, "{name} token on {path}");
             expect_code(res, 401, "UNAUTHORIZED").await;
             if let Some(t) = &tok {
-                let res = send(
-                    node.http
-                        .get(node.url(path))
-                        .header("authorization", format!("Bearer {t}")),
-                )
-                .await;
+                let res = send(node.http.get(node.url(path)).header("authorization", format!("Bearer {t}"))).await;
                 assert_eq!(res.status(), 401, "{name} bearer token on {path}");
                 expect_code(res, 401, "UNAUTHORIZED").await;
             }
@@ -125,12 +94,7 @@ async fn rest_accepts_both_headers_and_both_claim_shapes() {
     let path = format!("/api/sessions/{id}");
     let res = send(node.get(&path, Some(&client_token()))).await;
     assert_eq!(res.status(), 200);
-    let res = send(
-        node.http
-            .get(node.url(&path))
-            .header("authorization", format!("Bearer {}", psy_token())),
-    )
-    .await;
+    let res = send(node.http.get(node.url(&path)).header("authorization", format!("Bearer {}", psy_token()))).await;
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["id"], id.as_str());
@@ -153,18 +117,12 @@ async fn websocket_upgrade_refuses_bad_tokens() {
             Some(t) => node.ws_url(t),
             None => format!("ws://{}/ws", node.addr),
         };
-        let res = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("upgrade answered");
+        let res = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("upgrade answered");
         match res {
             Err(WsError::Http(resp)) => {
                 assert_eq!(resp.status().as_u16(), 401, "{name}");
                 // The body is whatever arrived with the headers; check it when it is whole.
-                if let Some(Ok(v)) = resp
-                    .body()
-                    .as_ref()
-                    .map(|b| serde_json::from_slice::<Value>(b))
-                {
+                if let Some(Ok(v)) = resp.body().as_ref().map(|b| serde_json::from_slice::<Value>(b)) {
                     check_shape(&v, "UNAUTHORIZED");
                 }
                 // The full refusal, read as a plain HTTP response to an upgrade request.
@@ -186,13 +144,10 @@ async fn websocket_upgrade_refuses_bad_tokens() {
         }
         // The same token in the x-auth-token header is refused too.
         if let Some(t) = &tok {
-            let mut req = format!("ws://{}/ws", node.addr)
-                .into_client_request()
-                .unwrap();
+            let mut req = format!("ws://{}/ws", node.addr).into_client_request().unwrap();
             req.headers_mut().insert("x-auth-token", t.parse().unwrap());
-            let res = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
-                .await
-                .expect("upgrade answered");
+            let res =
+                tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("upgrade answered");
             match res {
                 Err(WsError::Http(resp)) => assert_eq!(resp.status().as_u16(), 401, "{name}"),
                 other => panic!("{name} in header: expected 401, got {:?}", other.err()),
@@ -200,21 +155,14 @@ async fn websocket_upgrade_refuses_bad_tokens() {
         }
     }
     // A good token in the header is accepted.
-    let mut req = format!("ws://{}/ws", node.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("x-auth-token", client_token().parse().unwrap());
+    let mut req = format!("ws://{}/ws", node.addr).into_client_request().unwrap();
+    req.headers_mut().insert("x-auth-token", client_token().parse().unwrap());
     let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
         .await
         .expect("connect timed out")
         .expect("a valid header token is accepted");
     use futures_util::StreamExt;
-    let first = tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("first frame")
-        .unwrap()
-        .unwrap();
+    let first = tokio::time::timeout(WAIT, ws.next()).await.expect("first frame").unwrap().unwrap();
     let v: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
     assert_eq!(v["event"], "connected", "{v}");
 }
@@ -227,17 +175,8 @@ async fn rest_rate_limit_per_user_and_per_ip() {
         let res = send(node.get(CONFIG, Some(&a))).await;
         assert_eq!(res.status(), 200, "request {} of user-a", i + 1);
     }
-    let res = send(
-        node.get(CONFIG, Some(&a))
-            .header("x-request-id", "limited-1"),
-    )
-    .await;
-    assert_eq!(
-        res.headers()
-            .get("x-request-id")
-            .map(|v| v.to_str().unwrap()),
-        Some("limited-1")
-    );
+    let res = send(node.get(CONFIG, Some(&a)).header("x-request-id", "limited-1")).await;
+    assert_eq!(res.headers().get("x-request-id").map(|v| v.to_str().unwrap()), Some("limited-1"));
     let headers = expect_code(res, 429, "RATE_LIMITED").await;
     let retry: u64 = headers
         .get("retry-after")

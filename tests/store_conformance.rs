@@ -115,7 +115,10 @@ async fn start_and_end(st: Arc<dyn Store>) {
     assert_eq!(again.video_call_started, Some(t0), "the first start is kept");
     let end = t0 + Duration::minutes(45);
     let Some(EndOutcome::Ended(ended)) = st.mark_ended(&s.id, end).await.unwrap() else { panic!("not ended") };
-    assert_eq!((ended.video_call_ended, ended.call_duration, ended.status), (Some(end), Some(45), SessionStatus::Completed));
+    assert_eq!(
+        (ended.video_call_ended, ended.call_duration, ended.status),
+        (Some(end), Some(45), SessionStatus::Completed)
+    );
     let later = st.mark_ended(&s.id, end + Duration::minutes(10)).await.unwrap();
     assert_eq!(later, Some(EndOutcome::Ended(ended.clone())), "the first end is kept");
     let restarted = st.mark_started(&s.id, end + Duration::minutes(11)).await.unwrap().unwrap();
@@ -144,19 +147,20 @@ async fn touch_counts(st: Arc<dyn Store>) {
 async fn audit_trail_in_order(st: Arc<dyn Store>) {
     let s = st.create_session(new_session("c-audit", "p-audit", SessionStatus::Scheduled)).await.unwrap();
     let t = now_ms();
-    let entries: Vec<AuditEntry> = [AuditAction::JoinAttempt, AuditAction::JoinSuccess, AuditAction::CallStart, AuditAction::CallEnd]
-        .into_iter()
-        .enumerate()
-        .map(|(i, action)| AuditEntry {
-            session_id: s.id.clone(),
-            user_id: if i % 2 == 0 { "5f0000000000000000000009".into() } else { "user-x".into() },
-            action,
-            timestamp: t + Duration::milliseconds(i as i64),
-            metadata: json!({ "step": i, "roomId": "room-a", "nested": { "ok": true } }),
-            ip_address: (i == 0).then(|| "127.0.0.1".to_owned()),
-            user_agent: (i == 1).then(|| "test-agent".to_owned()),
-        })
-        .collect();
+    let entries: Vec<AuditEntry> =
+        [AuditAction::JoinAttempt, AuditAction::JoinSuccess, AuditAction::CallStart, AuditAction::CallEnd]
+            .into_iter()
+            .enumerate()
+            .map(|(i, action)| AuditEntry {
+                session_id: s.id.clone(),
+                user_id: if i % 2 == 0 { "5f0000000000000000000009".into() } else { "user-x".into() },
+                action,
+                timestamp: t + Duration::milliseconds(i as i64),
+                metadata: json!({ "step": i, "roomId": "room-a", "nested": { "ok": true } }),
+                ip_address: (i == 0).then(|| "127.0.0.1".to_owned()),
+                user_agent: (i == 1).then(|| "test-agent".to_owned()),
+            })
+            .collect();
     for e in &entries {
         st.audit(e.clone()).await.unwrap();
     }

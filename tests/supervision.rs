@@ -10,11 +10,7 @@ use signalgrid_actors::RoomId;
 /// `marker` goes from `from` to `to`; `to`'s next frame must be it.
 async fn marker(from: &mut WsClient, to: &mut WsClient, tag: &str) {
     let id = to.socket_id.clone();
-    from.send(
-        "offer",
-        json!({"offer": {"type": "offer", "sdp": tag}, "to": id}),
-    )
-    .await;
+    from.send("offer", json!({"offer": {"type": "offer", "sdp": tag}, "to": id})).await;
     let m = to.next_event("offer").await;
     assert_eq!(m["offer"]["sdp"], tag, "{m}");
     assert_eq!(m["from"], from.socket_id.as_str());
@@ -63,11 +59,7 @@ async fn room_listed(app: &Arc<App>, room: &RoomId, want: bool) {
         if rooms.contains(room) == want {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "room listed: {}, wanted {want}: {rooms:?}",
-            !want
-        );
+        assert!(tokio::time::Instant::now() < deadline, "room listed: {}, wanted {want}: {rooms:?}", !want);
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("room listed: {}, wanted {want}", !want);
@@ -86,10 +78,7 @@ async fn room_actor_panic_is_survived() {
     a.next_event("user-joined").await;
     marker(&mut a, &mut b, "before-fault").await;
 
-    assert!(
-        !app.node.inject_room_fault(&"no-such-room".into()).await,
-        "no actor for an unknown room"
-    );
+    assert!(!app.node.inject_room_fault(&"no-such-room".into()).await, "no actor for an unknown room");
     assert!(app.node.inject_room_fault(&room_id).await);
 
     // Relays still work both ways.
@@ -97,11 +86,7 @@ async fn room_actor_panic_is_survived() {
     marker(&mut b, &mut a, "after-fault-2").await;
     for seq in 0..20 {
         let to = b.socket_id.clone();
-        a.send(
-            "ice-candidate",
-            json!({"candidate": {"seq": seq}, "to": to}),
-        )
-        .await;
+        a.send("ice-candidate", json!({"candidate": {"seq": seq}, "to": to})).await;
     }
     for seq in 0..20 {
         let c = b.next_event("ice-candidate").await;
@@ -117,10 +102,7 @@ async fn room_actor_panic_is_survived() {
     let mut b2 = WsClient::connect(&node, &psy_token()).await;
     let j = b2.join(&room).await;
     assert_eq!(j["roomId"], room.as_str());
-    assert_eq!(
-        socket_ids(&j),
-        sorted(vec![a.socket_id.clone(), b2.socket_id.clone()])
-    );
+    assert_eq!(socket_ids(&j), sorted(vec![a.socket_id.clone(), b2.socket_id.clone()]));
     let uj = a.next_event("user-joined").await;
     assert_eq!(uj["socketId"], b2.socket_id.as_str());
     marker(&mut b2, &mut a, "after-rejoin-1").await;
@@ -133,11 +115,7 @@ async fn room_actor_panic_is_survived() {
     let restarts = metric(&node, "signalgrid_room_restarts_total").await;
     assert!(restarts.is_some_and(|v| v >= 1.0), "{restarts:?}");
     let rooms = app.node.rooms().await;
-    assert_eq!(
-        rooms.iter().filter(|r| **r == room_id).count(),
-        1,
-        "{rooms:?}"
-    );
+    assert_eq!(rooms.iter().filter(|r| **r == room_id).count(), 1, "{rooms:?}");
     let members = app.node.room_members(&room_id).await;
     assert_eq!(members.len(), 2, "{members:?}");
 }

@@ -53,11 +53,7 @@ fn participant<'a>(joined: &'a Value, socket_id: &str) -> &'a Value {
 }
 
 async fn session(node: &TestNode, id: &str) -> Value {
-    let res = node
-        .get(&format!("/api/sessions/{id}"), Some(&admin()))
-        .send()
-        .await
-        .unwrap();
+    let res = node.get(&format!("/api/sessions/{id}"), Some(&admin())).send().await.unwrap();
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
@@ -66,11 +62,7 @@ async fn session(node: &TestNode, id: &str) -> Value {
 /// queued for `to` before it).
 async fn marker(from: &mut WsClient, to: &mut WsClient, tag: &str) {
     let id = to.socket_id.clone();
-    from.send(
-        "ice-candidate",
-        json!({"candidate": {"marker": tag}, "to": id}),
-    )
-    .await;
+    from.send("ice-candidate", json!({"candidate": {"marker": tag}, "to": id})).await;
     let m = to.next_event("ice-candidate").await;
     assert_eq!(m["candidate"]["marker"], tag, "{m}");
     assert_eq!(m["from"], from.socket_id.as_str());
@@ -83,14 +75,8 @@ async fn full_two_client_call() {
     let app = node.server.as_ref().unwrap().app.clone();
 
     // connect: the first frame is `connected {socketId, nodeId, heartbeatMs}`.
-    let (ws, _) = tokio_tungstenite::connect_async(node.ws_url(&client_token()))
-        .await
-        .expect("connect");
-    let mut a = WsClient {
-        ws,
-        socket_id: String::new(),
-        node_id: String::new(),
-    };
+    let (ws, _) = tokio_tungstenite::connect_async(node.ws_url(&client_token())).await.expect("connect");
+    let mut a = WsClient { ws, socket_id: String::new(), node_id: String::new() };
     let first: Value = serde_json::from_str(&next_text(&mut a).await).unwrap();
     assert_eq!(first["event"], "connected", "{first}");
     let hello = &first["data"];
@@ -106,30 +92,20 @@ async fn full_two_client_call() {
     let ja = a.join(&room).await;
     assert_eq!(ja["roomId"], room.as_str());
     assert_eq!(ja["participants"].as_array().unwrap().len(), 1, "{ja}");
-    b.send(
-        "join-room",
-        json!({"roomId": room, "userName": "Dr. P", "userId": "someone-else"}),
-    )
-    .await;
+    b.send("join-room", json!({"roomId": room, "userName": "Dr. P", "userId": "someone-else"})).await;
     let jb = b.next_event("room-joined").await;
     assert_eq!(jb["roomId"], room.as_str());
     assert_eq!(jb["participants"].as_array().unwrap().len(), 2, "{jb}");
     let pa = participant(&jb, &a.socket_id);
     assert_eq!(pa["userId"], "client-1");
     assert_eq!(pa["userRole"], "client");
-    assert!(
-        pa["userName"].as_str().is_some_and(|n| !n.is_empty()),
-        "{pa}"
-    );
+    assert!(pa["userName"].as_str().is_some_and(|n| !n.is_empty()), "{pa}");
     let pb = participant(&jb, &b.socket_id);
     assert_eq!(pb["userId"], "psy-1", "identity comes from the token");
     assert_eq!(pb["userRole"], "psychologist");
     assert_eq!(pb["userName"], "Dr. P");
     let uj = a.next_event("user-joined").await;
-    assert_eq!(
-        &uj, pb,
-        "user-joined carries the joiner as room-joined lists it"
-    );
+    assert_eq!(&uj, pb, "user-joined carries the joiner as room-joined lists it");
     marker(&mut a, &mut b, "no-self-user-joined").await;
 
     // offer / answer / ice-candidate both ways, payload byte for byte, unknown fields kept.
@@ -158,11 +134,7 @@ async fn full_two_client_call() {
 
     // Order per sender is kept.
     for seq in 0..50 {
-        a.send(
-            "ice-candidate",
-            json!({"candidate": {"candidate": "c", "seq": seq}, "to": idb}),
-        )
-        .await;
+        a.send("ice-candidate", json!({"candidate": {"candidate": "c", "seq": seq}, "to": idb})).await;
     }
     for seq in 0..50 {
         let c = b.next_event("ice-candidate").await;
@@ -174,8 +146,7 @@ async fn full_two_client_call() {
     b.send("leave-room", json!({"roomId": room})).await;
     let left = a.next_event("user-left").await;
     assert_eq!(left, json!({"socketId": idb, "userId": "psy-1"}));
-    b.send("offer", json!({"offer": {"sdp": "x"}, "to": ida}))
-        .await;
+    b.send("offer", json!({"offer": {"sdp": "x"}, "to": ida})).await;
     b.expect_error("PEER_NOT_FOUND").await;
 
     // Rejoin.
@@ -196,8 +167,7 @@ async fn full_two_client_call() {
     b2.join(&room).await;
     let uj = a.next_event("user-joined").await;
     assert_eq!(uj["socketId"], b2.socket_id.as_str());
-    b2.send("call-ended", json!({"roomId": room, "duration": 999}))
-        .await;
+    b2.send("call-ended", json!({"roomId": room, "duration": 999})).await;
     let mut durations = Vec::new();
     for c in [&mut a, &mut b2] {
         let ended = c.next_event("call-ended").await;
@@ -234,9 +204,7 @@ async fn call_ended_from_outside_the_room_is_forbidden() {
 
     // An admin socket that did not join, and a participant's socket in another room.
     let mut outsider = WsClient::connect(&node, &admin()).await;
-    outsider
-        .send("call-ended", json!({"roomId": room, "duration": 5}))
-        .await;
+    outsider.send("call-ended", json!({"roomId": room, "duration": 5})).await;
     outsider.expect_error("FORBIDDEN").await;
     let (_, other_room) = node.call().await;
     let mut elsewhere = WsClient::connect(&node, &token("client-1", Role::Client)).await;
@@ -258,8 +226,7 @@ async fn join_unknown_room_is_session_not_found() {
     let node = TestNode::start().await;
     let (_, room) = node.call().await;
     let mut a = WsClient::connect(&node, &client_token()).await;
-    a.send("join-room", json!({"roomId": "no-such-room-42"}))
-        .await;
+    a.send("join-room", json!({"roomId": "no-such-room-42"})).await;
     let e = a.expect_error("SESSION_NOT_FOUND").await;
     assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
     // The socket still works and was not put anywhere.
@@ -289,12 +256,10 @@ async fn joining_a_second_room_leaves_the_first() {
 
     // a is no longer reachable from room1, nor can it reach room1.
     let ida = a.socket_id.clone();
-    b.send("offer", json!({"offer": {"sdp": "x"}, "to": ida}))
-        .await;
+    b.send("offer", json!({"offer": {"sdp": "x"}, "to": ida})).await;
     b.expect_error("PEER_NOT_FOUND").await;
     let idb = b.socket_id.clone();
-    a.send("offer", json!({"offer": {"sdp": "x"}, "to": idb}))
-        .await;
+    a.send("offer", json!({"offer": {"sdp": "x"}, "to": idb})).await;
     a.expect_error("PEER_NOT_FOUND").await;
 
     // room1 still works for a newcomer.

@@ -33,9 +33,7 @@ async fn metric(node: &TestNode, name: &str) -> Option<f64> {
 
 /// An upgrade the server must refuse: its HTTP status and JSON body.
 async fn refused<R: IntoClientRequest + Unpin>(req: R) -> (u16, Value) {
-    let res = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
-        .await
-        .expect("upgrade answered");
+    let res = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("upgrade answered");
     match res {
         Err(WsError::Http(resp)) => {
             let body = resp.body().as_deref().unwrap_or_default();
@@ -63,19 +61,12 @@ fn pump(mut c: WsClient) -> mpsc::UnboundedReceiver<Value> {
 }
 
 async fn recv(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("timed out waiting for a frame")
-        .expect("socket ended")
+    tokio::time::timeout(WAIT, rx.recv()).await.expect("timed out waiting for a frame").expect("socket ended")
 }
 
 async fn marker(from: &mut WsClient, to: &mut WsClient, tag: &str) {
     let id = to.socket_id.clone();
-    from.send(
-        "ice-candidate",
-        json!({"candidate": {"marker": tag}, "to": id}),
-    )
-    .await;
+    from.send("ice-candidate", json!({"candidate": {"marker": tag}, "to": id})).await;
     let m = to.next_event("ice-candidate").await;
     assert_eq!(m["candidate"]["marker"], tag, "{m}");
 }
@@ -86,14 +77,8 @@ fn bad_frames(to: &str) -> Vec<(Message, &'static str)> {
     vec![
         (Message::text(big.to_string()), "PAYLOAD_TOO_LARGE"),
         (Message::text("not json"), "BAD_REQUEST"),
-        (
-            Message::text(r#"{"event":"offer","data":{"to":"x"}}"#),
-            "BAD_REQUEST",
-        ),
-        (
-            Message::text(r#"{"event":"dance","data":{}}"#),
-            "UNKNOWN_EVENT",
-        ),
+        (Message::text(r#"{"event":"offer","data":{"to":"x"}}"#), "BAD_REQUEST"),
+        (Message::text(r#"{"event":"dance","data":{}}"#), "UNKNOWN_EVENT"),
         (Message::binary(vec![0u8, 1, 2, 3]), "BAD_REQUEST"),
     ]
 }
@@ -101,16 +86,7 @@ fn bad_frames(to: &str) -> Vec<(Message, &'static str)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_get_errors_and_never_close_the_socket() {
     let node = TestNode::start().await;
-    assert_eq!(
-        node.server
-            .as_ref()
-            .unwrap()
-            .app
-            .settings
-            .limits
-            .max_frame_bytes,
-        64 * 1024
-    );
+    assert_eq!(node.server.as_ref().unwrap().app.settings.limits.max_frame_bytes, 64 * 1024);
     let (_, room) = node.call().await;
     let mut a = WsClient::connect(&node, &client_token()).await;
     let mut b = WsClient::connect(&node, &psy_token()).await;
@@ -155,11 +131,7 @@ async fn per_connection_rate_limit() {
     const N: u64 = 20;
     for seq in 0..N {
         let to = p.socket_id.clone();
-        a.send(
-            "ice-candidate",
-            json!({"candidate": {"seq": seq}, "to": to}),
-        )
-        .await;
+        a.send("ice-candidate", json!({"candidate": {"seq": seq}, "to": to})).await;
     }
     // Every candidate is either delivered to p or refused to a with RATE_LIMITED.
     let (mut delivered, mut limited) = (Vec::new(), 0u64);
@@ -187,11 +159,7 @@ async fn per_connection_rate_limit() {
     assert_eq!(delivered[..(burst as usize - 1)], [0, 1, 2, 3]);
     // No more than the bucket can hold plus what it refilled meanwhile (join took one).
     let allowance = u64::from(burst) - 1 + (f64::from(rate) * elapsed).ceil() as u64;
-    assert!(
-        (delivered.len() as u64) <= allowance,
-        "{} delivered, allowance {allowance}",
-        delivered.len()
-    );
+    assert!((delivered.len() as u64) <= allowance, "{} delivered, allowance {allowance}", delivered.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,23 +169,19 @@ async fn origin_allow_list() {
     })
     .await;
     let mut req = node.ws_url(&client_token()).into_client_request().unwrap();
-    req.headers_mut()
-        .insert("origin", HeaderValue::from_static("https://evil.example"));
+    req.headers_mut().insert("origin", HeaderValue::from_static("https://evil.example"));
     let (status, body) = refused(req).await;
     assert_eq!(status, 403);
     assert_eq!(body["error"]["code"], "ORIGIN_NOT_ALLOWED", "{body}");
 
     let mut req = node.ws_url(&client_token()).into_client_request().unwrap();
-    req.headers_mut()
-        .insert("origin", HeaderValue::from_static("https://app.example"));
+    req.headers_mut().insert("origin", HeaderValue::from_static("https://app.example"));
     let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
         .await
         .unwrap()
         .expect("allowed origin connects");
     let first = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
-    let Some(Ok(Message::Text(t))) = first else {
-        panic!("{first:?}")
-    };
+    let Some(Ok(Message::Text(t))) = first else { panic!("{first:?}") };
     let v: Value = serde_json::from_str(&t).unwrap();
     assert_eq!(v["event"], "connected", "{v}");
 }
@@ -260,11 +224,7 @@ async fn connection_limit_refuses_then_frees_a_slot() {
         tokio::task::yield_now().await;
     }
     let ws = c3.expect("a new connection is accepted after one closed");
-    let mut c3 = WsClient {
-        ws,
-        socket_id: String::new(),
-        node_id: String::new(),
-    };
+    let mut c3 = WsClient { ws, socket_id: String::new(), node_id: String::new() };
     c3.next_event("connected").await;
     // c2 was never disturbed.
     let (_, room) = node.call().await;
@@ -332,11 +292,7 @@ async fn slow_reader_is_disconnected_without_hurting_the_sender() {
     assert!(sent >= 1);
 
     // b is still connected and can join again.
-    let mut b = WsClient {
-        ws: sink.reunite(stream).unwrap(),
-        socket_id: bid.clone(),
-        node_id: String::new(),
-    };
+    let mut b = WsClient { ws: sink.reunite(stream).unwrap(), socket_id: bid.clone(), node_id: String::new() };
     b.send("join-room", json!({"roomId": room})).await;
     let mut bounded = 0;
     let j = loop {
@@ -348,12 +304,7 @@ async fn slow_reader_is_disconnected_without_hurting_the_sender() {
         bounded += 1;
         assert!(bounded <= 2000);
     };
-    let ids: Vec<&Value> = j["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| &p["socketId"])
-        .collect();
+    let ids: Vec<&Value> = j["participants"].as_array().unwrap().iter().map(|p| &p["socketId"]).collect();
     assert_eq!(ids, vec![&Value::from(bid)]);
 
     let slow = metric(&node, "signalgrid_slow_consumer_disconnects_total").await;
@@ -379,20 +330,13 @@ async fn client_that_never_answers_pings_is_closed_and_leaves() {
     assert_eq!(uj["data"]["socketId"], a.socket_id.as_str());
     let left = recv(&mut brx).await;
     assert_eq!(left["event"], "user-left", "{left}");
-    assert_eq!(
-        left["data"],
-        json!({"socketId": a.socket_id, "userId": "client-1"})
-    );
+    assert_eq!(left["data"], json!({"socketId": a.socket_id, "userId": "client-1"}));
     // a's socket was closed by the server; b, which answers pings, is still in.
     a.closed().await;
     let mut c = WsClient::connect(&node, &client_token()).await;
     let j = c.join(&room).await;
-    let ids: Vec<&str> = j["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["socketId"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> =
+        j["participants"].as_array().unwrap().iter().map(|p| p["socketId"].as_str().unwrap()).collect();
     assert!(ids.contains(&bid.as_str()), "{j}");
     let uj = recv(&mut brx).await;
     assert_eq!(uj["event"], "user-joined", "{uj}");

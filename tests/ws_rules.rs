@@ -8,11 +8,7 @@ use signalgrid_actors::identity::Role;
 /// queued for `to` before it).
 async fn marker(from: &mut WsClient, to: &mut WsClient, tag: &str) {
     let id = to.socket_id.clone();
-    from.send(
-        "ice-candidate",
-        json!({"candidate": {"marker": tag}, "to": id}),
-    )
-    .await;
+    from.send("ice-candidate", json!({"candidate": {"marker": tag}, "to": id})).await;
     let m = to.next_event("ice-candidate").await;
     assert_eq!(m["candidate"]["marker"], tag, "{m}");
     assert_eq!(m["from"], from.socket_id.as_str());
@@ -50,11 +46,7 @@ async fn forged_to_in_another_room_is_peer_not_found() {
     let node = TestNode::start().await;
     let (_, room_a) = node.call().await;
     let (mut a1, _a2) = pair(&node, &room_a).await;
-    let spec = SessionSpec {
-        client: "client-2".into(),
-        psychologist: "psy-2".into(),
-        ..SessionSpec::default()
-    };
+    let spec = SessionSpec { client: "client-2".into(), psychologist: "psy-2".into(), ..SessionSpec::default() };
     let sb = node.create_session(&spec).await;
     let room_b = node.room_for(sb["id"].as_str().unwrap(), "client-2").await;
     let mut victim = WsClient::connect(&node, &token("client-2", Role::Client)).await;
@@ -64,13 +56,8 @@ async fn forged_to_in_another_room_is_peer_not_found() {
     victim.next_event("user-joined").await;
 
     let vid = victim.socket_id.clone();
-    for (event, field) in [
-        ("offer", "offer"),
-        ("answer", "answer"),
-        ("ice-candidate", "candidate"),
-    ] {
-        a1.send(event, json!({ field: {"forged": true}, "to": vid }))
-            .await;
+    for (event, field) in [("offer", "offer"), ("answer", "answer"), ("ice-candidate", "candidate")] {
+        a1.send(event, json!({ field: {"forged": true}, "to": vid })).await;
         let e = a1.expect_error("PEER_NOT_FOUND").await;
         assert_eq!(e["details"]["to"], vid.as_str(), "{e}");
     }
@@ -83,23 +70,15 @@ async fn unknown_to_and_relay_before_join_are_peer_not_found() {
     let node = TestNode::start().await;
     let (_, room) = node.call().await;
     let (mut a, mut b) = pair(&node, &room).await;
-    a.send(
-        "offer",
-        json!({"offer": {"sdp": "x"}, "to": "0123456789abcdef0123456789abcdef"}),
-    )
-    .await;
+    a.send("offer", json!({"offer": {"sdp": "x"}, "to": "0123456789abcdef0123456789abcdef"})).await;
     a.expect_error("PEER_NOT_FOUND").await;
 
     // A socket that joined nothing cannot relay, even to a real socket id.
     let mut loner = WsClient::connect(&node, &admin()).await;
     let bid = b.socket_id.clone();
-    loner
-        .send("ice-candidate", json!({"candidate": null, "to": bid}))
-        .await;
+    loner.send("ice-candidate", json!({"candidate": null, "to": bid})).await;
     loner.expect_error("PEER_NOT_FOUND").await;
-    loner
-        .send("answer", json!({"answer": {"sdp": "y"}, "to": "nobody"}))
-        .await;
+    loner.send("answer", json!({"answer": {"sdp": "y"}, "to": "nobody"})).await;
     loner.expect_error("PEER_NOT_FOUND").await;
     marker(&mut a, &mut b, "after-loner").await;
 }
@@ -118,18 +97,13 @@ async fn third_joiner_of_individual_room_gets_room_full() {
     marker(&mut b, &mut a, "after-full-2").await;
     // The refused joiner is in no room.
     let aid = a.socket_id.clone();
-    third
-        .send("offer", json!({"offer": {"sdp": "x"}, "to": aid}))
-        .await;
+    third.send("offer", json!({"offer": {"sdp": "x"}, "to": aid})).await;
     third.expect_error("PEER_NOT_FOUND").await;
     // Its socket still works: once a member leaves, it can join.
     b.send("leave-room", json!({"roomId": room})).await;
     a.next_event("user-left").await;
     let j = third.join(&room).await;
-    assert_eq!(
-        socket_ids(&j),
-        sorted(vec![a.socket_id.clone(), third.socket_id.clone()])
-    );
+    assert_eq!(socket_ids(&j), sorted(vec![a.socket_id.clone(), third.socket_id.clone()]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,10 +130,7 @@ async fn rejoin_by_the_same_user_replaces_the_old_socket() {
     let (mut old, mut peer) = pair(&node, &room).await;
     let mut new = WsClient::connect(&node, &client_token()).await;
     let j = new.join(&room).await;
-    assert_eq!(
-        socket_ids(&j),
-        sorted(vec![new.socket_id.clone(), peer.socket_id.clone()])
-    );
+    assert_eq!(socket_ids(&j), sorted(vec![new.socket_id.clone(), peer.socket_id.clone()]));
 
     // The old socket: SESSION_REPLACED next, then closed.
     let e = old.expect_error("SESSION_REPLACED").await;
@@ -178,10 +149,7 @@ async fn rejoin_by_the_same_user_replaces_the_old_socket() {
             _ => panic!("unexpected frame {f}"),
         }
     }
-    assert_eq!(
-        left.expect("user-left for the old socket"),
-        json!({"socketId": old.socket_id, "userId": "client-1"})
-    );
+    assert_eq!(left.expect("user-left for the old socket"), json!({"socketId": old.socket_id, "userId": "client-1"}));
     let joined = joined.expect("user-joined for the new socket");
     assert_eq!(joined["socketId"], new.socket_id.as_str());
     assert_eq!(joined["userId"], "client-1");
@@ -190,8 +158,7 @@ async fn rejoin_by_the_same_user_replaces_the_old_socket() {
     marker(&mut peer, &mut new, "to-new").await;
     marker(&mut new, &mut peer, "from-new").await;
     let oid = old.socket_id.clone();
-    peer.send("offer", json!({"offer": {"sdp": "x"}, "to": oid}))
-        .await;
+    peer.send("offer", json!({"offer": {"sdp": "x"}, "to": oid})).await;
     peer.expect_error("PEER_NOT_FOUND").await;
 }
 
@@ -205,29 +172,13 @@ async fn join_rules_give_their_codes_and_the_socket_survives() {
             node.room_for(s["id"].as_str().unwrap(), &spec.client).await
         }
     };
-    let closed = room_of(SessionSpec {
-        status: "Cancelled",
-        ..SessionSpec::default()
-    })
-    .await;
-    let unpaid = room_of(SessionSpec {
-        payment: "pending",
-        ..SessionSpec::default()
-    })
-    .await;
-    let later = room_of(SessionSpec {
-        starts_in: 120,
-        ..SessionSpec::default()
-    })
-    .await;
+    let closed = room_of(SessionSpec { status: "Cancelled", ..SessionSpec::default() }).await;
+    let unpaid = room_of(SessionSpec { payment: "pending", ..SessionSpec::default() }).await;
+    let later = room_of(SessionSpec { starts_in: 120, ..SessionSpec::default() }).await;
     let (_, good) = node.call().await;
 
     let mut c = WsClient::connect(&node, &client_token()).await;
-    for (room, code) in [
-        (&closed, "SESSION_CLOSED"),
-        (&unpaid, "PAYMENT_REQUIRED"),
-        (&later, "OUTSIDE_TIME_WINDOW"),
-    ] {
+    for (room, code) in [(&closed, "SESSION_CLOSED"), (&unpaid, "PAYMENT_REQUIRED"), (&later, "OUTSIDE_TIME_WINDOW")] {
         c.send("join-room", json!({"roomId": room})).await;
         let e = c.expect_error(code).await;
         assert_eq!(e["details"]["roomId"], room.as_str(), "{e}");
@@ -242,11 +193,7 @@ async fn join_rules_give_their_codes_and_the_socket_survives() {
     let mut stranger = WsClient::connect(&node, &token("stranger-9", Role::Client)).await;
     stranger.send("join-room", json!({"roomId": good})).await;
     stranger.expect_error("FORBIDDEN").await;
-    let own = room_of(SessionSpec {
-        client: "stranger-9".into(),
-        ..SessionSpec::default()
-    })
-    .await;
+    let own = room_of(SessionSpec { client: "stranger-9".into(), ..SessionSpec::default() }).await;
     let j = stranger.join(&own).await;
     assert_eq!(socket_ids(&j), vec![stranger.socket_id.clone()]);
     // Nothing reached the good room's member.
@@ -268,19 +215,11 @@ async fn join_rules_apply_in_table_order() {
         })
         .await;
     let all_bad = node.room_for(s["id"].as_str().unwrap(), "client-1").await;
-    let s = node
-        .create_session(&SessionSpec {
-            payment: "refunded",
-            starts_in: 600,
-            ..SessionSpec::default()
-        })
-        .await;
+    let s = node.create_session(&SessionSpec { payment: "refunded", starts_in: 600, ..SessionSpec::default() }).await;
     let unpaid_later = node.room_for(s["id"].as_str().unwrap(), "client-1").await;
 
     let mut stranger = WsClient::connect(&node, &token("stranger-9", Role::Client)).await;
-    stranger
-        .send("join-room", json!({"roomId": "unknown-room"}))
-        .await;
+    stranger.send("join-room", json!({"roomId": "unknown-room"})).await;
     stranger.expect_error("SESSION_NOT_FOUND").await;
     stranger.send("join-room", json!({"roomId": all_bad})).await;
     stranger.expect_error("FORBIDDEN").await;

@@ -42,10 +42,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub enum ConnMsg {
     /// A decoded client event and when its frame was read.
-    Client {
-        event: ClientEvent,
-        received: Instant,
-    },
+    Client { event: ClientEvent, received: Instant },
     /// This connection's place in `room_id` was taken by the same user's new connection.
     Replaced { room_id: RoomId },
     /// Close with an `error` frame (drain, kick).
@@ -93,12 +90,7 @@ struct TokenBucket {
 impl TokenBucket {
     fn new(rate: u32, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
-        TokenBucket {
-            tokens: burst,
-            rate: f64::from(rate),
-            burst,
-            last: Instant::now(),
-        }
+        TokenBucket { tokens: burst, rate: f64::from(rate), burst, last: Instant::now() }
     }
 
     fn take(&mut self, now: Instant) -> bool {
@@ -121,26 +113,11 @@ impl ConnState {
     }
 
     fn audit(&self, session_id: &str, action: AuditAction, metadata: Value) {
-        self.ctx.audit(
-            session_id,
-            &self.identity.user_id,
-            action,
-            metadata,
-            &self.meta,
-        );
+        self.ctx.audit(session_id, &self.identity.user_id, action, metadata, &self.meta);
     }
 
-    async fn rooms_call<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(RpcReplyPort<T>) -> RoomsMsg,
-    ) -> Option<T> {
-        self.ctx
-            .rooms()
-            .call(f, Some(Duration::from_secs(10)))
-            .await
-            .ok()?
-            .success_or(())
-            .ok()
+    async fn rooms_call<T: Send + 'static>(&self, f: impl FnOnce(RpcReplyPort<T>) -> RoomsMsg) -> Option<T> {
+        self.ctx.rooms().call(f, Some(Duration::from_secs(10))).await.ok()?.success_or(()).ok()
     }
 
     /// Leaves the current room. A room actor that is failing and being restarted drops the
@@ -179,19 +156,9 @@ impl ConnState {
                 return self.error(ErrorCode::StoreUnavailable, room_details(&room_id));
             }
         };
-        self.audit(
-            &session.id,
-            AuditAction::JoinAttempt,
-            json!({ "roomId": &*room_id, "socketId": &*self.id }),
-        );
-        if let Err(code) =
-            rules::check_session(&session, &self.identity, now_ms(), &self.ctx.policy)
-        {
-            self.audit(
-                &session.id,
-                AuditAction::Error,
-                json!({ "code": code.as_str(), "roomId": &*room_id }),
-            );
+        self.audit(&session.id, AuditAction::JoinAttempt, json!({ "roomId": &*room_id, "socketId": &*self.id }));
+        if let Err(code) = rules::check_session(&session, &self.identity, now_ms(), &self.ctx.policy) {
+            self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &*room_id }));
             return self.error(code, room_details(&room_id));
         }
         if self.room.as_ref().is_some_and(|j| j.room_id != room_id) {
@@ -209,63 +176,29 @@ impl ConnState {
         let capacity = rules::capacity(session.session_type, &self.ctx.policy);
         match self.enter_room(&room_id, member, capacity).await {
             Ok(view) => {
-                self.room = Some(Joined {
-                    room_id: room_id.clone(),
-                    session_id: session.id.clone(),
-                    view,
-                });
+                self.room = Some(Joined { room_id: room_id.clone(), session_id: session.id.clone(), view });
                 self.ctx.conns.set_room(&self.id, Some(room_id.clone()));
                 self.record_join(&session, &room_id).await;
             }
             Err(code) => {
-                self.audit(
-                    &session.id,
-                    AuditAction::Error,
-                    json!({ "code": code.as_str(), "roomId": &*room_id }),
-                );
+                self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &*room_id }));
                 self.error(code, room_details(&room_id));
             }
         }
     }
 
     /// Asks the room to admit us; retries (bounded) while a failed room actor is replaced.
-    async fn enter_room(
-        &self,
-        room_id: &RoomId,
-        member: Member,
-        capacity: usize,
-    ) -> Result<Arc<RoomView>, ErrorCode> {
-        let me = self
-            .ctx
-            .conns
-            .get(&self.id)
-            .map(|c| c.actor.clone())
-            .ok_or(ErrorCode::Internal)?;
+    async fn enter_room(&self, room_id: &RoomId, member: Member, capacity: usize) -> Result<Arc<RoomView>, ErrorCode> {
+        let me = self.ctx.conns.get(&self.id).map(|c| c.actor.clone()).ok_or(ErrorCode::Internal)?;
         for _ in 0..ROOM_RETRIES {
             let rid = room_id.clone();
-            if let Some(Some((room, view))) = self
-                .rooms_call(|reply| RoomsMsg::GetOrSpawn {
-                    room_id: rid,
-                    reply,
-                })
-                .await
+            if let Some(Some((room, view))) =
+                self.rooms_call(|reply| RoomsMsg::GetOrSpawn { room_id: rid, reply }).await
             {
-                let conn = LocalConn {
-                    out: self.out.clone(),
-                    actor: me.clone(),
-                };
+                let conn = LocalConn { out: self.out.clone(), actor: me.clone() };
                 let m = member.clone();
-                let res = room
-                    .call(
-                        |reply| RoomMsg::Join {
-                            member: m,
-                            conn,
-                            capacity,
-                            reply,
-                        },
-                        Some(CALL_TIMEOUT),
-                    )
-                    .await;
+                let res =
+                    room.call(|reply| RoomMsg::Join { member: m, conn, capacity, reply }, Some(CALL_TIMEOUT)).await;
                 if let Ok(ractor::rpc::CallResult::Success(res)) = res {
                     return res.map(|_| view);
                 }
@@ -282,11 +215,7 @@ impl ConnState {
         if session.video_call_started.is_none() {
             match store.mark_started(&session.id, now).await {
                 Ok(Some(s)) if s.video_call_started == Some(now) => {
-                    self.audit(
-                        &session.id,
-                        AuditAction::CallStart,
-                        json!({ "roomId": room_id, "via": "join-room" }),
-                    );
+                    self.audit(&session.id, AuditAction::CallStart, json!({ "roomId": room_id, "via": "join-room" }));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -297,11 +226,7 @@ impl ConnState {
         if let Err(e) = store.touch(&session.id, now).await {
             tracing::warn!(session = %session.id, error = %e, "recording access failed");
         }
-        self.audit(
-            &session.id,
-            AuditAction::JoinSuccess,
-            json!({ "roomId": room_id, "socketId": &*self.id }),
-        );
+        self.audit(&session.id, AuditAction::JoinSuccess, json!({ "roomId": room_id, "socketId": &*self.id }));
     }
 
     fn relay(&self, kind: RelayKind, payload: &str, to: &str, received: Instant) {
@@ -334,9 +259,7 @@ impl ConnState {
         let (session_id, rid) = (j.session_id.clone(), j.room_id.clone());
         let duration = match self.ctx.ports.store.mark_ended(&session_id, now_ms()).await {
             Ok(Some(EndOutcome::Ended(s))) => s.call_duration.unwrap_or(0),
-            Ok(Some(EndOutcome::NotStarted)) => {
-                return self.error(ErrorCode::CallNotStarted, room_details(&rid))
-            }
+            Ok(Some(EndOutcome::NotStarted)) => return self.error(ErrorCode::CallNotStarted, room_details(&rid)),
             Ok(None) => return self.error(ErrorCode::SessionNotFound, room_details(&rid)),
             Err(e) => {
                 tracing::error!(session = %session_id, error = %e, "recording call end failed");
@@ -348,12 +271,7 @@ impl ConnState {
             AuditAction::CallEnd,
             json!({ "roomId": &*rid, "duration": duration, "via": "call-ended" }),
         );
-        let frame = ServerFrame::CallEnded {
-            room_id: &rid,
-            ended_by: &self.identity.user_id,
-            duration,
-        }
-        .encode();
+        let frame = ServerFrame::CallEnded { room_id: &rid, ended_by: &self.identity.user_id, duration }.encode();
         if let Some(room) = self.ctx.room(&rid) {
             let _ = room.send_message(RoomMsg::Broadcast { frame, except: None });
         }
@@ -365,9 +283,7 @@ impl ConnState {
             return self.error(ErrorCode::RateLimited, json!({}));
         }
         match event {
-            ClientEvent::Relay { kind, payload, to } => {
-                self.relay(kind, payload.get(), &to, received)
-            }
+            ClientEvent::Relay { kind, payload, to } => self.relay(kind, payload.get(), &to, received),
             ClientEvent::JoinRoom { room_id, user_name } => {
                 if self.room.as_ref().is_some_and(|j| *j.room_id == *room_id) {
                     self.leave_current().await;
@@ -401,40 +317,17 @@ impl Actor for ConnectionActor {
     type State = ConnState;
     type Arguments = ConnArgs;
 
-    async fn pre_start(
-        &self,
-        me: ActorRef<ConnMsg>,
-        a: ConnArgs,
-    ) -> Result<ConnState, ActorProcessingErr> {
-        a.ctx
-            .conns
-            .insert(a.id.clone(), a.identity.user_id.clone(), a.out.clone(), me);
+    async fn pre_start(&self, me: ActorRef<ConnMsg>, a: ConnArgs) -> Result<ConnState, ActorProcessingErr> {
+        a.ctx.conns.insert(a.id.clone(), a.identity.user_id.clone(), a.out.clone(), me);
         telemetry::connections(1.0);
         let l = &a.ctx.limits;
-        let hello = ServerFrame::Connected {
-            socket_id: &a.id,
-            node_id: &a.ctx.node_id,
-            heartbeat_ms: l.heartbeat_ms,
-        };
+        let hello = ServerFrame::Connected { socket_id: &a.id, node_id: &a.ctx.node_id, heartbeat_ms: l.heartbeat_ms };
         a.out.send(hello.encode());
         let bucket = TokenBucket::new(l.ws_messages_per_sec, l.ws_burst);
-        Ok(ConnState {
-            id: a.id,
-            identity: a.identity,
-            meta: a.meta,
-            out: a.out,
-            ctx: a.ctx,
-            room: None,
-            bucket,
-        })
+        Ok(ConnState { id: a.id, identity: a.identity, meta: a.meta, out: a.out, ctx: a.ctx, room: None, bucket })
     }
 
-    async fn handle(
-        &self,
-        me: ActorRef<ConnMsg>,
-        msg: ConnMsg,
-        st: &mut ConnState,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, me: ActorRef<ConnMsg>, msg: ConnMsg, st: &mut ConnState) -> Result<(), ActorProcessingErr> {
         match msg {
             ConnMsg::Client { event, received } => st.client_event(event, received).await,
             ConnMsg::Replaced { room_id } => {
@@ -457,11 +350,7 @@ impl Actor for ConnectionActor {
         Ok(())
     }
 
-    async fn post_stop(
-        &self,
-        _me: ActorRef<ConnMsg>,
-        st: &mut ConnState,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _me: ActorRef<ConnMsg>, st: &mut ConnState) -> Result<(), ActorProcessingErr> {
         st.leave_current().await;
         st.ctx.conns.remove(&st.id);
         telemetry::connections(-1.0);

@@ -47,15 +47,7 @@ impl ConnRegistry {
     pub fn insert(&self, id: ConnId, user_id: String, out: Outbound, actor: ActorRef<ConnMsg>) {
         let mut m = self.lock();
         m.by_actor.insert(actor.get_id(), id.clone());
-        m.by_id.insert(
-            id,
-            ConnEntry {
-                user_id,
-                out,
-                actor,
-                room: None,
-            },
-        );
+        m.by_id.insert(id, ConnEntry { user_id, out, actor, room: None });
     }
 
     pub fn get(&self, id: &str) -> Option<ConnEntry> {
@@ -92,11 +84,7 @@ impl ConnRegistry {
 
     /// A snapshot of every connection (for drain and admin).
     pub fn all(&self) -> Vec<(ConnId, ConnEntry)> {
-        self.lock()
-            .by_id
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.lock().by_id.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
@@ -107,11 +95,7 @@ impl Actor for ConnectionSupervisor {
     type State = Arc<NodeCtx>;
     type Arguments = Arc<NodeCtx>;
 
-    async fn pre_start(
-        &self,
-        _me: ActorRef<()>,
-        ctx: Arc<NodeCtx>,
-    ) -> Result<Arc<NodeCtx>, ActorProcessingErr> {
+    async fn pre_start(&self, _me: ActorRef<()>, ctx: Arc<NodeCtx>) -> Result<Arc<NodeCtx>, ActorProcessingErr> {
         Ok(ctx)
     }
 
@@ -127,10 +111,7 @@ impl Actor for ConnectionSupervisor {
             };
             tracing::error!(conn = %conn_id, error = %err, "connection actor failed; closing its socket");
             crate::telemetry::connections(-1.0);
-            entry.out.send(ServerFrame::error(
-                ErrorCode::Internal,
-                serde_json::json!({}),
-            ));
+            entry.out.send(ServerFrame::error(ErrorCode::Internal, serde_json::json!({})));
             entry.out.close(close::INTERNAL, "internal error");
             if let Some(room_id) = entry.room {
                 match ctx.room(&room_id) {

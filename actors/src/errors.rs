@@ -103,9 +103,7 @@ impl ErrorCode {
             Forbidden => "You are not a participant of this session.",
             SessionClosed => "This session has been cancelled or has already ended.",
             PaymentRequired => "Payment for this session has not been confirmed yet.",
-            OutsideTimeWindow => {
-                "This call is not open right now. You can join shortly before the session starts."
-            }
+            OutsideTimeWindow => "This call is not open right now. You can join shortly before the session starts.",
             RoomFull => "This call already has all its participants.",
             RoomClosed => "This call was closed by an operator.",
             Kicked => "You were disconnected by an operator.",

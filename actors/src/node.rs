@@ -8,8 +8,8 @@
 //! Owns start-up, the shared node context, accepting connections, drain and stop.
 //! Must not: know about HTTP, sockets or a particular store (the edges bring those).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -66,20 +66,11 @@ pub struct NodeCtx {
 impl NodeCtx {
     /// The RoomSupervisor (set once at start).
     pub fn rooms(&self) -> &ActorRef<RoomsMsg> {
-        self.rooms
-            .get()
-            .expect("room supervisor started before any connection")
+        self.rooms.get().expect("room supervisor started before any connection")
     }
 
     /// Writes an audit entry in the background (when the audit log is enabled).
-    pub fn audit(
-        &self,
-        session_id: &str,
-        user_id: &str,
-        action: AuditAction,
-        metadata: Value,
-        meta: &ClientMeta,
-    ) {
+    pub fn audit(&self, session_id: &str, user_id: &str, action: AuditAction, metadata: Value, meta: &ClientMeta) {
         if !self.audit_enabled {
             return;
         }
@@ -185,7 +176,9 @@ impl Inbound {
     /// Disconnects a connection of this node (operator's kick); false if it is not here.
     pub fn kick(&self, conn: &str) -> bool {
         match self.ctx.conns.get(conn) {
-            Some(c) => c.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::Kicked, close_code: close::KICKED }).is_ok(),
+            Some(c) => {
+                c.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::Kicked, close_code: close::KICKED }).is_ok()
+            }
             None => false,
         }
     }
@@ -340,18 +333,10 @@ impl Node {
             started: std::time::Instant::now(),
         });
         let spawn_err = |e: ractor::SpawnErr| NodeError::Spawn(e.to_string());
-        let (room_sup, _) = Actor::spawn(None, RoomSupervisor, ctx.clone())
-            .await
-            .map_err(spawn_err)?;
+        let (room_sup, _) = Actor::spawn(None, RoomSupervisor, ctx.clone()).await.map_err(spawn_err)?;
         let _ = ctx.rooms.set(room_sup.clone());
-        let (conn_sup, _) = Actor::spawn(None, ConnectionSupervisor, ctx.clone())
-            .await
-            .map_err(spawn_err)?;
-        Ok(Node {
-            ctx,
-            conn_sup,
-            room_sup,
-        })
+        let (conn_sup, _) = Actor::spawn(None, ConnectionSupervisor, ctx.clone()).await.map_err(spawn_err)?;
+        Ok(Node { ctx, conn_sup, room_sup })
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -363,26 +348,14 @@ impl Node {
     }
 
     /// Starts the ConnectionActor of a new socket. Its first frame (`connected`) is queued.
-    pub async fn connect(
-        &self,
-        identity: Identity,
-        meta: ClientMeta,
-        out: Outbound,
-    ) -> Result<Connection, ErrorCode> {
+    pub async fn connect(&self, identity: Identity, meta: ClientMeta, out: Outbound) -> Result<Connection, ErrorCode> {
         if self.ctx.is_draining() {
             return Err(ErrorCode::NodeDraining);
         }
         let id = new_conn_id();
-        let args = ConnArgs {
-            id: id.clone(),
-            identity,
-            meta,
-            out,
-            ctx: self.ctx.clone(),
-        };
-        let (actor, _) = Actor::spawn_linked(None, ConnectionActor, args, self.conn_sup.get_cell())
-            .await
-            .map_err(|e| {
+        let args = ConnArgs { id: id.clone(), identity, meta, out, ctx: self.ctx.clone() };
+        let (actor, _) =
+            Actor::spawn_linked(None, ConnectionActor, args, self.conn_sup.get_cell()).await.map_err(|e| {
                 tracing::error!(error = %e, "connection actor failed to start");
                 ErrorCode::Internal
             })?;
@@ -444,10 +417,8 @@ impl Node {
     pub async fn drain(&self, timeout: Duration) {
         self.ctx.draining.store(true, Ordering::Release);
         for (_, c) in self.ctx.conns.all() {
-            let _ = c.actor.send_message(ConnMsg::Disconnect {
-                code: ErrorCode::NodeDraining,
-                close_code: close::RESTART,
-            });
+            let _ =
+                c.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::NodeDraining, close_code: close::RESTART });
         }
         let deadline = tokio::time::Instant::now() + timeout;
         while !self.ctx.conns.is_empty() && tokio::time::Instant::now() < deadline {

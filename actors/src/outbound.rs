@@ -44,13 +44,7 @@ pub struct OutboundRx {
 pub fn channel(capacity: usize) -> (Outbound, OutboundRx) {
     let (tx, rx) = mpsc::channel(capacity);
     let shared = Arc::new(Shared::default());
-    (
-        Outbound {
-            tx,
-            shared: shared.clone(),
-        },
-        OutboundRx { rx, shared },
-    )
+    (Outbound { tx, shared: shared.clone() }, OutboundRx { rx, shared })
 }
 
 impl Outbound {
@@ -126,11 +120,8 @@ mod tests {
         assert!(tx.send("b".into()));
         assert!(!tx.send("c".into()), "third frame does not fit");
         assert!(tx.is_overflowed());
-        tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            rx.overflow_signal().fired(),
-        )
-        .await
-        .expect("writer is told");
+        tokio::time::timeout(std::time::Duration::from_secs(5), rx.overflow_signal().fired())
+            .await
+            .expect("writer is told");
     }
 }

@@ -44,17 +44,9 @@ pub trait Store: Send + Sync + 'static {
     /// either way (None if there is no such session).
     async fn ensure_room(&self, id: &str, candidate: &str) -> Result<Option<Session>, StoreError>;
     /// Sets `videoCallStarted` (keeping an earlier one) and status In Progress.
-    async fn mark_started(
-        &self,
-        id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Session>, StoreError>;
+    async fn mark_started(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Session>, StoreError>;
     /// Sets `videoCallEnded`, `callDuration` (from the stored start), status Completed.
-    async fn mark_ended(
-        &self,
-        id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Option<EndOutcome>, StoreError>;
+    async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError>;
     /// `lastAccessedAt = at`, `accessCount += 1`.
     async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
 
-use crate::connection::{ConnMsg, close};
+use crate::connection::{close, ConnMsg};
 use crate::errors::ErrorCode;
 use crate::node::NodeCtx;
 use crate::outbound::Outbound;
@@ -172,8 +172,10 @@ impl RoomState {
     fn apply_any(&mut self, snap: RoomSnapshot, joiner: Option<&ConnId>) {
         let old = std::mem::replace(&mut self.members, snap.members);
         self.revision = self.revision.max(snap.revision);
-        let removed: Vec<Member> = old.iter().filter(|o| !self.members.iter().any(|m| m.conn_id == o.conn_id)).cloned().collect();
-        let added: Vec<Member> = self.members.iter().filter(|m| !old.iter().any(|o| o.conn_id == m.conn_id)).cloned().collect();
+        let removed: Vec<Member> =
+            old.iter().filter(|o| !self.members.iter().any(|m| m.conn_id == o.conn_id)).cloned().collect();
+        let added: Vec<Member> =
+            self.members.iter().filter(|m| !old.iter().any(|o| o.conn_id == m.conn_id)).cloned().collect();
         for r in &removed {
             if let Some(l) = self.locals.remove(&r.conn_id) {
                 if self.members.iter().any(|m| m.user_id == r.user_id) {
@@ -264,7 +266,9 @@ impl RoomState {
                 Err(e) => {
                     tracing::warn!(room = %self.room_id, conn = %m.conn_id, error = %e, "could not re-admit member");
                     if let Some(l) = self.locals.remove(&m.conn_id) {
-                        let _ = l.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::RoomFull, close_code: close::POLICY });
+                        let _ = l
+                            .actor
+                            .send_message(ConnMsg::Disconnect { code: ErrorCode::RoomFull, close_code: close::POLICY });
                     }
                 }
             }
@@ -273,7 +277,8 @@ impl RoomState {
 
     fn close(&mut self) {
         for l in self.locals.values() {
-            let _ = l.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::RoomClosed, close_code: close::KICKED });
+            let _ =
+                l.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::RoomClosed, close_code: close::KICKED });
         }
     }
 }

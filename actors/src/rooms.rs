@@ -8,10 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort,
-    SupervisionEvent,
-};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 
 use crate::node::NodeCtx;
 use crate::room::{RoomActor, RoomArgs, RoomMsg, RoomView};
@@ -20,10 +17,7 @@ use crate::RoomId;
 
 pub enum RoomsMsg {
     /// The running RoomActor for a room, started if needed.
-    GetOrSpawn {
-        room_id: RoomId,
-        reply: RpcReplyPort<Option<(ActorRef<RoomMsg>, Arc<RoomView>)>>,
-    },
+    GetOrSpawn { room_id: RoomId, reply: RpcReplyPort<Option<(ActorRef<RoomMsg>, Arc<RoomView>)>> },
 }
 
 pub struct RoomSupervisor;
@@ -47,21 +41,10 @@ impl RoomsState {
         view: Arc<RoomView>,
         restart: bool,
     ) -> Option<ActorRef<RoomMsg>> {
-        let args = RoomArgs {
-            room_id: room_id.clone(),
-            view: view.clone(),
-            ctx: self.ctx.clone(),
-            restart,
-        };
+        let args = RoomArgs { room_id: room_id.clone(), view: view.clone(), ctx: self.ctx.clone(), restart };
         match Actor::spawn_linked(None, RoomActor, args, me.clone()).await {
             Ok((actor, _)) => {
-                if let Some(old) = self.rooms.insert(
-                    room_id.clone(),
-                    Entry {
-                        actor: actor.clone(),
-                        view,
-                    },
-                ) {
+                if let Some(old) = self.rooms.insert(room_id.clone(), Entry { actor: actor.clone(), view }) {
                     self.by_actor.remove(&old.actor.get_id());
                 } else {
                     telemetry::rooms(1.0);
@@ -79,11 +62,7 @@ impl RoomsState {
 
     fn forget(&mut self, id: ActorId) -> Option<RoomId> {
         let room_id = self.by_actor.remove(&id)?;
-        if self
-            .rooms
-            .get(&room_id)
-            .is_some_and(|e| e.actor.get_id() == id)
-        {
+        if self.rooms.get(&room_id).is_some_and(|e| e.actor.get_id() == id) {
             self.rooms.remove(&room_id);
             self.ctx.unindex_room(&room_id, id);
             telemetry::rooms(-1.0);
@@ -93,10 +72,7 @@ impl RoomsState {
 }
 
 fn running(a: &ActorRef<RoomMsg>) -> bool {
-    matches!(
-        a.get_status(),
-        ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading
-    )
+    matches!(a.get_status(), ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading)
 }
 
 impl Actor for RoomSupervisor {
@@ -104,16 +80,8 @@ impl Actor for RoomSupervisor {
     type State = RoomsState;
     type Arguments = Arc<NodeCtx>;
 
-    async fn pre_start(
-        &self,
-        _me: ActorRef<RoomsMsg>,
-        ctx: Arc<NodeCtx>,
-    ) -> Result<RoomsState, ActorProcessingErr> {
-        Ok(RoomsState {
-            ctx,
-            rooms: HashMap::new(),
-            by_actor: HashMap::new(),
-        })
+    async fn pre_start(&self, _me: ActorRef<RoomsMsg>, ctx: Arc<NodeCtx>) -> Result<RoomsState, ActorProcessingErr> {
+        Ok(RoomsState { ctx, rooms: HashMap::new(), by_actor: HashMap::new() })
     }
 
     async fn handle(
@@ -124,18 +92,13 @@ impl Actor for RoomSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RoomsMsg::GetOrSpawn { room_id, reply } => {
-                let found = st
-                    .rooms
-                    .get(&room_id)
-                    .filter(|e| running(&e.actor))
-                    .map(|e| (e.actor.clone(), e.view.clone()));
+                let found =
+                    st.rooms.get(&room_id).filter(|e| running(&e.actor)).map(|e| (e.actor.clone(), e.view.clone()));
                 let answer = match found {
                     Some(pair) => Some(pair),
                     None => {
                         let view = Arc::new(RoomView::default());
-                        st.spawn(&me.get_cell(), room_id, view.clone(), false)
-                            .await
-                            .map(|a| (a, view))
+                        st.spawn(&me.get_cell(), room_id, view.clone(), false).await.map(|a| (a, view))
                     }
                 };
                 let _ = reply.send(answer);
@@ -162,19 +125,11 @@ impl Actor for RoomSupervisor {
                 }
                 let current = st.by_actor.get(&id).cloned();
                 if let Some(room_id) = current {
-                    let view = st
-                        .rooms
-                        .get(&room_id)
-                        .filter(|e| e.actor.get_id() == id)
-                        .map(|e| e.view.clone());
+                    let view = st.rooms.get(&room_id).filter(|e| e.actor.get_id() == id).map(|e| e.view.clone());
                     if let Some(view) = view {
                         tracing::error!(room = %room_id, error = %err, "room actor failed; restarting");
                         metrics::counter!(telemetry::ROOM_RESTARTS).increment(1);
-                        if st
-                            .spawn(&me.get_cell(), room_id.clone(), view, true)
-                            .await
-                            .is_none()
-                        {
+                        if st.spawn(&me.get_cell(), room_id.clone(), view, true).await.is_none() {
                             st.forget(id);
                         }
                     } else {

@@ -24,12 +24,7 @@ pub struct JoinPolicy {
 
 impl Default for JoinPolicy {
     fn default() -> Self {
-        JoinPolicy {
-            window_before_minutes: 15,
-            grace_after_minutes: 30,
-            admin_bypass: false,
-            group_capacity: 8,
-        }
+        JoinPolicy { window_before_minutes: 15, grace_after_minutes: 30, admin_bypass: false, group_capacity: 8 }
     }
 }
 
@@ -54,8 +49,7 @@ pub fn capacity(kind: SessionType, policy: &JoinPolicy) -> usize {
 /// First and last instant at which joining is allowed.
 pub fn join_window(session: &Session, policy: &JoinPolicy) -> (DateTime<Utc>, DateTime<Utc>) {
     let opens = session.session_date - Duration::minutes(policy.window_before_minutes);
-    let closes = session.session_date
-        + Duration::minutes(session.duration_minutes.max(0) + policy.grace_after_minutes);
+    let closes = session.session_date + Duration::minutes(session.duration_minutes.max(0) + policy.grace_after_minutes);
     (opens, closes)
 }
 
@@ -69,10 +63,7 @@ pub fn check_session(
     if !may_access(session, who) {
         return Err(ErrorCode::Forbidden);
     }
-    if matches!(
-        session.status,
-        SessionStatus::Cancelled | SessionStatus::Completed
-    ) {
+    if matches!(session.status, SessionStatus::Cancelled | SessionStatus::Completed) {
         return Err(ErrorCode::SessionClosed);
     }
     let bypass = who.is_admin() && policy.admin_bypass;

@@ -138,10 +138,7 @@ pub fn new_object_id(now: DateTime<Utc>) -> String {
     let rnd = uuid::Uuid::new_v4();
     let r = rnd.as_bytes();
     let c = COUNTER.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
-    format!(
-        "{secs:08x}{:02x}{:02x}{:02x}{:02x}{:02x}{c:06x}",
-        r[0], r[1], r[2], r[3], r[4]
-    )
+    format!("{secs:08x}{:02x}{:02x}{:02x}{:02x}{:02x}{c:06x}", r[0], r[1], r[2], r[3], r[4])
 }
 
 #[cfg(test)]
@@ -160,12 +157,9 @@ mod tests {
 
     #[test]
     fn status_names_round_trip() {
-        for s in [
-            SessionStatus::Scheduled,
-            SessionStatus::InProgress,
-            SessionStatus::Completed,
-            SessionStatus::Cancelled,
-        ] {
+        for s in
+            [SessionStatus::Scheduled, SessionStatus::InProgress, SessionStatus::Completed, SessionStatus::Cancelled]
+        {
             assert_eq!(SessionStatus::parse(s.as_str()), Some(s));
             let json = serde_json::to_string(&s).unwrap();
             assert_eq!(json, format!("\"{}\"", s.as_str()));

@@ -37,19 +37,13 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_JWT_PUBLIC_KEY_ALG", "auth.public_key_alg"),
     k("SIGNALGRID_TURN_SECRET", "ice.turn_secret"),
     k("SIGNALGRID_TURN_TTL_SECS", "ice.turn_ttl_secs"),
-    k(
-        "SIGNALGRID_RATE_LIMIT_EXEMPT_ADMINS",
-        "limits.exempt_admins",
-    ),
+    k("SIGNALGRID_RATE_LIMIT_EXEMPT_ADMINS", "limits.exempt_admins"),
     k("SIGNALGRID_MAX_FRAME_BYTES", "limits.max_frame_bytes"),
     k("SIGNALGRID_WS_RATE", "limits.ws_messages_per_sec"),
     k("SIGNALGRID_WS_BURST", "limits.ws_burst"),
     k("SIGNALGRID_OUTBOUND_QUEUE", "limits.outbound_queue"),
     k("SIGNALGRID_HEARTBEAT_MS", "limits.heartbeat_ms"),
-    k(
-        "SIGNALGRID_JOIN_WINDOW_MINUTES",
-        "rooms.join_window_minutes",
-    ),
+    k("SIGNALGRID_JOIN_WINDOW_MINUTES", "rooms.join_window_minutes"),
     k("SIGNALGRID_GRACE_MINUTES", "rooms.grace_minutes"),
     k("SIGNALGRID_GROUP_CAPACITY", "rooms.group_capacity"),
     k("SIGNALGRID_ADMIN_BYPASS", "rooms.admin_bypass"),
@@ -83,9 +77,7 @@ fn parse<T: FromStr>(v: &str) -> Result<T, SetError>
 where
     T::Err: std::fmt::Display,
 {
-    v.trim()
-        .parse()
-        .map_err(|e: T::Err| SetError::Bad(format!("{e} (got {v:?})")))
+    v.trim().parse().map_err(|e: T::Err| SetError::Bad(format!("{e} (got {v:?})")))
 }
 
 fn boolean(v: &str) -> Result<bool, SetError> {
@@ -102,11 +94,7 @@ fn opt_string(v: &str) -> Option<String> {
 }
 
 fn list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> {

@@ -22,11 +22,7 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("invalid value for {key} ({source_name}): {reason}")]
-    Invalid {
-        key: String,
-        source_name: String,
-        reason: String,
-    },
+    Invalid { key: String, source_name: String, reason: String },
     #[error("unknown setting {0}")]
     Unknown(String),
 }
@@ -210,7 +206,12 @@ pub struct StoreSettings {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { mongodb_uri: None, mongodb_database: "signalgrid".into(), start_unready: false, outbox_max: 100_000 }
+        StoreSettings {
+            mongodb_uri: None,
+            mongodb_database: "signalgrid".into(),
+            start_unready: false,
+            outbox_max: 100_000,
+        }
     }
 }
 
@@ -253,12 +254,7 @@ impl Default for Settings {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        AuthSettings {
-            jwt_secret: None,
-            leeway_secs: 30,
-            public_key_path: None,
-            public_key_alg: None,
-        }
+        AuthSettings { jwt_secret: None, leeway_secs: 30, public_key_path: None, public_key_alg: None }
     }
 }
 
@@ -292,22 +288,13 @@ impl Default for LimitSettings {
 
 impl Default for RoomSettings {
     fn default() -> Self {
-        RoomSettings {
-            join_window_minutes: 15,
-            grace_minutes: 30,
-            group_capacity: 8,
-            admin_bypass: false,
-        }
+        RoomSettings { join_window_minutes: 15, grace_minutes: 30, group_capacity: 8, admin_bypass: false }
     }
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings {
-            level: "info".into(),
-            format: LogFormat::Text,
-            audit_enabled: true,
-        }
+        LogSettings { level: "info".into(), format: LogFormat::Text, audit_enabled: true }
     }
 }
 
@@ -347,14 +334,9 @@ impl fmt::Debug for IceSettings {
 impl Settings {
     /// Reads a TOML file; keys it does not set keep their defaults.
     pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::File {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.to_owned(), message: e.to_string() })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File { path: path.to_owned(), message: e.to_string() })
     }
 
     /// Applies every known environment variable present in `vars`.
@@ -377,11 +359,9 @@ impl Settings {
     pub fn set(&mut self, key: &str, value: &str, source_name: &str) -> Result<(), ConfigError> {
         keys::set(self, key, value).map_err(|reason| match reason {
             keys::SetError::Unknown => ConfigError::Unknown(key.to_owned()),
-            keys::SetError::Bad(reason) => ConfigError::Invalid {
-                key: key.to_owned(),
-                source_name: source_name.to_owned(),
-                reason,
-            },
+            keys::SetError::Bad(reason) => {
+                ConfigError::Invalid { key: key.to_owned(), source_name: source_name.to_owned(), reason }
+            }
         })
     }
 
@@ -418,7 +398,8 @@ impl Settings {
         if self.cluster.nats_tls_cert.is_some() != self.cluster.nats_tls_key.is_some() {
             return Err(bad("cluster", "nats_tls_cert and nats_tls_key go together"));
         }
-        let valid_name = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid_name =
+            |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid_name(&self.cluster.name) {
             return Err(bad("cluster.name", "letters, digits, '-' and '_' only"));
         }

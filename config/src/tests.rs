@@ -23,10 +23,7 @@ fn seed_env_names_apply() {
         ("UNRELATED", "x"),
     ])
     .unwrap();
-    assert_eq!(
-        s.auth.jwt_secret.as_deref(),
-        Some("0123456789abcdef-secret")
-    );
+    assert_eq!(s.auth.jwt_secret.as_deref(), Some("0123456789abcdef-secret"));
     assert_eq!(s.ice.stun_urls, vec!["stun:a:3478", "stun:b:3478"]);
     assert_eq!(s.ice.turn_url.as_deref(), Some("turn:t:3478"));
     assert_eq!(s.limits.rest_per_minute, 10);
@@ -38,10 +35,7 @@ fn seed_env_names_apply() {
 #[test]
 fn bad_value_names_the_key_and_variable() {
     let mut s = Settings::default();
-    let err = s
-        .apply_env([("SOCKET_CONNECTION_LIMIT", "lots")])
-        .unwrap_err()
-        .to_string();
+    let err = s.apply_env([("SOCKET_CONNECTION_LIMIT", "lots")]).unwrap_err().to_string();
     assert!(err.contains("limits.max_connections"), "{err}");
     assert!(err.contains("SOCKET_CONNECTION_LIMIT"), "{err}");
 }
@@ -73,11 +67,7 @@ fn validate_catches_relations() {
     assert!(s.validate().unwrap_err().to_string().contains("tls"));
     let mut s = Settings::default();
     s.auth.jwt_secret = Some("short".into());
-    assert!(s
-        .validate()
-        .unwrap_err()
-        .to_string()
-        .contains("auth.jwt_secret"));
+    assert!(s.validate().unwrap_err().to_string().contains("auth.jwt_secret"));
 }
 
 #[test]

@@ -43,26 +43,18 @@ pub struct Ctx {
 }
 
 /// Extracts the context of every request.
-pub fn with_ctx(
-    app: Arc<App>,
-) -> impl Filter<Extract = (Ctx,), Error = std::convert::Infallible> + Clone {
-    warp::header::headers_cloned()
-        .and(warp::ext::optional::<PeerAddr>())
-        .map(move |headers: HeaderMap, peer: Option<PeerAddr>| {
+pub fn with_ctx(app: Arc<App>) -> impl Filter<Extract = (Ctx,), Error = std::convert::Infallible> + Clone {
+    warp::header::headers_cloned().and(warp::ext::optional::<PeerAddr>()).map(
+        move |headers: HeaderMap, peer: Option<PeerAddr>| {
             let request_id = headers
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty() && v.len() <= 200)
                 .map(str::to_owned)
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            Ctx {
-                app: app.clone(),
-                request_id,
-                headers,
-                peer: peer.map(|p| p.0),
-                started: Instant::now(),
-            }
-        })
+            Ctx { app: app.clone(), request_id, headers, peer: peer.map(|p| p.0), started: Instant::now() }
+        },
+    )
 }
 
 impl Ctx {
@@ -71,10 +63,7 @@ impl Ctx {
         let h = |n: &str| self.headers.get(n).and_then(|v| v.to_str().ok());
         h("x-auth-token")
             .or_else(|| {
-                h("authorization").and_then(|a| {
-                    a.strip_prefix("Bearer ")
-                        .or_else(|| a.strip_prefix("bearer "))
-                })
+                h("authorization").and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
             })
             .map(str::trim)
             .filter(|t| !t.is_empty())
@@ -83,19 +72,12 @@ impl Ctx {
     pub fn meta(&self) -> ClientMeta {
         ClientMeta {
             ip: self.peer.map(|p| p.ip().to_string()),
-            user_agent: self
-                .headers
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            user_agent: self.headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_owned),
         }
     }
 
     fn ip_key(&self) -> String {
-        format!(
-            "ip:{}",
-            self.peer.map(|p| p.ip().to_string()).unwrap_or_default()
-        )
+        format!("ip:{}", self.peer.map(|p| p.ip().to_string()).unwrap_or_default())
     }
 
     /// Authenticates and applies the rate limit (by user; by IP when the token is bad).
@@ -114,8 +96,7 @@ impl Ctx {
             Err(reason) => {
                 self.limit(&self.ip_key())?;
                 counter!(telemetry::AUTH_FAILURES, "edge" => "rest").increment(1);
-                Err(ApiError::new(ErrorCode::Unauthorized)
-                    .details(serde_json::json!({ "reason": reason })))
+                Err(ApiError::new(ErrorCode::Unauthorized).details(serde_json::json!({ "reason": reason })))
             }
         }
     }
@@ -123,8 +104,7 @@ impl Ctx {
     fn limit(&self, key: &str) -> Result<(), ApiError> {
         self.app.rest_limiter.check(key).map_err(|secs| {
             counter!(telemetry::RATE_LIMITED, "edge" => "rest").increment(1);
-            let mut e = ApiError::new(ErrorCode::RateLimited)
-                .details(serde_json::json!({ "retryAfterSeconds": secs }));
+            let mut e = ApiError::new(ErrorCode::RateLimited).details(serde_json::json!({ "retryAfterSeconds": secs }));
             e.retry_after = Some(secs);
             e
         })
@@ -140,8 +120,7 @@ impl Ctx {
             }
             Ok(Reply::Text(content_type, body)) => {
                 let mut r = Response::new(body.into());
-                r.headers_mut()
-                    .insert("content-type", HeaderValue::from_static(content_type));
+                r.headers_mut().insert("content-type", HeaderValue::from_static(content_type));
                 r
             }
             Ok(Reply::Raw(r)) => r,
@@ -155,23 +134,18 @@ impl Ctx {
         tracing::info!(
             request_id = %self.request_id, route, status, latency_ms = elapsed.as_secs_f64() * 1e3, "request"
         );
-        counter!(telemetry::REST_REQUESTS, "route" => route, "status" => status.to_string())
-            .increment(1);
+        counter!(telemetry::REST_REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
         histogram!(telemetry::REST_LATENCY, "route" => route).record(elapsed.as_secs_f64());
         res
     }
 
     /// The error shape as a response (also used by the WebSocket upgrade).
     pub fn error_response(&self, e: &ApiError) -> Response {
-        let ts = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
+        let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
         let mut r = warp::reply::json(&e.body(&self.request_id, &ts)).into_response();
-        *r.status_mut() =
-            StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *r.status_mut() = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if let Some(secs) = e.retry_after {
-            r.headers_mut()
-                .insert("retry-after", HeaderValue::from(secs));
+            r.headers_mut().insert("retry-after", HeaderValue::from(secs));
         }
         r
     }

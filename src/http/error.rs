@@ -16,12 +16,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode) -> ApiError {
-        ApiError {
-            code,
-            message: code.default_message().to_owned(),
-            details: json!({}),
-            retry_after: None,
-        }
+        ApiError { code, message: code.default_message().to_owned(), details: json!({}), retry_after: None }
     }
 
     pub fn details(mut self, details: Value) -> ApiError {

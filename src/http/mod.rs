@@ -50,10 +50,8 @@ where
 /// All routes of a node.
 pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
     let ctx = with_ctx(app.clone());
-    let config = warp::path!("api" / "video-calls" / "config")
-        .and(warp::get())
-        .and(ctx.clone())
-        .then(video_calls::config);
+    let config =
+        warp::path!("api" / "video-calls" / "config").and(warp::get()).and(ctx.clone()).then(video_calls::config);
     let generate = warp::path!("api" / "video-calls" / "generate-room" / String)
         .and(warp::post())
         .and(ctx.clone())
@@ -66,10 +64,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(ctx.clone())
         .then(video_calls::start);
-    let end = warp::path!("api" / "video-calls" / "end" / String)
-        .and(warp::post())
-        .and(ctx.clone())
-        .then(video_calls::end);
+    let end =
+        warp::path!("api" / "video-calls" / "end" / String).and(warp::post()).and(ctx.clone()).then(video_calls::end);
     let create = warp::path!("api" / "sessions")
         .and(warp::post())
         .and(ctx.clone())
@@ -79,16 +75,11 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
                 Some(b) => sessions::create(ctx, b).await,
                 None => ctx.respond(
                     "sessions-create",
-                    Err(error::ApiError::new(
-                        signalgrid_actors::errors::ErrorCode::PayloadTooLarge,
-                    )),
+                    Err(error::ApiError::new(signalgrid_actors::errors::ErrorCode::PayloadTooLarge)),
                 ),
             }
         });
-    let get = warp::path!("api" / "sessions" / String)
-        .and(warp::get())
-        .and(ctx.clone())
-        .then(sessions::get);
+    let get = warp::path!("api" / "sessions" / String).and(warp::get()).and(ctx.clone()).then(sessions::get);
     let healthz = warp::path!("healthz").and(ctx.clone()).then(ops::healthz);
     let readyz = warp::path!("readyz").and(ctx.clone()).then(ops::readyz);
     let metrics = warp::path!("metrics").and(ctx.clone()).then(ops::metrics);

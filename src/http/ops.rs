@@ -18,21 +18,14 @@ pub async fn readyz(ctx: Ctx) -> Response {
     let store_ok = ctx.app.store.ping().await.is_ok();
     let draining = ctx.app.node.ctx().is_draining();
     let ready = store_ok && !draining;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({ "ready": ready, "store": store_ok, "draining": draining, "nodeId": &*ctx.app.node_id });
     ctx.respond("readyz", Ok(Reply::Json(status, body)))
 }
 
 pub async fn metrics(ctx: Ctx) -> Response {
     let text = ctx.app.metrics.render();
-    ctx.respond(
-        "metrics",
-        Ok(Reply::Text("text/plain; version=0.0.4", text)),
-    )
+    ctx.respond("metrics", Ok(Reply::Text("text/plain; version=0.0.4", text)))
 }
 
 pub async fn not_found(ctx: Ctx) -> Response {

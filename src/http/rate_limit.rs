@@ -15,10 +15,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_minute: u32) -> RateLimiter {
-        RateLimiter {
-            per_minute: f64::from(per_minute.max(1)),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        RateLimiter { per_minute: f64::from(per_minute.max(1)), buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Takes one request from `key`'s bucket; `Err(seconds)` says when to retry.
@@ -31,13 +28,10 @@ impl RateLimiter {
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= SWEEP_AT && !map.contains_key(key) {
             let cap = self.per_minute;
-            map.retain(|_, (tokens, last)| {
-                *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < cap
-            });
+            map.retain(|_, (tokens, last)| *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < cap);
         }
         let (tokens, last) = map.entry(key.to_owned()).or_insert((self.per_minute, now));
-        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate)
-            .min(self.per_minute);
+        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(self.per_minute);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;

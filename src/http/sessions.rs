@@ -19,9 +19,7 @@ pub async fn create(ctx: Ctx, body: Bytes) -> Response {
     let res = async {
         let who = ctx.caller()?;
         if !who.is_admin() {
-            return Err(
-                ApiError::new(ErrorCode::Forbidden).message("Only an admin may create sessions.")
-            );
+            return Err(ApiError::new(ErrorCode::Forbidden).message("Only an admin may create sessions."));
         }
         let new = parse_new_session(&body)?;
         let s = ctx.app.store.create_session(new).await?;
@@ -35,16 +33,9 @@ pub async fn get(id: String, ctx: Ctx) -> Response {
     let res = async {
         let who = ctx.caller()?;
         if !rules::valid_session_id(&id) {
-            return Err(
-                ApiError::new(ErrorCode::InvalidSessionId).details(json!({ "sessionId": id }))
-            );
+            return Err(ApiError::new(ErrorCode::InvalidSessionId).details(json!({ "sessionId": id })));
         }
-        let s = ctx
-            .app
-            .store
-            .session(&id)
-            .await?
-            .ok_or(ErrorCode::SessionNotFound)?;
+        let s = ctx.app.store.session(&id).await?.ok_or(ErrorCode::SessionNotFound)?;
         if !rules::may_access(&s, &who) {
             return Err(ErrorCode::Forbidden.into());
         }
@@ -56,9 +47,8 @@ pub async fn get(id: String, ctx: Ctx) -> Response {
 
 /// Validates the body, collecting every bad field into `details.fields`.
 pub fn parse_new_session(body: &[u8]) -> Result<NewSession, ApiError> {
-    let invalid = |fields: Map<String, Value>| {
-        ApiError::new(ErrorCode::ValidationError).details(json!({ "fields": fields }))
-    };
+    let invalid =
+        |fields: Map<String, Value>| ApiError::new(ErrorCode::ValidationError).details(json!({ "fields": fields }));
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         let mut f = Map::new();
         f.insert("body".into(), json!(format!("not a JSON object: {e}")));
@@ -78,31 +68,18 @@ pub fn parse_new_session(body: &[u8]) -> Result<NewSession, ApiError> {
         if name.is_none() {
             note(&format!("{key}.name"), "required, a non-empty string");
         }
-        Some(Party {
-            id: id?.to_owned(),
-            name: name?.to_owned(),
-        })
+        Some(Party { id: id?.to_owned(), name: name?.to_owned() })
     };
     let client = party("client", &mut note);
     let psychologist = party("psychologist", &mut note);
-    let date = v["sessionDate"]
-        .as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|d| d.with_timezone(&Utc));
+    let date =
+        v["sessionDate"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|d| d.with_timezone(&Utc));
     if date.is_none() {
-        note(
-            "sessionDate",
-            "required, an RFC 3339 date-time such as 2026-11-24T10:00:00.000Z",
-        );
+        note("sessionDate", "required, an RFC 3339 date-time such as 2026-11-24T10:00:00.000Z");
     }
-    let duration = v["durationMinutes"]
-        .as_i64()
-        .filter(|d| (1..=MAX_DURATION_MINUTES).contains(d));
+    let duration = v["durationMinutes"].as_i64().filter(|d| (1..=MAX_DURATION_MINUTES).contains(d));
     if duration.is_none() {
-        note(
-            "durationMinutes",
-            "required, a whole number of minutes from 1 to 1440",
-        );
+        note("durationMinutes", "required, a whole number of minutes from 1 to 1440");
     }
     let kind = v["sessionType"].as_str().and_then(SessionType::parse);
     if kind.is_none() {
@@ -110,20 +87,14 @@ pub fn parse_new_session(body: &[u8]) -> Result<NewSession, ApiError> {
     }
     let pay = v["paymentStatus"].as_str().and_then(PaymentStatus::parse);
     if pay.is_none() {
-        note(
-            "paymentStatus",
-            "required, one of paid, pending, failed, refunded",
-        );
+        note("paymentStatus", "required, one of paid, pending, failed, refunded");
     }
     let status = match &v["status"] {
         Value::Null => Some(SessionStatus::Scheduled),
         s => s.as_str().and_then(SessionStatus::parse),
     };
     if status.is_none() {
-        note(
-            "status",
-            "one of Scheduled, In Progress, Completed, Cancelled",
-        );
+        note("status", "one of Scheduled, In Progress, Completed, Cancelled");
     }
     if let (Some(c), Some(p)) = (&client, &psychologist) {
         if c.id == p.id {

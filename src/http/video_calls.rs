@@ -16,11 +16,7 @@ use crate::ice::ice_config;
 pub async fn config(ctx: Ctx) -> Response {
     let res = (|| {
         let who = ctx.caller()?;
-        ok(ice_config(
-            &ctx.app.settings.ice,
-            &who.user_id,
-            chrono::Utc::now().timestamp(),
-        ))
+        ok(ice_config(&ctx.app.settings.ice, &who.user_id, chrono::Utc::now().timestamp()))
     })();
     ctx.respond("config", res)
 }
@@ -30,12 +26,7 @@ async fn accessible(ctx: &Ctx, id: &str, who: &Identity) -> Result<Session, ApiE
     if !rules::valid_session_id(id) {
         return Err(ApiError::new(ErrorCode::InvalidSessionId).details(json!({ "sessionId": id })));
     }
-    let s = ctx
-        .app
-        .store
-        .session(id)
-        .await?
-        .ok_or(ErrorCode::SessionNotFound)?;
+    let s = ctx.app.store.session(id).await?.ok_or(ErrorCode::SessionNotFound)?;
     if !rules::may_access(&s, who) {
         return Err(ErrorCode::Forbidden.into());
     }
@@ -50,11 +41,7 @@ pub async fn generate_room(id: String, ctx: Ctx) -> Response {
             Some(_) => s,
             None => {
                 let candidate = format!("room-{}", uuid::Uuid::new_v4());
-                ctx.app
-                    .store
-                    .ensure_room(&id, &candidate)
-                    .await?
-                    .ok_or(ErrorCode::SessionNotFound)?
+                ctx.app.store.ensure_room(&id, &candidate).await?.ok_or(ErrorCode::SessionNotFound)?
             }
         };
         ok(json!({
@@ -72,25 +59,15 @@ pub async fn generate_room(id: String, ctx: Ctx) -> Response {
 pub async fn can_join(id: String, ctx: Ctx) -> Response {
     let res = async {
         let who = ctx.caller()?;
-        let session = if rules::valid_session_id(&id) {
-            ctx.app.store.session(&id).await?
-        } else {
-            None
-        };
+        let session = if rules::valid_session_id(&id) { ctx.app.store.session(&id).await? } else { None };
         let others = match session.as_ref().and_then(|s| s.meeting_link.clone()) {
-            Some(room) => ctx
-                .app
-                .node
-                .room_members(&room.into())
-                .await
-                .iter()
-                .filter(|m| m.user_id != who.user_id)
-                .count(),
+            Some(room) => {
+                ctx.app.node.room_members(&room.into()).await.iter().filter(|m| m.user_id != who.user_id).count()
+            }
             None => 0,
         };
         let now = now_ms();
-        let verdict =
-            rules::check_can_join(&id, session.as_ref(), &who, now, &ctx.app.policy, others);
+        let verdict = rules::check_can_join(&id, session.as_ref(), &who, now, &ctx.app.policy, others);
         ok(json!({
             "canJoin": verdict.is_ok(),
             "reason": verdict.err().map(|c| c.as_str()),
@@ -107,20 +84,9 @@ pub async fn start(id: String, ctx: Ctx) -> Response {
         let s = accessible(&ctx, &id, &who).await?;
         let now = now_ms();
         rules::check_session(&s, &who, now, &ctx.app.policy)?;
-        let s = ctx
-            .app
-            .store
-            .mark_started(&id, now)
-            .await?
-            .ok_or(ErrorCode::SessionNotFound)?;
+        let s = ctx.app.store.mark_started(&id, now).await?.ok_or(ErrorCode::SessionNotFound)?;
         if s.video_call_started == Some(now) {
-            ctx.app.node.ctx().audit(
-                &id,
-                &who.user_id,
-                AuditAction::CallStart,
-                json!({ "via": "rest" }),
-                &ctx.meta(),
-            );
+            ctx.app.node.ctx().audit(&id, &who.user_id, AuditAction::CallStart, json!({ "via": "rest" }), &ctx.meta());
         }
         ok(json!({
             "message": "Video call started",
@@ -135,13 +101,7 @@ pub async fn end(id: String, ctx: Ctx) -> Response {
     let res = async {
         let who = ctx.caller()?;
         accessible(&ctx, &id, &who).await?;
-        let s = match ctx
-            .app
-            .store
-            .mark_ended(&id, now_ms())
-            .await?
-            .ok_or(ErrorCode::SessionNotFound)?
-        {
+        let s = match ctx.app.store.mark_ended(&id, now_ms()).await?.ok_or(ErrorCode::SessionNotFound)? {
             EndOutcome::Ended(s) => s,
             EndOutcome::NotStarted => return Err(ErrorCode::CallNotStarted.into()),
         };
@@ -154,12 +114,7 @@ pub async fn end(id: String, ctx: Ctx) -> Response {
             &ctx.meta(),
         );
         if let Some(room) = &s.meeting_link {
-            let frame = ServerFrame::CallEnded {
-                room_id: room,
-                ended_by: &who.user_id,
-                duration,
-            }
-            .encode();
+            let frame = ServerFrame::CallEnded { room_id: room, ended_by: &who.user_id, duration }.encode();
             ctx.app.node.broadcast(&room.as_str().into(), frame).await;
         }
         ok(json!({

@@ -20,8 +20,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use signalgrid_actors::ports::{EndOutcome, Store, StoreError};
 use signalgrid_actors::rules::call_duration_minutes;
 use signalgrid_actors::session::{
-    new_object_id, now_ms, AuditAction, AuditEntry, NewSession, Party, PaymentStatus, Session,
-    SessionStatus, SessionType,
+    new_object_id, now_ms, AuditAction, AuditEntry, NewSession, Party, PaymentStatus, Session, SessionStatus,
+    SessionType,
 };
 
 /// File name of the store inside the data directory.
@@ -73,7 +73,8 @@ macro_rules! columns {
 
 const SELECT_BY_ID: &str = concat!("SELECT ", columns!(), " FROM sessions WHERE id = ?1");
 const SELECT_BY_ROOM: &str = concat!("SELECT ", columns!(), " FROM sessions WHERE meeting_link = ?1");
-const INSERT_AUDIT: &str = "INSERT INTO audit_log (session_id, user_id, action, timestamp, metadata, ip_address, user_agent) \
+const INSERT_AUDIT: &str =
+    "INSERT INTO audit_log (session_id, user_id, action, timestamp, metadata, ip_address, user_agent) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 /// Most audit entries written in one transaction.
@@ -112,11 +113,7 @@ fn time(v: Option<i64>) -> Option<DateTime<Utc>> {
 }
 
 fn bad_column(i: usize, what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        i,
-        rusqlite::types::Type::Text,
-        format!("bad {what}").into(),
-    )
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("bad {what}").into())
 }
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
@@ -125,14 +122,8 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
     let pay: String = r.get(9)?;
     Ok(Session {
         id: r.get(0)?,
-        client: Party {
-            id: r.get(1)?,
-            name: r.get(2)?,
-        },
-        psychologist: Party {
-            id: r.get(3)?,
-            name: r.get(4)?,
-        },
+        client: Party { id: r.get(1)?, name: r.get(2)? },
+        psychologist: Party { id: r.get(3)?, name: r.get(4)? },
         session_date: time(Some(r.get(5)?)).ok_or_else(|| bad_column(5, "sessionDate"))?,
         duration_minutes: r.get(6)?,
         session_type: SessionType::parse(&kind).ok_or_else(|| bad_column(7, "sessionType"))?,
@@ -152,19 +143,14 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
 }
 
 fn load(c: &Connection, id: &str) -> rusqlite::Result<Option<Session>> {
-    c.prepare_cached(SELECT_BY_ID)?
-        .query_row([id], session_from_row)
-        .optional()
+    c.prepare_cached(SELECT_BY_ID)?.query_row([id], session_from_row).optional()
 }
 
 /// Copies a rusqlite error into a `StoreError` (one per waiting caller).
 fn sql_err_ref(e: &rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
         {
             StoreError::Unavailable(e.to_string())
         }
@@ -220,10 +206,7 @@ fn start_checkpointer(conn: &Connection, path: &Path) -> Option<mpsc::Sender<()>
     let cp = Connection::open(path).ok()?;
     cp.busy_timeout(Duration::from_secs(1)).ok()?;
     let (alive, stop) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("signalgrid-checkpoint".into())
-        .spawn(move || checkpointer(cp, stop))
-        .ok()?;
+    std::thread::Builder::new().name("signalgrid-checkpoint".into()).spawn(move || checkpointer(cp, stop)).ok()?;
     conn.pragma_update(None, "wal_autocheckpoint", 0).ok()?;
     Some(alive)
 }
@@ -260,22 +243,14 @@ fn serve(mut conn: Connection, rx: mpsc::Receiver<Cmd>, alive: Option<mpsc::Send
 impl EmbeddedStore {
     /// Opens (creating if needed) the store file in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<EmbeddedStore, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            other(format!(
-                "cannot create data directory {}: {e}",
-                data_dir.display()
-            ))
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| other(format!("cannot create data directory {}: {e}", data_dir.display())))?;
         let path = data_dir.join(FILE_NAME);
-        let conn = Connection::open(&path)
-            .map_err(|e| other(format!("cannot open {}: {e}", path.display())))?;
+        let conn = Connection::open(&path).map_err(|e| other(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sql_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         let alive = start_checkpointer(&conn, &path);
         let (tx, rx) = mpsc::channel();
@@ -299,13 +274,8 @@ impl EmbeddedStore {
         let job: Job = Box::new(move |c| {
             let _ = done.send(f(c));
         });
-        self.tx
-            .send(Cmd::Call(job))
-            .map_err(|_| other("store thread stopped"))?;
-        answer
-            .await
-            .map_err(|_| other("store call failed"))?
-            .map_err(sql_err)
+        self.tx.send(Cmd::Call(job)).map_err(|_| other("store thread stopped"))?;
+        answer.await.map_err(|_| other("store call failed"))?.map_err(sql_err)
     }
 }
 
@@ -321,18 +291,18 @@ impl Store for EmbeddedStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
-                    id,
-                    n.client.id,
-                    n.client.name,
-                    n.psychologist.id,
-                    n.psychologist.name,
-                    ms(n.session_date),
-                    n.duration_minutes,
-                    n.session_type.as_str(),
-                    n.status.as_str(),
-                    n.payment_status.as_str(),
-                    ms(now)
-                ])?;
+                id,
+                n.client.id,
+                n.client.name,
+                n.psychologist.id,
+                n.psychologist.name,
+                ms(n.session_date),
+                n.duration_minutes,
+                n.session_type.as_str(),
+                n.status.as_str(),
+                n.payment_status.as_str(),
+                ms(now)
+            ])?;
             load(c, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
         })
         .await
@@ -345,12 +315,7 @@ impl Store for EmbeddedStore {
 
     async fn session_by_room(&self, room_id: &str) -> Result<Option<Session>, StoreError> {
         let room = room_id.to_owned();
-        self.with(move |c| {
-            c.prepare_cached(SELECT_BY_ROOM)?
-                .query_row([room], session_from_row)
-                .optional()
-        })
-        .await
+        self.with(move |c| c.prepare_cached(SELECT_BY_ROOM)?.query_row([room], session_from_row).optional()).await
     }
 
     async fn ensure_room(&self, id: &str, candidate: &str) -> Result<Option<Session>, StoreError> {
@@ -363,11 +328,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn mark_started(
-        &self,
-        id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Session>, StoreError> {
+    async fn mark_started(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Session>, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             c.prepare_cached(
@@ -381,11 +342,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn mark_ended(
-        &self,
-        id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Option<EndOutcome>, StoreError> {
+    async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -418,9 +375,7 @@ impl Store for EmbeddedStore {
 
     async fn audit(&self, e: AuditEntry) -> Result<(), StoreError> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(Cmd::Audit(e, done))
-            .map_err(|_| other("store thread stopped"))?;
+        self.tx.send(Cmd::Audit(e, done)).map_err(|_| other("store thread stopped"))?;
         answer.await.map_err(|_| other("audit write failed"))?
     }
 
@@ -454,8 +409,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        self.with(|c| c.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(())))
-            .await
+        self.with(|c| c.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))).await
     }
 }
 
@@ -486,9 +440,8 @@ mod tests {
             let store = store.clone();
             writes.spawn(async move { store.audit(entry("s1", n)).await });
         }
-        while let Some(res) = tokio::time::timeout(Duration::from_secs(30), writes.join_next())
-            .await
-            .expect("audit writes finish")
+        while let Some(res) =
+            tokio::time::timeout(Duration::from_secs(30), writes.join_next()).await.expect("audit writes finish")
         {
             res.unwrap().unwrap();
         }

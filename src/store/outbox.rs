@@ -31,9 +31,18 @@ fn publish(delta: i64) {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum OutboxOp {
-    Start { session_id: String, at_ms: i64 },
-    End { session_id: String, at_ms: i64 },
-    Touch { session_id: String, at_ms: i64 },
+    Start {
+        session_id: String,
+        at_ms: i64,
+    },
+    End {
+        session_id: String,
+        at_ms: i64,
+    },
+    Touch {
+        session_id: String,
+        at_ms: i64,
+    },
     /// An audit entry with the document id it was given when first tried (so a replay of a
     /// write that did land is recognised as a duplicate, not written twice).
     Audit {

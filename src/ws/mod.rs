@@ -48,10 +48,7 @@ impl PendingUpgrade {
 
 /// Whether a request asks to upgrade to a WebSocket (`Upgrade: websocket`).
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get("upgrade")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+    headers.get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
 /// Read buffer of a socket: small, since it is allocated (and zero-filled before each read)
@@ -119,10 +116,7 @@ fn acquire(app: &Arc<App>) -> Option<Slot> {
         if cur >= max {
             return None;
         }
-        match app
-            .ws_open
-            .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match app.ws_open.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return Some(Slot(app.clone())),
             Err(now) => cur = now,
         }
@@ -143,15 +137,10 @@ fn admit(ctx: &Ctx, query: &HashMap<String, String>) -> Result<(Identity, Slot),
     if let Some(origin) = ctx.headers.get("origin").and_then(|o| o.to_str().ok()) {
         let allowed = &app.settings.allowed_origins;
         if !allowed.is_empty() && !allowed.iter().any(|a| a == origin) {
-            return Err(ApiError::new(ErrorCode::OriginNotAllowed)
-                .details(serde_json::json!({ "origin": origin })));
+            return Err(ApiError::new(ErrorCode::OriginNotAllowed).details(serde_json::json!({ "origin": origin })));
         }
     }
-    let token = query
-        .get("token")
-        .map(String::as_str)
-        .filter(|t| !t.is_empty())
-        .or_else(|| ctx.token());
+    let token = query.get("token").map(String::as_str).filter(|t| !t.is_empty()).or_else(|| ctx.token());
     let who = match token.map(|t| app.verifier.verify(t)) {
         Some(Ok(who)) => who,
         other => {
@@ -160,8 +149,7 @@ fn admit(ctx: &Ctx, query: &HashMap<String, String>) -> Result<(Identity, Slot),
                 Some(Err(e)) => e.to_string(),
                 _ => "no token".into(),
             };
-            return Err(ApiError::new(ErrorCode::Unauthorized)
-                .details(serde_json::json!({ "reason": reason })));
+            return Err(ApiError::new(ErrorCode::Unauthorized).details(serde_json::json!({ "reason": reason })));
         }
     };
     let slot = acquire(app).ok_or(ErrorCode::ConnectionLimit)?;
@@ -207,8 +195,7 @@ async fn upgrade(hs: Handshake, ctx: Ctx, query: HashMap<String, String>) -> Res
 }
 
 async fn not_upgrade(ctx: Ctx) -> Response {
-    let e = ApiError::new(ErrorCode::BadRequest)
-        .message("This endpoint takes WebSocket upgrades only.");
+    let e = ApiError::new(ErrorCode::BadRequest).message("This endpoint takes WebSocket upgrades only.");
     ctx.respond("ws", Err(e))
 }
 
@@ -216,14 +203,8 @@ async fn not_upgrade(ctx: Ctx) -> Response {
 pub fn route(
     ctx: impl Filter<Extract = (Ctx,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
 ) -> BoxedFilter<(Response,)> {
-    let query = warp::query::<HashMap<String, String>>()
-        .or(warp::any().map(HashMap::new))
-        .unify();
-    let up = warp::path!("ws")
-        .and(ws_handshake())
-        .and(ctx.clone())
-        .and(query)
-        .then(upgrade);
+    let query = warp::query::<HashMap<String, String>>().or(warp::any().map(HashMap::new)).unify();
+    let up = warp::path!("ws").and(ws_handshake()).and(ctx.clone()).and(query).then(upgrade);
     let plain = warp::path!("ws").and(ctx).then(not_upgrade);
     up.or(plain).unify().boxed()
 }

@@ -98,22 +98,14 @@ fn on_frame(msg: Message, app: &App, out: &Outbound, actor: &ractor::ActorRef<Co
         Message::Close(_) => return Read::Stop,
         Message::Ping(_) | Message::Frame(_) => return Read::Continue,
         Message::Binary(_) => {
-            refuse(
-                out,
-                ErrorCode::BadRequest,
-                json!({ "reason": "binary frames are not accepted" }),
-            );
+            refuse(out, ErrorCode::BadRequest, json!({ "reason": "binary frames are not accepted" }));
             return Read::Continue;
         }
     };
     let received = Instant::now();
     let limit = app.settings.limits.max_frame_bytes;
     if text.len() > limit {
-        refuse(
-            out,
-            ErrorCode::PayloadTooLarge,
-            json!({ "limit": limit, "size": text.len() }),
-        );
+        refuse(out, ErrorCode::PayloadTooLarge, json!({ "limit": limit, "size": text.len() }));
         return Read::Continue;
     }
     match decode(text.as_str()) {
@@ -135,12 +127,8 @@ pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMet
     let conn = match app.node.connect(who, meta, out.clone()).await {
         Ok(c) => c,
         Err(code) => {
-            let _ = sink
-                .send(text(ServerFrame::error(code, json!({}))))
-                .await;
-            let _ = sink
-                .send(close_with(close::RESTART, code.as_str()))
-                .await;
+            let _ = sink.send(text(ServerFrame::error(code, json!({})))).await;
+            let _ = sink.send(close_with(close::RESTART, code.as_str())).await;
             return;
         }
     };

@@ -118,23 +118,14 @@ struct CandidateData<'a> {
     to: String,
 }
 
-fn data<'a, T: Deserialize<'a>>(
-    event: &'static str,
-    raw: Option<&'a RawValue>,
-) -> Result<T, DecodeError> {
+fn data<'a, T: Deserialize<'a>>(event: &'static str, raw: Option<&'a RawValue>) -> Result<T, DecodeError> {
     let text = raw.map(RawValue::get).unwrap_or("{}");
-    serde_json::from_str(text).map_err(|e| DecodeError::BadData {
-        event,
-        reason: e.to_string(),
-    })
+    serde_json::from_str(text).map_err(|e| DecodeError::BadData { event, reason: e.to_string() })
 }
 
 fn non_empty(event: &'static str, field: &str, v: String) -> Result<String, DecodeError> {
     if v.is_empty() {
-        Err(DecodeError::BadData {
-            event,
-            reason: format!("{field} must not be empty"),
-        })
+        Err(DecodeError::BadData { event, reason: format!("{field} must not be empty") })
     } else {
         Ok(v)
     }
@@ -142,14 +133,9 @@ fn non_empty(event: &'static str, field: &str, v: String) -> Result<String, Deco
 
 /// Decodes one text frame.
 pub fn decode(frame: &str) -> Result<ClientEvent, DecodeError> {
-    let env: Envelope =
-        serde_json::from_str(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let env: Envelope = serde_json::from_str(frame).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let relay = |kind: RelayKind, payload: &RawValue, to: String| {
-        Ok(ClientEvent::Relay {
-            kind,
-            payload: payload.to_owned(),
-            to: non_empty(kind.event(), "to", to)?,
-        })
+        Ok(ClientEvent::Relay { kind, payload: payload.to_owned(), to: non_empty(kind.event(), "to", to)? })
     };
     match env.event.as_ref() {
         "offer" => {

@@ -18,93 +18,48 @@ pub struct Participant {
 
 /// Server events other than relays (those use [`relay_frame`]).
 pub enum ServerFrame<'a> {
-    Connected {
-        socket_id: &'a str,
-        node_id: &'a str,
-        heartbeat_ms: u64,
-    },
-    RoomJoined {
-        room_id: &'a str,
-        participants: &'a [Participant],
-    },
+    Connected { socket_id: &'a str, node_id: &'a str, heartbeat_ms: u64 },
+    RoomJoined { room_id: &'a str, participants: &'a [Participant] },
     UserJoined(&'a Participant),
-    UserLeft {
-        socket_id: &'a str,
-        user_id: &'a str,
-    },
-    CallEnded {
-        room_id: &'a str,
-        ended_by: &'a str,
-        duration: i64,
-    },
-    Error {
-        code: ErrorCode,
-        message: &'a str,
-        details: serde_json::Value,
-    },
+    UserLeft { socket_id: &'a str, user_id: &'a str },
+    CallEnded { room_id: &'a str, ended_by: &'a str, duration: i64 },
+    Error { code: ErrorCode, message: &'a str, details: serde_json::Value },
 }
 
 impl ServerFrame<'_> {
     /// Encodes to the `{"event","data"}` text.
     pub fn encode(&self) -> String {
         let (event, data) = match self {
-            ServerFrame::Connected {
-                socket_id,
-                node_id,
-                heartbeat_ms,
-            } => (
-                "connected",
-                json!({"socketId": socket_id, "nodeId": node_id, "heartbeatMs": heartbeat_ms}),
-            ),
-            ServerFrame::RoomJoined {
-                room_id,
-                participants,
-            } => (
-                "room-joined",
-                json!({"roomId": room_id, "participants": participants}),
-            ),
+            ServerFrame::Connected { socket_id, node_id, heartbeat_ms } => {
+                ("connected", json!({"socketId": socket_id, "nodeId": node_id, "heartbeatMs": heartbeat_ms}))
+            }
+            ServerFrame::RoomJoined { room_id, participants } => {
+                ("room-joined", json!({"roomId": room_id, "participants": participants}))
+            }
             ServerFrame::UserJoined(p) => ("user-joined", json!(p)),
-            ServerFrame::UserLeft { socket_id, user_id } => (
-                "user-left",
-                json!({"socketId": socket_id, "userId": user_id}),
-            ),
-            ServerFrame::CallEnded {
-                room_id,
-                ended_by,
-                duration,
-            } => (
-                "call-ended",
-                json!({"roomId": room_id, "endedBy": ended_by, "duration": duration}),
-            ),
-            ServerFrame::Error {
-                code,
-                message,
-                details,
-            } => (
-                "error",
-                json!({"message": message, "code": code.as_str(), "details": details}),
-            ),
+            ServerFrame::UserLeft { socket_id, user_id } => {
+                ("user-left", json!({"socketId": socket_id, "userId": user_id}))
+            }
+            ServerFrame::CallEnded { room_id, ended_by, duration } => {
+                ("call-ended", json!({"roomId": room_id, "endedBy": ended_by, "duration": duration}))
+            }
+            ServerFrame::Error { code, message, details } => {
+                ("error", json!({"message": message, "code": code.as_str(), "details": details}))
+            }
         };
         json!({"event": event, "data": data}).to_string()
     }
 
     /// An `error` frame with the code's default message.
     pub fn error(code: ErrorCode, details: serde_json::Value) -> String {
-        ServerFrame::Error {
-            code,
-            message: code.default_message(),
-            details,
-        }
-        .encode()
+        ServerFrame::Error { code, message: code.default_message(), details }.encode()
     }
 }
 
 /// Encodes a relay (`offer`/`answer`/`ice-candidate`) around the client's raw payload, with
 /// `from`. `from` must be a JSON-safe id (ours are hex); the payload is copied verbatim.
 pub fn relay_frame(kind: RelayKind, payload: &str, from: &str) -> String {
-    debug_assert!(from
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    debug_assert!(from.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     let event = kind.event();
     let field = kind.field();
     let mut s = String::with_capacity(40 + event.len() + field.len() + payload.len() + from.len());

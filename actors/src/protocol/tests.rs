@@ -5,15 +5,10 @@ use serde_json::Value;
 #[test]
 fn relays_keep_payload_verbatim() {
     let frame = r#"{"event":"offer","data":{"offer":{"type":"offer","sdp":"v=0\r\n","x-extra":[1,2]},"to":"abc"}}"#;
-    let ClientEvent::Relay { kind, payload, to } = decode(frame).unwrap() else {
-        panic!()
-    };
+    let ClientEvent::Relay { kind, payload, to } = decode(frame).unwrap() else { panic!() };
     assert_eq!(kind, RelayKind::Offer);
     assert_eq!(to, "abc");
-    assert_eq!(
-        payload.get(),
-        r#"{"type":"offer","sdp":"v=0\r\n","x-extra":[1,2]}"#
-    );
+    assert_eq!(payload.get(), r#"{"type":"offer","sdp":"v=0\r\n","x-extra":[1,2]}"#);
     let out = relay_frame(kind, payload.get(), "me");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["event"], "offer");
@@ -29,8 +24,7 @@ fn null_candidate_is_relayed_as_null() {
         panic!()
     };
     assert_eq!(payload.get(), "null");
-    let v: Value =
-        serde_json::from_str(&relay_frame(RelayKind::IceCandidate, payload.get(), "f")).unwrap();
+    let v: Value = serde_json::from_str(&relay_frame(RelayKind::IceCandidate, payload.get(), "f")).unwrap();
     assert!(v["data"]["candidate"].is_null());
 }
 
@@ -40,19 +34,10 @@ fn errors_are_classified() {
         ("not json", ErrorCode::BadRequest),
         ("[1,2]", ErrorCode::BadRequest),
         (r#"{"data":{}}"#, ErrorCode::BadRequest),
-        (
-            r#"{"event":"offer","data":{"to":"x"}}"#,
-            ErrorCode::BadRequest,
-        ),
-        (
-            r#"{"event":"offer","data":{"offer":{},"to":5}}"#,
-            ErrorCode::BadRequest,
-        ),
+        (r#"{"event":"offer","data":{"to":"x"}}"#, ErrorCode::BadRequest),
+        (r#"{"event":"offer","data":{"offer":{},"to":5}}"#, ErrorCode::BadRequest),
         (r#"{"event":"join-room"}"#, ErrorCode::BadRequest),
-        (
-            r#"{"event":"join-room","data":{"roomId":""}}"#,
-            ErrorCode::BadRequest,
-        ),
+        (r#"{"event":"join-room","data":{"roomId":""}}"#, ErrorCode::BadRequest),
         (r#"{"event":"dance","data":{}}"#, ErrorCode::UnknownEvent),
     ];
     for (frame, code) in cases {
@@ -62,11 +47,7 @@ fn errors_are_classified() {
 
 #[test]
 fn join_and_call_ended_decode() {
-    match decode(
-        r#"{"event":"join-room","data":{"roomId":"r1","userName":"Ann","userId":"ignored"}}"#,
-    )
-    .unwrap()
-    {
+    match decode(r#"{"event":"join-room","data":{"roomId":"r1","userName":"Ann","userId":"ignored"}}"#).unwrap() {
         ClientEvent::JoinRoom { room_id, user_name } => {
             assert_eq!(room_id, "r1");
             assert_eq!(user_name.as_deref(), Some("Ann"));
@@ -81,29 +62,15 @@ fn join_and_call_ended_decode() {
 
 #[test]
 fn server_frames_have_the_contract_shape() {
-    let v: Value = serde_json::from_str(&ServerFrame::error(
-        ErrorCode::RoomFull,
-        serde_json::json!({}),
-    ))
-    .unwrap();
+    let v: Value = serde_json::from_str(&ServerFrame::error(ErrorCode::RoomFull, serde_json::json!({}))).unwrap();
     assert_eq!(v["event"], "error");
     assert_eq!(v["data"]["code"], "ROOM_FULL");
     assert!(v["data"]["message"].is_string());
     assert!(v["data"]["details"].is_object());
-    let p = Participant {
-        socket_id: "s".into(),
-        user_id: "u".into(),
-        user_name: "n".into(),
-        user_role: "client".into(),
-    };
-    let v: Value = serde_json::from_str(
-        &ServerFrame::RoomJoined {
-            room_id: "r",
-            participants: &[p],
-        }
-        .encode(),
-    )
-    .unwrap();
+    let p =
+        Participant { socket_id: "s".into(), user_id: "u".into(), user_name: "n".into(), user_role: "client".into() };
+    let v: Value =
+        serde_json::from_str(&ServerFrame::RoomJoined { room_id: "r", participants: &[p] }.encode()).unwrap();
     assert_eq!(v["data"]["participants"][0]["socketId"], "s");
     assert_eq!(v["data"]["participants"][0]["userRole"], "client");
 }

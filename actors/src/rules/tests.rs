@@ -10,14 +10,8 @@ fn session(status: SessionStatus, pay: PaymentStatus, kind: SessionType) -> Sess
     let date = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
     Session {
         id: "0123456789abcdef01234567".into(),
-        client: Party {
-            id: "client-1".into(),
-            name: "C".into(),
-        },
-        psychologist: Party {
-            id: "psy-1".into(),
-            name: "P".into(),
-        },
+        client: Party { id: "client-1".into(), name: "C".into() },
+        psychologist: Party { id: "psy-1".into(), name: "P".into() },
         session_date: date,
         duration_minutes: 50,
         session_type: kind,
@@ -37,11 +31,7 @@ fn session(status: SessionStatus, pay: PaymentStatus, kind: SessionType) -> Sess
 }
 
 fn who(id: &str, role: Role) -> Identity {
-    Identity {
-        user_id: id.into(),
-        role,
-        name: None,
-    }
+    Identity { user_id: id.into(), role, name: None }
 }
 
 fn status() -> impl Strategy<Value = SessionStatus> {
@@ -71,27 +61,16 @@ fn caller() -> impl Strategy<Value = Identity> {
 }
 
 /// The contract's table, written out independently of `check_session`'s code.
-fn expected(
-    s: &Session,
-    w: &Identity,
-    offset_min: i64,
-    others: usize,
-    p: &JoinPolicy,
-) -> Result<(), ErrorCode> {
+fn expected(s: &Session, w: &Identity, offset_min: i64, others: usize, p: &JoinPolicy) -> Result<(), ErrorCode> {
     let participant = w.user_id == "client-1" || w.user_id == "psy-1" || w.role == Role::Admin;
     let bypass = w.role == Role::Admin && p.admin_bypass;
     if !participant {
         Err(ErrorCode::Forbidden)
-    } else if matches!(
-        s.status,
-        SessionStatus::Completed | SessionStatus::Cancelled
-    ) {
+    } else if matches!(s.status, SessionStatus::Completed | SessionStatus::Cancelled) {
         Err(ErrorCode::SessionClosed)
     } else if !bypass && s.payment_status != PaymentStatus::Paid {
         Err(ErrorCode::PaymentRequired)
-    } else if !bypass
-        && (offset_min < -p.window_before_minutes || offset_min > 50 + p.grace_after_minutes)
-    {
+    } else if !bypass && (offset_min < -p.window_before_minutes || offset_min > 50 + p.grace_after_minutes) {
         Err(ErrorCode::OutsideTimeWindow)
     } else if others >= capacity(s.session_type, p) {
         Err(ErrorCode::RoomFull)
@@ -174,14 +153,8 @@ fn malformed_id_and_missing_session_come_first() {
     let w = who("client-1", Role::Client);
     let now = Utc::now();
     let p = JoinPolicy::default();
-    assert_eq!(
-        check_can_join("nope", None, &w, now, &p, 0),
-        Err(ErrorCode::InvalidSessionId)
-    );
-    assert_eq!(
-        check_can_join("0123456789abcdef01234567", None, &w, now, &p, 0),
-        Err(ErrorCode::SessionNotFound)
-    );
+    assert_eq!(check_can_join("nope", None, &w, now, &p, 0), Err(ErrorCode::InvalidSessionId));
+    assert_eq!(check_can_join("0123456789abcdef01234567", None, &w, now, &p, 0), Err(ErrorCode::SessionNotFound));
 }
 
 #[test]
@@ -189,12 +162,6 @@ fn duration_examples() {
     let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     assert_eq!(call_duration_minutes(t, t + Duration::seconds(29)), 0);
     assert_eq!(call_duration_minutes(t, t + Duration::seconds(30)), 1);
-    assert_eq!(
-        call_duration_minutes(t, t + Duration::seconds(45 * 60 + 29)),
-        45
-    );
-    assert_eq!(
-        call_duration_minutes(t, t + Duration::seconds(45 * 60 + 30)),
-        46
-    );
+    assert_eq!(call_duration_minutes(t, t + Duration::seconds(45 * 60 + 29)), 45);
+    assert_eq!(call_duration_minutes(t, t + Duration::seconds(45 * 60 + 30)), 46);
 }

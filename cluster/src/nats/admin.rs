@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_nats::{Client, Subscriber};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{json, Value};
 use signalgrid_actors::node::Inbound;
 use signalgrid_actors::ports::{Bus, Member, Membership, RoomEvent};
 use tokio::sync::Notify;
@@ -25,7 +25,7 @@ use super::bus::NatsBus;
 use super::membership::KvMembership;
 use super::presence::NodeInfo;
 use super::subjects::Subjects;
-use super::{ClusterError, connect_options};
+use super::{connect_options, ClusterError};
 
 const QUEUE: &str = "signalgrid-admin";
 
@@ -48,7 +48,11 @@ pub(crate) struct Responders {
 }
 
 async fn sub(client: &Client, subject: String, queue: bool) -> Option<Subscriber> {
-    let res = if queue { client.queue_subscribe(subject.clone(), QUEUE.into()).await } else { client.subscribe(subject.clone()).await };
+    let res = if queue {
+        client.queue_subscribe(subject.clone(), QUEUE.into()).await
+    } else {
+        client.subscribe(subject.clone()).await
+    };
     match res {
         Ok(s) => Some(s),
         Err(e) => {
@@ -76,7 +80,9 @@ impl Responders {
                 Ok(s) => json!({ "roomId": arg, "members": s.members, "revision": s.revision }),
                 Err(e) => json!({ "error": e.to_string() }),
             }),
-            "kick" => self.inbound.kick(&arg).then(|| json!({ "kicked": true, "node": &*self.inbound.node_id().to_string() })),
+            "kick" => {
+                self.inbound.kick(&arg).then(|| json!({ "kicked": true, "node": &*self.inbound.node_id().to_string() }))
+            }
             "close" => {
                 let room = arg.as_str().into();
                 let _ = self.bus.publish(&room, &RoomEvent::Close);
@@ -136,13 +142,14 @@ impl AdminClient {
 
     async fn request(&self, subject: String, body: &str) -> Result<Value, ClusterError> {
         let fut = self.client.request(subject, body.to_owned().into());
-        let msg = tokio::time::timeout(REQUEST_TIMEOUT, fut)
-            .await
-            .map_err(|_| ClusterError::NoAnswer)?
-            .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut => ClusterError::NoAnswer,
+        let msg = tokio::time::timeout(REQUEST_TIMEOUT, fut).await.map_err(|_| ClusterError::NoAnswer)?.map_err(
+            |e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders | async_nats::RequestErrorKind::TimedOut => {
+                    ClusterError::NoAnswer
+                }
                 _ => ClusterError::Connect(e.to_string()),
-            })?;
+            },
+        )?;
         serde_json::from_slice(&msg.payload).map_err(|e| ClusterError::Connect(e.to_string()))
     }
 

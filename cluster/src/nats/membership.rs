@@ -114,10 +114,8 @@ impl KvMembership {
 #[async_trait]
 impl Membership for KvMembership {
     async fn join(&self, room: &RoomId, member: Member, capacity: usize) -> Result<RoomSnapshot, MembershipError> {
-        self.change(room, |ms| {
-            if admit(ms, member.clone(), capacity) { Ok(true) } else { Err(MembershipError::Full) }
-        })
-        .await
+        self.change(room, |ms| if admit(ms, member.clone(), capacity) { Ok(true) } else { Err(MembershipError::Full) })
+            .await
     }
 
     async fn leave(&self, room: &RoomId, conns: &[ConnId]) -> Result<RoomSnapshot, MembershipError> {

@@ -22,7 +22,7 @@ use async_nats::jetstream::{self, kv};
 use async_nats::{Client, ConnectOptions, Event, ServerAddr};
 use signalgrid_actors::node::Inbound;
 use signalgrid_config::ClusterSettings;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{mpsc, Notify};
 
 pub use admin::{AdminClient, RoomSummary};
 pub use bus::NatsBus;
@@ -207,7 +207,12 @@ impl NatsCluster {
         tokio::spawn(bus::publisher(self.client.clone(), p.out_rx));
         tokio::spawn(bus::inbox(self.client.clone(), self.subjects.inbox(&self.node_id), inbound.clone()));
         tokio::spawn(bus::room_watcher(self.client.clone(), self.subjects.clone(), inbound.clone(), p.watch_rx));
-        tokio::spawn(presence::listen(self.client.clone(), self.subjects.presence(), self.node_id.clone(), self.peers.clone()));
+        tokio::spawn(presence::listen(
+            self.client.clone(),
+            self.subjects.presence(),
+            self.node_id.clone(),
+            self.peers.clone(),
+        ));
         let task = presence::PresenceTask {
             client: self.client.clone(),
             subjects: self.subjects.clone(),

@@ -46,7 +46,8 @@ impl Peers {
     /// Forgets peers silent for `dead_after`; returns them.
     fn expire(&self, dead_after: Duration) -> Vec<String> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let dead: Vec<String> = seen.iter().filter(|(_, (t, _))| t.elapsed() > dead_after).map(|(k, _)| k.clone()).collect();
+        let dead: Vec<String> =
+            seen.iter().filter(|(_, (t, _))| t.elapsed() > dead_after).map(|(k, _)| k.clone()).collect();
         for d in &dead {
             seen.remove(d);
         }

@@ -52,9 +52,7 @@ fn bad(e: docs::BadDocument) -> StoreError {
 
 /// Client options from a URI, with short failure detection unless the URI sets its own.
 pub async fn client_options(uri: &str) -> Result<ClientOptions, StoreError> {
-    let mut o = ClientOptions::parse(uri)
-        .await
-        .map_err(|e| StoreError::Other(format!("invalid MongoDB URI: {e}")))?;
+    let mut o = ClientOptions::parse(uri).await.map_err(|e| StoreError::Other(format!("invalid MongoDB URI: {e}")))?;
     o.server_selection_timeout.get_or_insert(Duration::from_secs(2));
     o.connect_timeout.get_or_insert(Duration::from_secs(2));
     o.heartbeat_freq.get_or_insert(Duration::from_millis(500));
@@ -183,7 +181,8 @@ impl Db {
             )
             .await
             .map_err(store_err)?;
-        let done = [SessionStatus::Completed.as_str(), SessionStatus::Cancelled.as_str(), SessionStatus::InProgress.as_str()];
+        let done =
+            [SessionStatus::Completed.as_str(), SessionStatus::Cancelled.as_str(), SessionStatus::InProgress.as_str()];
         self.sessions
             .update_one(
                 doc! { "_id": oid, "status": { "$nin": done.to_vec() } },
@@ -221,7 +220,10 @@ impl Db {
     pub async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let Some(oid) = session_oid(id) else { return Ok(()) };
         self.sessions
-            .update_one(doc! { "_id": oid }, doc! { "$max": { "lastAccessedAt": date(at) }, "$inc": { "accessCount": 1 } })
+            .update_one(
+                doc! { "_id": oid },
+                doc! { "$max": { "lastAccessedAt": date(at) }, "$inc": { "accessCount": 1 } },
+            )
             .await
             .map_err(store_err)?;
         Ok(())
@@ -231,7 +233,8 @@ impl Db {
     /// already, so a write that landed before its reply was lost is not counted twice.
     async fn touch_replay(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let Some(oid) = session_oid(id) else { return Ok(()) };
-        let filter = doc! { "_id": oid, "$or": [{ "lastAccessedAt": { "$lt": date(at) } }, { "lastAccessedAt": Bson::Null }] };
+        let filter =
+            doc! { "_id": oid, "$or": [{ "lastAccessedAt": { "$lt": date(at) } }, { "lastAccessedAt": Bson::Null }] };
         self.sessions
             .update_one(filter, doc! { "$set": { "lastAccessedAt": date(at) }, "$inc": { "accessCount": 1 } })
             .await

@@ -217,7 +217,11 @@ impl Inner {
     fn queue(&self, op: OutboxOp, cause: StoreError) -> Result<(), StoreError> {
         match self.outbox.push(&op) {
             Ok(()) => {
-                tracing::warn!(?op, pending = self.outbox.len(), "MongoDB unavailable; call record queued in the outbox");
+                tracing::warn!(
+                    ?op,
+                    pending = self.outbox.len(),
+                    "MongoDB unavailable; call record queued in the outbox"
+                );
                 Ok(())
             }
             Err(e) => {
