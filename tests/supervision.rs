@@ -3,52 +3,9 @@ use common::*;
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use signalgrid::app::App;
 use signalgrid_actors::RoomId;
-
-/// `marker` goes from `from` to `to`; `to`'s next frame must be it.
-async fn marker(from: &mut WsClient, to: &mut WsClient, tag: &str) {
-    let id = to.socket_id.clone();
-    from.send("offer", json!({"offer": {"type": "offer", "sdp": tag}, "to": id})).await;
-    let m = to.next_event("offer").await;
-    assert_eq!(m["offer"]["sdp"], tag, "{m}");
-    assert_eq!(m["from"], from.socket_id.as_str());
-}
-
-fn socket_ids(joined: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = joined["participants"]
-        .as_array()
-        .expect("participants is an array")
-        .iter()
-        .map(|p| p["socketId"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
-}
-
-/// Sum of a metric's samples in `/metrics`, if it is there.
-async fn metric(node: &TestNode, name: &str) -> Option<f64> {
-    let res = node.get("/metrics", None).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let text = res.text().await.unwrap();
-    let mut found = None;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if rest.starts_with(' ') || rest.starts_with('{') {
-            let v: f64 = rest.rsplit(' ').next().unwrap().parse().unwrap();
-            *found.get_or_insert(0.0) += v;
-        }
-    }
-    found
-}
 
 /// Waits until the node lists `room` (or no longer does). No event tells a test when a room
 /// actor has been forgotten, so this polls, bounded in count and time.

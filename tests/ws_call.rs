@@ -58,16 +58,6 @@ async fn session(node: &TestNode, id: &str) -> Value {
     res.json().await.unwrap()
 }
 
-/// `marker` goes from `from` to `to`; `to`'s next frame must be it (proves nothing else was
-/// queued for `to` before it).
-async fn marker(from: &mut WsClient, to: &mut WsClient, tag: &str) {
-    let id = to.socket_id.clone();
-    from.send("ice-candidate", json!({"candidate": {"marker": tag}, "to": id})).await;
-    let m = to.next_event("ice-candidate").await;
-    assert_eq!(m["candidate"]["marker"], tag, "{m}");
-    assert_eq!(m["from"], from.socket_id.as_str());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_two_client_call() {
     let node = TestNode::start().await;

@@ -12,25 +12,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-/// Sum of a metric's samples (all label sets) in `/metrics`, if it is there.
-async fn metric(node: &TestNode, name: &str) -> Option<f64> {
-    let res = node.get("/metrics", None).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let text = res.text().await.unwrap();
-    let mut found = None;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            continue;
-        }
-        let v: f64 = rest.rsplit(' ').next().unwrap().parse().unwrap();
-        *found.get_or_insert(0.0) += v;
-    }
-    found
-}
-
 /// An upgrade the server must refuse: its HTTP status and JSON body.
 async fn refused<R: IntoClientRequest + Unpin>(req: R) -> (u16, Value) {
     let res = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("upgrade answered");
@@ -62,13 +43,6 @@ fn pump(mut c: WsClient) -> mpsc::UnboundedReceiver<Value> {
 
 async fn recv(rx: &mut mpsc::UnboundedReceiver<Value>) -> Value {
     tokio::time::timeout(WAIT, rx.recv()).await.expect("timed out waiting for a frame").expect("socket ended")
-}
-
-async fn marker(from: &mut WsClient, to: &mut WsClient, tag: &str) {
-    let id = to.socket_id.clone();
-    from.send("ice-candidate", json!({"candidate": {"marker": tag}, "to": id})).await;
-    let m = to.next_event("ice-candidate").await;
-    assert_eq!(m["candidate"]["marker"], tag, "{m}");
 }
 
 fn bad_frames(to: &str) -> Vec<(Message, &'static str)> {

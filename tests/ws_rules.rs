@@ -1,34 +1,8 @@
 mod common;
 use common::*;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use signalgrid_actors::identity::Role;
-
-/// `marker` goes from `from` to `to`; `to`'s next frame must be it (proves nothing else was
-/// queued for `to` before it).
-async fn marker(from: &mut WsClient, to: &mut WsClient, tag: &str) {
-    let id = to.socket_id.clone();
-    from.send("ice-candidate", json!({"candidate": {"marker": tag}, "to": id})).await;
-    let m = to.next_event("ice-candidate").await;
-    assert_eq!(m["candidate"]["marker"], tag, "{m}");
-    assert_eq!(m["from"], from.socket_id.as_str());
-}
-
-fn socket_ids(joined: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = joined["participants"]
-        .as_array()
-        .expect("participants is an array")
-        .iter()
-        .map(|p| p["socketId"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
-}
 
 /// Two sockets (client-1, psy-1) joined in `room`, the first having seen the second join.
 async fn pair(node: &TestNode, room: &str) -> (WsClient, WsClient) {

@@ -288,3 +288,40 @@ impl WsClient {
         let _ = self.ws.close(None).await;
     }
 }
+
+/// `tag` goes from `from` to `to` as an ice-candidate; `to`'s next frame must be it. Proves
+/// that nothing else was queued for `to` before it, without waiting for "nothing".
+pub async fn marker(from: &mut WsClient, to: &mut WsClient, tag: &str) {
+    let id = to.socket_id.clone();
+    from.send("ice-candidate", json!({"candidate": {"marker": tag}, "to": id})).await;
+    let m = to.next_event("ice-candidate").await;
+    assert_eq!(m["candidate"]["marker"], tag, "{m}");
+    assert_eq!(m["from"], from.socket_id.as_str());
+}
+
+/// The socket ids of a `room-joined`'s participants, sorted.
+pub fn socket_ids(joined: &Value) -> Vec<String> {
+    let ids = joined["participants"].as_array().expect("participants is an array");
+    sorted(ids.iter().map(|p| p["socketId"].as_str().unwrap().to_owned()).collect())
+}
+
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Sum of a metric's samples (all label sets) in the node's `/metrics`, if it is there.
+pub async fn metric(node: &TestNode, name: &str) -> Option<f64> {
+    let res = node.get("/metrics", None).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let mut found = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else { continue };
+        if rest.starts_with(' ') || rest.starts_with('{') {
+            let v: f64 = rest.rsplit(' ').next().unwrap().parse().unwrap();
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
