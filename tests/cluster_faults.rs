@@ -217,6 +217,50 @@ async fn a_call_survives_a_nats_restart_and_local_rooms_work_meanwhile() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_server_that_comes_back_empty_gets_the_membership_back() {
+    let mut nats = NatsServer::start();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let n1 = node(&nats.url(), "em", &data, "em-1").await;
+    let n2 = node(&nats.url(), "em", &data, "em-2").await;
+    let (_, room) = n1.call().await;
+    let mut a = WsClient::connect(&n1, &client_token()).await;
+    let mut b = WsClient::connect(&n2, &psy_token()).await;
+    a.join(&room).await;
+    b.join(&room).await;
+    a.next_event("user-joined").await;
+
+    nats.restart_empty();
+    relay_eventually(&mut a, &mut b).await;
+    relay_eventually(&mut b, &mut a).await;
+    // The nodes put their members back into the new bucket (no event says when: bounded poll).
+    let app = n1.server.as_ref().unwrap().app.clone();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.node.room_members(&room.as_str().into()).await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "membership never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // ... so capacity holds again, and leaving and joining still work across the nodes.
+    let mut extra = WsClient::connect(&n2, &admin()).await;
+    extra.send("join-room", json!({"roomId": room})).await;
+    extra.expect_error("ROOM_FULL").await;
+    b.send("leave-room", json!({"roomId": room})).await;
+    assert_eq!(next_not_relay(&mut a).await, ("user-left".into(), b.socket_id.clone()));
+    b.join(&room).await;
+    assert_eq!(next_not_relay(&mut a).await, ("user-joined".into(), b.socket_id.clone()));
+}
+
+/// The next frame that is not a late copy from `relay_eventually`'s attempts: its event and
+/// socket id.
+async fn next_not_relay(c: &mut WsClient) -> (String, String) {
+    loop {
+        let v = c.next().await;
+        if v["event"] != "ice-candidate" {
+            return (v["event"].as_str().unwrap().to_owned(), v["data"]["socketId"].as_str().unwrap_or("").to_owned());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_on_two_routed_nats_servers_meet() {
     let (c1, c2) = (free_port(), free_port());
     let s1 = NatsServer::start_with(Some(c1), vec![c2], "s1");

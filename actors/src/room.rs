@@ -168,10 +168,12 @@ impl RoomState {
         self.apply_any(snap, joiner);
     }
 
-    /// `apply` without the revision check (for a change made only here).
+    /// `apply` without the revision check: for a change made only here, and for the state
+    /// read from shared membership itself, which is authoritative even when its revision went
+    /// backwards (a NATS server that lost its data starts revisions anew).
     fn apply_any(&mut self, snap: RoomSnapshot, joiner: Option<&ConnId>) {
         let old = std::mem::replace(&mut self.members, snap.members);
-        self.revision = self.revision.max(snap.revision);
+        self.revision = snap.revision;
         let removed: Vec<Member> =
             old.iter().filter(|o| !self.members.iter().any(|m| m.conn_id == o.conn_id)).cloned().collect();
         let added: Vec<Member> =
@@ -241,6 +243,9 @@ impl RoomState {
     /// connected and re-admits connected ones the cluster dropped.
     async fn resync(&mut self) {
         let Ok(snap) = self.ctx.ports.membership.snapshot(&self.room_id).await else { return };
+        if snap.revision < self.revision {
+            return self.restore().await;
+        }
         let gone: Vec<ConnId> = snap
             .members
             .iter()
@@ -253,7 +258,7 @@ impl RoomState {
             .filter(|m| self.locals.contains_key(&m.conn_id) && !snap.members.iter().any(|s| s.conn_id == m.conn_id))
             .cloned()
             .collect();
-        self.apply(snap, None);
+        self.apply_any(snap, None);
         if !gone.is_empty() {
             self.leave(&gone).await;
         }
@@ -272,6 +277,24 @@ impl RoomState {
                     }
                 }
             }
+        }
+    }
+
+    /// Shared membership went back in time (a NATS server that lost its data): put back
+    /// every member this node knew, through the same compare-and-set as a join, so that
+    /// nobody is announced as gone. Their own nodes do the same; the union wins.
+    async fn restore(&mut self) {
+        tracing::warn!(room = %self.room_id, "shared membership lost this room; restoring it");
+        let mut last = None;
+        for m in self.members.clone() {
+            match self.ctx.ports.membership.join(&self.room_id, m, self.capacity.max(self.members.len())).await {
+                Ok(snap) => last = Some(snap),
+                Err(e) => tracing::warn!(room = %self.room_id, error = %e, "could not restore a member"),
+            }
+        }
+        if let Some(snap) = last {
+            self.publish(&RoomEvent::Membership(snap.clone()));
+            self.apply_any(snap, None);
         }
     }
 

@@ -118,6 +118,14 @@ impl NatsServer {
         self.kill();
         self.spawn();
     }
+
+    /// Starts again on the same port with an empty JetStream directory (all streams and
+    /// buckets lost).
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        self.dir = Arc::new(tempfile::tempdir().unwrap());
+        self.spawn();
+    }
 }
 
 impl Drop for NatsServer {

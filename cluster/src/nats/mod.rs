@@ -105,6 +105,18 @@ pub(crate) async fn connect_options(s: &ClusterSettings, name: &str) -> Result<C
     Ok(o)
 }
 
+/// The membership bucket, created if missing (first node of a cluster, or a NATS server that
+/// came back without its JetStream data).
+pub(crate) async fn ensure_bucket(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, ClusterError> {
+    match js.get_key_value(bucket).await {
+        Ok(kv) => Ok(kv),
+        Err(_) => js
+            .create_key_value(kv::Config { bucket: bucket.to_owned(), history: 1, ..Default::default() })
+            .await
+            .map_err(|e| ClusterError::JetStream(e.to_string())),
+    }
+}
+
 /// A node's connection to its cluster.
 pub struct NatsCluster {
     client: Client,
@@ -156,14 +168,7 @@ impl NatsCluster {
         let subjects = Subjects::new(&settings.name);
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_secs(3));
-        let bucket = subjects.rooms_bucket();
-        let kv = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config { bucket: bucket.clone(), history: 1, ..Default::default() })
-                .await
-                .map_err(|e| ClusterError::JetStream(e.to_string()))?,
-        };
+        let kv = ensure_bucket(&js, &subjects.rooms_bucket()).await?;
         let (bus, out_rx, watch_rx) = NatsBus::new(subjects.clone());
         Ok(NatsCluster {
             client,
@@ -213,7 +218,11 @@ impl NatsCluster {
             self.node_id.clone(),
             self.peers.clone(),
         ));
+        let mut js = jetstream::new(self.client.clone());
+        js.set_timeout(Duration::from_secs(3));
         let task = presence::PresenceTask {
+            js,
+            bucket: self.subjects.rooms_bucket(),
             client: self.client.clone(),
             subjects: self.subjects.clone(),
             inbound: inbound.clone(),

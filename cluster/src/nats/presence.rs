@@ -68,6 +68,9 @@ impl Peers {
 
 /// What the presence task needs.
 pub(crate) struct PresenceTask {
+    pub js: async_nats::jetstream::Context,
+    /// The membership bucket, recreated after a reconnect if NATS lost it.
+    pub bucket: String,
     pub client: Client,
     pub subjects: Subjects,
     pub inbound: Inbound,
@@ -133,6 +136,9 @@ impl PresenceTask {
                 back = self.reconnected.recv() => {
                     if back.is_none() { return; }
                     metrics::reconnect();
+                    if let Err(e) = super::ensure_bucket(&self.js, &self.bucket).await {
+                        tracing::error!(error = %e, "membership bucket unavailable after reconnect");
+                    }
                     self.peers.refresh_all();
                     grace_until = Instant::now() + self.dead_after;
                     self.inbound.resync_all();
