@@ -38,12 +38,8 @@ async fn a_node_killed_with_kill_9_is_noticed_and_its_members_leave_once() {
     let survivor = node(&nats.url(), "k9", &data, "survivor").await;
     let mut victim = node_proc(&nats.url(), "k9", data.path(), "victim", 1_500);
     let (_, room) = survivor.call().await;
-    let mut a = WsClient::connect(&survivor, &client_token()).await;
-    let mut b = WsClient::connect_url(&victim.ws_url(&psy_token())).await;
+    let (mut a, mut b) = pair_in_room(&ws_base(&survivor), &format!("ws://{}", victim.addr), &room).await;
     assert_eq!(b.node_id, "victim");
-    a.join(&room).await;
-    b.join(&room).await;
-    a.next_event("user-joined").await;
     b.send("ice-candidate", json!({"candidate": 1, "to": a.socket_id})).await;
     a.next_event("ice-candidate").await;
 
@@ -62,11 +58,7 @@ async fn sigterm_drains_a_node_and_its_members_leave_at_once() {
     // A liveness timeout far beyond every wait here: user-left can only come from the drain.
     let leaving = node_proc(&nats.url(), "dr", data.path(), "leaving", 600_000);
     let (_, room) = stays.call().await;
-    let mut a = WsClient::connect(&stays, &client_token()).await;
-    let mut b = WsClient::connect_url(&leaving.ws_url(&psy_token())).await;
-    a.join(&room).await;
-    b.join(&room).await;
-    a.next_event("user-joined").await;
+    let (mut a, mut b) = pair_in_room(&ws_base(&stays), &format!("ws://{}", leaving.addr), &room).await;
 
     leaving.sigterm();
     let (code, frames) = b.closed().await;
@@ -94,11 +86,7 @@ async fn the_admin_cli_lists_kicks_closes_and_drains() {
     let n1 = node(&nats.url(), "adm", &data, "adm-1").await;
     let n2 = node_proc(&nats.url(), "adm", data.path(), "adm-2", 600_000);
     let (_, room) = n1.call().await;
-    let mut a = WsClient::connect(&n1, &client_token()).await;
-    let mut b = WsClient::connect_url(&n2.ws_url(&psy_token())).await;
-    a.join(&room).await;
-    b.join(&room).await;
-    a.next_event("user-joined").await;
+    let (mut a, mut b) = pair_in_room(&ws_base(&n1), &format!("ws://{}", n2.addr), &room).await;
 
     let (ok, out, err) = admin_cli(&nats.url(), "adm", &["--json", "nodes"]);
     assert!(ok, "{err}");
@@ -190,11 +178,7 @@ async fn a_call_survives_a_nats_restart_and_local_rooms_work_meanwhile() {
     let n1 = node(&nats.url(), "rs", &data, "rs-1").await;
     let n2 = node(&nats.url(), "rs", &data, "rs-2").await;
     let (_, room) = n1.call().await;
-    let mut a = WsClient::connect(&n1, &client_token()).await;
-    let mut b = WsClient::connect(&n2, &psy_token()).await;
-    a.join(&room).await;
-    b.join(&room).await;
-    a.next_event("user-joined").await;
+    let (mut a, mut b) = pair_in_room(&ws_base(&n1), &ws_base(&n2), &room).await;
     // A second call with both participants on n1.
     let s2 = n1
         .create_session(&SessionSpec { client: "c-loc".into(), psychologist: "p-loc".into(), ..SessionSpec::default() })
@@ -223,11 +207,7 @@ async fn a_nats_server_that_comes_back_empty_gets_the_membership_back() {
     let n1 = node(&nats.url(), "em", &data, "em-1").await;
     let n2 = node(&nats.url(), "em", &data, "em-2").await;
     let (_, room) = n1.call().await;
-    let mut a = WsClient::connect(&n1, &client_token()).await;
-    let mut b = WsClient::connect(&n2, &psy_token()).await;
-    a.join(&room).await;
-    b.join(&room).await;
-    a.next_event("user-joined").await;
+    let (mut a, mut b) = pair_in_room(&ws_base(&n1), &ws_base(&n2), &room).await;
 
     nats.restart_empty();
     relay_eventually(&mut a, &mut b).await;
