@@ -192,7 +192,7 @@ async fn rejoining_on_another_node_replaces_the_old_connection() {
     let (code, frames) = old.closed().await;
     assert_eq!(frames.first().map(|f| f["data"]["code"].clone()), Some(json!("SESSION_REPLACED")), "{frames:?}");
     assert_eq!(code, Some(4001));
-    let mut seen = vec![psy.next().await, psy.next().await];
+    let mut seen = [psy.next().await, psy.next().await];
     seen.sort_by_key(|v| v["event"].as_str().unwrap().to_owned());
     assert_eq!(seen[0]["event"], "user-joined");
     assert_eq!(seen[0]["data"]["socketId"], new.socket_id.as_str());

@@ -2,7 +2,6 @@ mod common;
 use common::*;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};

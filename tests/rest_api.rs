@@ -150,7 +150,7 @@ async fn generate_room_once_and_only_for_participants() {
 }
 
 async fn can_join(node: &TestNode, id: &str, tok: &str) -> Value {
-    let v = ok_json(node.get(&vc("can-join", &id), Some(tok)), 200).await;
+    let v = ok_json(node.get(&vc("can-join", id), Some(tok)), 200).await;
     assert!(v["canJoin"].is_boolean(), "{v}");
     assert!(v.get("reason").is_some() && v.get("minutesUntilSession").is_some(), "{v}");
     v

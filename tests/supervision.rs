@@ -28,11 +28,7 @@ async fn room_actor_panic_is_survived() {
     let app = node.server.as_ref().unwrap().app.clone();
     let (_, room) = node.call().await;
     let room_id: RoomId = room.as_str().into();
-    let mut a = WsClient::connect(&node, &client_token()).await;
-    let mut b = WsClient::connect(&node, &psy_token()).await;
-    a.join(&room).await;
-    b.join(&room).await;
-    a.next_event("user-joined").await;
+    let (mut a, mut b) = pair_in_room(&ws_base(&node), &ws_base(&node), &room).await;
     marker(&mut a, &mut b, "before-fault").await;
 
     assert!(!app.node.inject_room_fault(&"no-such-room".into()).await, "no actor for an unknown room");
@@ -83,11 +79,7 @@ async fn room_is_gone_after_both_members_leave() {
     let app = node.server.as_ref().unwrap().app.clone();
     let (_, room) = node.call().await;
     let room_id: RoomId = room.as_str().into();
-    let mut a = WsClient::connect(&node, &client_token()).await;
-    let mut b = WsClient::connect(&node, &psy_token()).await;
-    a.join(&room).await;
-    b.join(&room).await;
-    a.next_event("user-joined").await;
+    let (mut a, mut b) = pair_in_room(&ws_base(&node), &ws_base(&node), &room).await;
     assert!(app.node.rooms().await.contains(&room_id));
 
     // Also after a restart: the restarted actor must go away like the first one.

@@ -49,8 +49,6 @@ pub enum ConnMsg {
     Disconnect { code: ErrorCode, close_code: u16 },
     /// The socket is gone: leave the room and stop.
     SocketClosed,
-    /// The room this connection is in.
-    CurrentRoom(RpcReplyPort<Option<RoomId>>),
 }
 
 pub struct ConnectionActor;
@@ -233,14 +231,13 @@ impl ConnState {
         let Some(j) = &self.room else {
             return self.error(ErrorCode::PeerNotFound, json!({ "to": to }));
         };
-        let frame = relay_frame(kind, payload, &self.id);
+        // The frame is built only once the target is known to be in the room.
         let routed = j.view.with_route(to, |route| match route {
             Route::Local(out) => {
-                out.send(frame);
+                out.send(relay_frame(kind, payload, &self.id));
             }
             Route::Remote(node) => {
-                let to: ConnId = to.into();
-                if let Err(e) = self.ctx.ports.bus.deliver(node, &to, frame) {
+                if let Err(e) = self.ctx.ports.bus.deliver(node, to, relay_frame(kind, payload, &self.id)) {
                     tracing::warn!(error = %e, "cross-node relay failed");
                 }
             }
@@ -343,9 +340,6 @@ impl Actor for ConnectionActor {
                 st.out.close(close_code, code.as_str());
             }
             ConnMsg::SocketClosed => me.stop(Some("socket closed".into())),
-            ConnMsg::CurrentRoom(reply) => {
-                let _ = reply.send(st.room.as_ref().map(|j| j.room_id.clone()));
-            }
         }
         Ok(())
     }

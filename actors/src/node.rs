@@ -362,10 +362,6 @@ impl Node {
         Ok(Connection { id, actor })
     }
 
-    pub fn connection_count(&self) -> usize {
-        self.ctx.conns.len()
-    }
-
     /// The handle the cluster layer uses for what arrives from other nodes.
     pub fn inbound(&self) -> Inbound {
         Inbound { ctx: self.ctx.clone() }

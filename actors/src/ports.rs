@@ -22,7 +22,9 @@ pub enum StoreError {
     Other(String),
 }
 
-/// What ending a call did.
+/// What ending a call did. (Returned once per call end, so the size gap between the variants
+/// does not matter.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum EndOutcome {
     /// The session now has `videoCallEnded`, `callDuration`, status Completed (this call or an
@@ -124,7 +126,7 @@ pub enum RoomEvent {
 /// membership event is repaired by the next one or by the room's periodic resync.
 pub trait Bus: Send + Sync + 'static {
     /// Sends an encoded frame to connection `to` on node `node`.
-    fn deliver(&self, node: &NodeId, to: &ConnId, frame: String) -> Result<(), BusError>;
+    fn deliver(&self, node: &NodeId, to: &str, frame: String) -> Result<(), BusError>;
     /// Tells every node watching `room` (this one included) about it.
     fn publish(&self, room: &RoomId, event: &RoomEvent) -> Result<(), BusError>;
     /// Starts receiving `room`'s events here (a room got local members).

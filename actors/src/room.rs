@@ -53,15 +53,6 @@ impl RoomView {
     fn replace(&self, routes: HashMap<ConnId, Route>) {
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
     }
-
-    /// Members that can be reached right now.
-    pub fn len(&self) -> usize {
-        self.routes.read().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A member connected to this node.
@@ -89,8 +80,6 @@ pub enum RoomMsg {
     Remote(RoomEvent),
     /// Re-read shared membership (periodically, and when the cluster connection is back).
     Resync,
-    /// The room's members as this node sees them.
-    Members(RpcReplyPort<Vec<Member>>),
     /// Test hook: panic inside the handler, to exercise supervision.
     InjectFault,
 }
@@ -374,9 +363,6 @@ impl Actor for RoomActor {
             }
             RoomMsg::Remote(RoomEvent::Close) => st.close(),
             RoomMsg::Resync => st.resync().await,
-            RoomMsg::Members(reply) => {
-                let _ = reply.send(st.members.clone());
-            }
             RoomMsg::InjectFault => panic!("injected fault in room {}", st.room_id),
         }
         st.active |= !st.locals.is_empty();

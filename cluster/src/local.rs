@@ -78,7 +78,7 @@ impl Membership for LocalMembership {
 pub struct LocalBus;
 
 impl Bus for LocalBus {
-    fn deliver(&self, node: &NodeId, _to: &ConnId, _frame: String) -> Result<(), BusError> {
+    fn deliver(&self, node: &NodeId, _to: &str, _frame: String) -> Result<(), BusError> {
         Err(BusError::NoRoute(node.to_string()))
     }
 

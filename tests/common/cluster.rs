@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{client_token, psy_token, TestNode, WsClient, WAIT};
+use super::{TestNode, WAIT};
 
 /// The nats-server binary: $SIGNALGRID_NATS_SERVER, else the one scripts/test.sh installs.
 pub fn nats_bin() -> PathBuf {
@@ -145,21 +145,4 @@ pub async fn node(nats_url: &str, name: &str, data: &Arc<tempfile::TempDir>, id:
         s.node_id = Some(id);
     })
     .await
-}
-
-/// The session's client connected to `a_ws` and its psychologist to `b_ws` (base URLs like
-/// `ws://127.0.0.1:1234`), both joined to `room`, the client first; the client has seen the
-/// psychologist's `user-joined`.
-pub async fn pair_in_room(a_ws: &str, b_ws: &str, room: &str) -> (WsClient, WsClient) {
-    let mut a = WsClient::connect_url(&format!("{a_ws}/ws?token={}", client_token())).await;
-    let mut b = WsClient::connect_url(&format!("{b_ws}/ws?token={}", psy_token())).await;
-    a.join(room).await;
-    b.join(room).await;
-    assert_eq!(a.next_event("user-joined").await["socketId"], b.socket_id.as_str());
-    (a, b)
-}
-
-/// `ws://host:port` of an in-process node.
-pub fn ws_base(node: &TestNode) -> String {
-    format!("ws://{}", node.addr)
 }

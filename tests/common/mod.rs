@@ -33,9 +33,7 @@ pub struct TestNode {
 }
 
 pub fn settings(data: &std::path::Path) -> Settings {
-    let mut s = Settings::default();
-    s.listen = "127.0.0.1:0".parse().unwrap();
-    s.data_dir = data.to_owned();
+    let mut s = Settings { listen: "127.0.0.1:0".parse().unwrap(), data_dir: data.to_owned(), ..Settings::default() };
     s.auth.jwt_secret = Some(SECRET.into());
     s.limits.rest_per_minute = 10_000;
     s.limits.ws_messages_per_sec = 10_000;
@@ -324,4 +322,21 @@ pub async fn metric(node: &TestNode, name: &str) -> Option<f64> {
         }
     }
     found
+}
+
+/// The session's client connected to `a_ws` and its psychologist to `b_ws` (base URLs like
+/// `ws://127.0.0.1:1234`), both joined to `room`, the client first; the client has seen the
+/// psychologist's `user-joined`.
+pub async fn pair_in_room(a_ws: &str, b_ws: &str, room: &str) -> (WsClient, WsClient) {
+    let mut a = WsClient::connect_url(&format!("{a_ws}/ws?token={}", client_token())).await;
+    let mut b = WsClient::connect_url(&format!("{b_ws}/ws?token={}", psy_token())).await;
+    a.join(room).await;
+    b.join(room).await;
+    assert_eq!(a.next_event("user-joined").await["socketId"], b.socket_id.as_str());
+    (a, b)
+}
+
+/// `ws://host:port` of an in-process node.
+pub fn ws_base(node: &TestNode) -> String {
+    format!("ws://{}", node.addr)
 }

@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use signalgrid_actors::node::Inbound;
 use signalgrid_actors::ports::{Bus, BusError, RoomEvent};
-use signalgrid_actors::{ConnId, NodeId, RoomId};
+use signalgrid_actors::{NodeId, RoomId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -69,7 +69,7 @@ pub(crate) fn decode_delivery(payload: &[u8]) -> Option<(&str, String)> {
 }
 
 impl Bus for NatsBus {
-    fn deliver(&self, node: &NodeId, to: &ConnId, frame: String) -> Result<(), BusError> {
+    fn deliver(&self, node: &NodeId, to: &str, frame: String) -> Result<(), BusError> {
         self.send(self.subjects.inbox(node), encode_delivery(to, &frame))?;
         metrics::forward_sent();
         Ok(())
