@@ -201,3 +201,52 @@ async fn rejoining_on_another_node_replaces_the_old_connection() {
     psy.send("offer", json!({"offer": {"n": 1}, "to": new.socket_id})).await;
     assert_eq!(new.next_event("offer").await["offer"]["n"], 1);
 }
+
+/// Room events and relayed frames travel on different subscriptions, so a newcomer's first
+/// frame can reach a node before the room event announcing the newcomer. Members must still
+/// see `user-joined` first, as on one node; a frame from someone not in the room is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomers_first_frame_never_overtakes_user_joined() {
+    use signalgrid_actors::ports::{Member, Membership};
+    use signalgrid_cluster::nats::{subjects::Subjects, KvMembership};
+
+    let nats = NatsServer::start();
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let n1 = node(&nats.url(), "c5", &data, "o1").await;
+    // o2 is alive, so the dead-node sweep leaves its member alone.
+    let _n2 = node(&nats.url(), "c5", &data, "o2").await;
+    let (_, room) = n1.call().await;
+    let mut a = WsClient::connect(&n1, &client_token()).await;
+    a.join(&room).await;
+
+    // o2 admits a member into shared membership, but its room event never reaches o1.
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let subjects = Subjects::new("c5");
+    let kv = async_nats::jetstream::new(nc.clone()).get_key_value(subjects.rooms_bucket()).await.unwrap();
+    let newcomer = Member {
+        conn_id: "newcomer-conn".into(),
+        user_id: "psy-1".into(),
+        user_name: "Dr Newcomer".into(),
+        user_role: "psychologist".into(),
+        node_id: "o2".into(),
+    };
+    KvMembership::new(kv).join(&room.as_str().into(), newcomer, 2).await.unwrap();
+
+    // Then relays to `a` arrive on o1's inbox, in the documented envelope.
+    let delivery = |from: &str, n: u32| {
+        let frame = json!({"event": "offer", "data": {"offer": {"n": n}, "from": from}});
+        format!("{}\n{room}\n{from}\n{frame}", a.socket_id)
+    };
+    for (from, n) in [("stranger-conn", 0), ("newcomer-conn", 1), ("newcomer-conn", 2)] {
+        nc.publish(subjects.inbox("o1"), delivery(from, n).into()).await.unwrap();
+    }
+    nc.flush().await.unwrap();
+
+    let joined = a.next().await;
+    assert_eq!(joined["event"], "user-joined", "{joined}");
+    assert_eq!(joined["data"]["socketId"], "newcomer-conn");
+    for n in [1, 2] {
+        let v = a.next().await;
+        assert_eq!((v["event"].as_str(), v["data"]["offer"]["n"].as_u64()), (Some("offer"), Some(n)), "{v}");
+    }
+}

@@ -15,7 +15,7 @@ use crate::errors::ErrorCode;
 use crate::identity::Identity;
 use crate::node::NodeCtx;
 use crate::outbound::Outbound;
-use crate::ports::{EndOutcome, Member};
+use crate::ports::{Delivery, EndOutcome, Member};
 use crate::protocol::{relay_frame, ClientEvent, RelayKind, ServerFrame};
 use crate::room::{room_details, LocalConn, RoomMsg, RoomView, Route};
 use crate::rooms::RoomsMsg;
@@ -237,7 +237,8 @@ impl ConnState {
                 out.send(relay_frame(kind, payload, &self.id));
             }
             Route::Remote(node) => {
-                if let Err(e) = self.ctx.ports.bus.deliver(node, to, relay_frame(kind, payload, &self.id)) {
+                let delivery = Delivery { room: &j.room_id, from: &self.id, to };
+                if let Err(e) = self.ctx.ports.bus.deliver(node, delivery, relay_frame(kind, payload, &self.id)) {
                     tracing::warn!(error = %e, "cross-node relay failed");
                 }
             }

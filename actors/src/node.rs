@@ -22,8 +22,8 @@ use crate::connections::{ConnRegistry, ConnectionSupervisor};
 use crate::errors::ErrorCode;
 use crate::identity::Identity;
 use crate::outbound::Outbound;
-use crate::ports::{Member, Ports, RoomEvent};
-use crate::room::RoomMsg;
+use crate::ports::{Delivery, Member, Ports, RoomEvent};
+use crate::room::{RoomMsg, RoomView};
 use crate::rooms::{RoomSupervisor, RoomsMsg};
 use crate::rules::JoinPolicy;
 use crate::session::{AuditAction, AuditEntry, ClientMeta};
@@ -58,8 +58,8 @@ pub struct NodeCtx {
     audits: Arc<AuditTracker>,
     draining: AtomicBool,
     rooms: OnceLock<ActorRef<RoomsMsg>>,
-    /// Running RoomActors by room, kept by the RoomSupervisor.
-    room_index: RwLock<HashMap<RoomId, ActorRef<RoomMsg>>>,
+    /// Running RoomActors (and their routing views) by room, kept by the RoomSupervisor.
+    room_index: RwLock<HashMap<RoomId, (ActorRef<RoomMsg>, Arc<RoomView>)>>,
     started: std::time::Instant,
 }
 
@@ -108,16 +108,20 @@ impl NodeCtx {
 
     /// The running RoomActor of a room, if it has members here.
     pub fn room(&self, room: &str) -> Option<ActorRef<RoomMsg>> {
+        self.room_index.read().unwrap_or_else(|p| p.into_inner()).get(room).map(|(a, _)| a.clone())
+    }
+
+    fn room_with_view(&self, room: &str) -> Option<(ActorRef<RoomMsg>, Arc<RoomView>)> {
         self.room_index.read().unwrap_or_else(|p| p.into_inner()).get(room).cloned()
     }
 
-    pub(crate) fn index_room(&self, room: RoomId, actor: ActorRef<RoomMsg>) {
-        self.room_index.write().unwrap_or_else(|p| p.into_inner()).insert(room, actor);
+    pub(crate) fn index_room(&self, room: RoomId, actor: ActorRef<RoomMsg>, view: Arc<RoomView>) {
+        self.room_index.write().unwrap_or_else(|p| p.into_inner()).insert(room, (actor, view));
     }
 
     pub(crate) fn unindex_room(&self, room: &RoomId, actor: ractor::ActorId) {
         let mut idx = self.room_index.write().unwrap_or_else(|p| p.into_inner());
-        if idx.get(room).is_some_and(|a| a.get_id() == actor) {
+        if idx.get(room).is_some_and(|(a, _)| a.get_id() == actor) {
             idx.remove(room);
         }
     }
@@ -145,15 +149,30 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// A frame for a connection of this node; false if it is not here.
-    pub fn deliver(&self, to: &str, frame: String) -> bool {
-        match self.ctx.conns.get(to) {
-            Some(c) => {
-                c.out.send(frame);
-                true
+    /// A relayed frame for a connection of this node; false if it is not here.
+    ///
+    /// Room events and deliveries travel on different subscriptions, so a frame from a
+    /// member who just joined on another node can arrive before the room event announcing
+    /// them. Such a frame (and any after it, until it is handed on) goes through the
+    /// RoomActor, which re-reads membership first: members see `user-joined` before the
+    /// newcomer's first frame, as on one node. Once the sender is announced, frames go
+    /// straight to the target's queue.
+    pub fn deliver(&self, d: Delivery<'_>, frame: String) -> bool {
+        let Some(c) = self.ctx.conns.get(d.to) else { return false };
+        match self.ctx.room_with_view(d.room) {
+            Some((room, view)) if !view.direct(d.from) => {
+                view.hold();
+                let msg = RoomMsg::Deliver { from: d.from.into(), to: d.to.into(), frame };
+                if room.send_message(msg).is_err() {
+                    view.release();
+                    tracing::debug!(room = d.room, "room stopped; frame dropped");
+                }
             }
-            None => false,
+            _ => {
+                c.out.send(frame);
+            }
         }
+        true
     }
 
     /// An event about a room; ignored if the room has no members here.

@@ -121,12 +121,22 @@ pub enum RoomEvent {
     Close,
 }
 
+/// The envelope of a relayed frame: the room it belongs to, its sender and its target. The
+/// receiving node uses `room` and `from` to keep "as if on one node" ordering: a frame from a
+/// member it has not yet announced waits until `user-joined` for that member is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery<'a> {
+    pub room: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+}
+
 /// Carries frames and room events between nodes. Delivery is at most once: a lost relay is
 /// a lost ICE candidate or offer, which WebRTC clients retry or renegotiate; a lost
 /// membership event is repaired by the next one or by the room's periodic resync.
 pub trait Bus: Send + Sync + 'static {
-    /// Sends an encoded frame to connection `to` on node `node`.
-    fn deliver(&self, node: &NodeId, to: &str, frame: String) -> Result<(), BusError>;
+    /// Sends an encoded frame to connection `delivery.to` on node `node`.
+    fn deliver(&self, node: &NodeId, delivery: Delivery<'_>, frame: String) -> Result<(), BusError>;
     /// Tells every node watching `room` (this one included) about it.
     fn publish(&self, room: &RoomId, event: &RoomEvent) -> Result<(), BusError>;
     /// Starts receiving `room`'s events here (a room got local members).

@@ -12,6 +12,7 @@
 //! member (every send is a bounded `try_send`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -37,13 +38,36 @@ pub enum Route {
 }
 
 /// The room's routing table: connection id -> route. Written by the RoomActor on every
-/// membership change, read by ConnectionActors on every relay.
+/// membership change (after the change is announced to local members), read by
+/// ConnectionActors on every relay and by the node's inbox for frames from other nodes.
 #[derive(Debug, Default)]
 pub struct RoomView {
     routes: RwLock<HashMap<ConnId, Route>>,
+    /// Frames from other nodes queued to the RoomActor (`RoomMsg::Deliver`) and not yet
+    /// handed on. While any is, later frames queue behind it, so none overtakes another.
+    held: AtomicUsize,
 }
 
 impl RoomView {
+    /// Whether `conn` is a member this node has announced.
+    pub fn contains(&self, conn: &str) -> bool {
+        self.routes.read().unwrap_or_else(|p| p.into_inner()).contains_key(conn)
+    }
+
+    /// A frame from `from` may go straight to its target: its sender is announced here and
+    /// no earlier frame is waiting in the RoomActor.
+    pub fn direct(&self, from: &str) -> bool {
+        self.held.load(Ordering::Acquire) == 0 && self.contains(from)
+    }
+
+    pub(crate) fn hold(&self) {
+        self.held.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn release(&self) {
+        self.held.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Runs `f` on the route to `to`, if `to` is in the room.
     pub fn with_route<R>(&self, to: &str, f: impl FnOnce(&Route) -> R) -> Option<R> {
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
@@ -80,6 +104,10 @@ pub enum RoomMsg {
     Remote(RoomEvent),
     /// Re-read shared membership (periodically, and when the cluster connection is back).
     Resync,
+    /// A frame from another node whose sender is not announced here yet (or behind one
+    /// that was not): re-read membership if needed, so that `user-joined` goes first, then
+    /// hand it to local connection `to`. Dropped if the sender is not in the room.
+    Deliver { from: ConnId, to: ConnId, frame: String },
     /// Test hook: panic inside the handler, to exercise supervision.
     InjectFault,
 }
@@ -178,7 +206,6 @@ impl RoomState {
                 }
             }
         }
-        self.publish_view();
         let quiet: Vec<&ConnId> = joiner.into_iter().collect();
         for r in removed.iter().filter(|r| !self.locals.contains_key(&r.conn_id)) {
             self.tell_locals(&ServerFrame::UserLeft { socket_id: &r.conn_id, user_id: &r.user_id }.encode(), &quiet);
@@ -188,6 +215,9 @@ impl RoomState {
             except.push(&a.conn_id);
             self.tell_locals(&ServerFrame::UserJoined(&participant(a)).encode(), &except);
         }
+        // Routes change only once the change is announced: a frame from a newcomer that
+        // finds its route here cannot reach a member before `user-joined` about it.
+        self.publish_view();
     }
 
     async fn join(&mut self, member: Member, conn: LocalConn, capacity: usize) -> Result<Vec<Member>, ErrorCode> {
@@ -229,11 +259,13 @@ impl RoomState {
     }
 
     /// Re-reads shared membership; removes this node's members that are no longer
-    /// connected and re-admits connected ones the cluster dropped.
-    async fn resync(&mut self) {
-        let Ok(snap) = self.ctx.ports.membership.snapshot(&self.room_id).await else { return };
+    /// connected and re-admits connected ones the cluster dropped. False if shared
+    /// membership could not be read.
+    async fn resync(&mut self) -> bool {
+        let Ok(snap) = self.ctx.ports.membership.snapshot(&self.room_id).await else { return false };
         if snap.revision < self.revision {
-            return self.restore().await;
+            self.restore().await;
+            return true;
         }
         let gone: Vec<ConnId> = snap
             .members
@@ -267,6 +299,22 @@ impl RoomState {
                 }
             }
         }
+        true
+    }
+
+    /// Hands on a frame from another node once its sender is announced (see `RoomMsg::Deliver`).
+    async fn deliver(&mut self, from: &str, to: &str, frame: String) {
+        let known = |st: &Self| st.members.iter().any(|m| *m.conn_id == *from);
+        // If membership cannot be read, the frame goes on anyway: the sending node checked
+        // that its sender is in the room.
+        if known(self) || !self.resync().await || known(self) {
+            if let Some(c) = self.ctx.conns.get(to) {
+                c.out.send(frame);
+            }
+        } else {
+            tracing::debug!(room = %self.room_id, from, "frame from a connection no longer in the room dropped");
+        }
+        self.view.release();
     }
 
     /// Shared membership went back in time (a NATS server that lost its data): put back
@@ -362,7 +410,10 @@ impl Actor for RoomActor {
                 st.tell_locals(&frame, &except);
             }
             RoomMsg::Remote(RoomEvent::Close) => st.close(),
-            RoomMsg::Resync => st.resync().await,
+            RoomMsg::Resync => {
+                st.resync().await;
+            }
+            RoomMsg::Deliver { from, to, frame } => st.deliver(&from, &to, frame).await,
             RoomMsg::InjectFault => panic!("injected fault in room {}", st.room_id),
         }
         st.active |= !st.locals.is_empty();

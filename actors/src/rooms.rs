@@ -44,13 +44,15 @@ impl RoomsState {
         let args = RoomArgs { room_id: room_id.clone(), view: view.clone(), ctx: self.ctx.clone(), restart };
         match Actor::spawn_linked(None, RoomActor, args, me.clone()).await {
             Ok((actor, _)) => {
-                if let Some(old) = self.rooms.insert(room_id.clone(), Entry { actor: actor.clone(), view }) {
+                if let Some(old) =
+                    self.rooms.insert(room_id.clone(), Entry { actor: actor.clone(), view: view.clone() })
+                {
                     self.by_actor.remove(&old.actor.get_id());
                 } else {
                     telemetry::rooms(1.0);
                 }
                 self.by_actor.insert(actor.get_id(), room_id.clone());
-                self.ctx.index_room(room_id, actor.clone());
+                self.ctx.index_room(room_id, actor.clone(), view);
                 Some(actor)
             }
             Err(e) => {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use signalgrid_actors::ports::{Bus, BusError, Member, Membership, MembershipError, RoomEvent, RoomSnapshot};
+use signalgrid_actors::ports::{Bus, BusError, Delivery, Member, Membership, MembershipError, RoomEvent, RoomSnapshot};
 use signalgrid_actors::{ConnId, NodeId, RoomId};
 
 /// Room membership held in this process.
@@ -78,7 +78,7 @@ impl Membership for LocalMembership {
 pub struct LocalBus;
 
 impl Bus for LocalBus {
-    fn deliver(&self, node: &NodeId, _to: &str, _frame: String) -> Result<(), BusError> {
+    fn deliver(&self, node: &NodeId, _delivery: Delivery<'_>, _frame: String) -> Result<(), BusError> {
         Err(BusError::NoRoute(node.to_string()))
     }
 

@@ -9,7 +9,7 @@ use async_nats::Client;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use signalgrid_actors::node::Inbound;
-use signalgrid_actors::ports::{Bus, BusError, RoomEvent};
+use signalgrid_actors::ports::{Bus, BusError, Delivery, RoomEvent};
 use signalgrid_actors::{NodeId, RoomId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -52,25 +52,34 @@ impl NatsBus {
     }
 }
 
-/// Inbox payload: the target connection id, a newline, the frame.
-pub(crate) fn encode_delivery(to: &str, frame: &str) -> Bytes {
-    let mut b = BytesMut::with_capacity(to.len() + 1 + frame.len());
-    b.put_slice(to.as_bytes());
-    b.put_u8(b'\n');
+/// Inbox payload: three header lines (target connection, room, sender), then the frame.
+/// Ids never contain a newline (they are generated or validated before any relay).
+pub(crate) fn encode_delivery(d: Delivery<'_>, frame: &str) -> Bytes {
+    let mut b = BytesMut::with_capacity(d.to.len() + d.room.len() + d.from.len() + 3 + frame.len());
+    for part in [d.to, d.room, d.from] {
+        b.put_slice(part.as_bytes());
+        b.put_u8(b'\n');
+    }
     b.put_slice(frame.as_bytes());
     b.freeze()
 }
 
-pub(crate) fn decode_delivery(payload: &[u8]) -> Option<(&str, String)> {
-    let nl = payload.iter().position(|&b| b == b'\n')?;
-    let to = std::str::from_utf8(&payload[..nl]).ok()?;
-    let frame = String::from_utf8(payload[nl + 1..].to_vec()).ok()?;
-    Some((to, frame))
+pub(crate) fn decode_delivery(payload: &[u8]) -> Option<(Delivery<'_>, String)> {
+    let mut rest = payload;
+    let mut line = || {
+        let nl = rest.iter().position(|&b| b == b'\n')?;
+        let part = std::str::from_utf8(&rest[..nl]).ok()?;
+        rest = &rest[nl + 1..];
+        Some(part)
+    };
+    let (to, room, from) = (line()?, line()?, line()?);
+    let frame = String::from_utf8(rest.to_vec()).ok()?;
+    Some((Delivery { room, from, to }, frame))
 }
 
 impl Bus for NatsBus {
-    fn deliver(&self, node: &NodeId, to: &str, frame: String) -> Result<(), BusError> {
-        self.send(self.subjects.inbox(node), encode_delivery(to, &frame))?;
+    fn deliver(&self, node: &NodeId, delivery: Delivery<'_>, frame: String) -> Result<(), BusError> {
+        self.send(self.subjects.inbox(node), encode_delivery(delivery, &frame))?;
         metrics::forward_sent();
         Ok(())
     }
@@ -111,9 +120,9 @@ pub(crate) async fn inbox(client: Client, subject: String, inbound: Inbound) {
     while let Some(msg) = sub.next().await {
         metrics::forward_received();
         match decode_delivery(&msg.payload) {
-            Some((to, frame)) => {
-                if !inbound.deliver(to, frame) {
-                    tracing::debug!(to, "delivery for a connection that is gone");
+            Some((delivery, frame)) => {
+                if !inbound.deliver(delivery, frame) {
+                    tracing::debug!(to = delivery.to, "delivery for a connection that is gone");
                 }
             }
             None => tracing::warn!("malformed delivery on the inbox"),
@@ -177,10 +186,12 @@ mod tests {
 
     #[test]
     fn deliveries_round_trip() {
-        let p = encode_delivery("abc", "{\"event\":\"x\",\"data\":\"a\\nb\"}");
-        let (to, frame) = decode_delivery(&p).unwrap();
-        assert_eq!(to, "abc");
+        let d = Delivery { room: "room-1", from: "def", to: "abc" };
+        let p = encode_delivery(d, "{\"event\":\"x\",\"data\":\"a\\nb\"}");
+        let (back, frame) = decode_delivery(&p).unwrap();
+        assert_eq!(back, d);
         assert_eq!(frame, "{\"event\":\"x\",\"data\":\"a\\nb\"}");
         assert!(decode_delivery(b"no newline").is_none());
+        assert!(decode_delivery(b"to\nroom-only").is_none());
     }
 }
