@@ -46,6 +46,9 @@ pub struct NodeConfig {
     pub audit_enabled: bool,
 }
 
+/// A running RoomActor and the routing view it publishes.
+type IndexedRoom = (ActorRef<RoomMsg>, Arc<RoomView>);
+
 /// State every actor of the node shares (read-mostly).
 pub struct NodeCtx {
     pub node_id: NodeId,
@@ -59,7 +62,7 @@ pub struct NodeCtx {
     draining: AtomicBool,
     rooms: OnceLock<ActorRef<RoomsMsg>>,
     /// Running RoomActors (and their routing views) by room, kept by the RoomSupervisor.
-    room_index: RwLock<HashMap<RoomId, (ActorRef<RoomMsg>, Arc<RoomView>)>>,
+    room_index: RwLock<HashMap<RoomId, IndexedRoom>>,
     started: std::time::Instant,
 }
 
@@ -111,7 +114,7 @@ impl NodeCtx {
         self.room_index.read().unwrap_or_else(|p| p.into_inner()).get(room).map(|(a, _)| a.clone())
     }
 
-    fn room_with_view(&self, room: &str) -> Option<(ActorRef<RoomMsg>, Arc<RoomView>)> {
+    fn room_with_view(&self, room: &str) -> Option<IndexedRoom> {
         self.room_index.read().unwrap_or_else(|p| p.into_inner()).get(room).cloned()
     }
 
