@@ -78,6 +78,7 @@ cargo test --workspace --all-targets --locked "$@"
 # The REST and WebSocket suites once more, every test node on MongoDB (a secantusd per test
 # process). Only for a full run: with arguments, the caller chose what to run.
 if [ "$#" -eq 0 ]; then
-    SIGNALGRID_TEST_STORE=mongo cargo test -p signalgrid --locked \
+    # --workspace keeps the feature set of the run above, so nothing is rebuilt.
+    SIGNALGRID_TEST_STORE=mongo cargo test --workspace --locked \
         --test rest_api --test rest_auth_limits --test ws_call --test ws_limits --test ws_rules
 fi
