@@ -275,11 +275,19 @@ impl ConnState {
         }
     }
 
-    async fn client_event(&mut self, event: ClientEvent, received: Instant) {
-        if !self.bucket.take(received) {
-            metrics::counter!(telemetry::RATE_LIMITED, "edge" => "ws").increment(1);
-            return self.error(ErrorCode::RateLimited, json!({}));
+    /// The per-connection rate limit; false (and RATE_LIMITED sent) when the frame is over it.
+    fn admit(&mut self, received: Instant) -> bool {
+        if self.bucket.take(received) {
+            return true;
         }
+        metrics::counter!(telemetry::RATE_LIMITED, "edge" => "ws").increment(1);
+        self.error(ErrorCode::RateLimited, json!({}));
+        false
+    }
+
+    /// A client event that waits on the store or the room (a relay waits on nothing, and is
+    /// handled without this future).
+    async fn room_event(&mut self, event: ClientEvent, received: Instant) {
         match event {
             ClientEvent::Relay { kind, payload, to } => self.relay(kind, payload.get(), &to, received),
             ClientEvent::JoinRoom { room_id, user_name } => {
@@ -327,7 +335,17 @@ impl Actor for ConnectionActor {
 
     async fn handle(&self, me: ActorRef<ConnMsg>, msg: ConnMsg, st: &mut ConnState) -> Result<(), ActorProcessingErr> {
         match msg {
-            ConnMsg::Client { event, received } => st.client_event(event, received).await,
+            ConnMsg::Client { event, received } => {
+                if !st.admit(received) {
+                    return Ok(());
+                }
+                match event {
+                    ClientEvent::Relay { kind, payload, to } => st.relay(kind, payload.get(), &to, received),
+                    // Boxed: the actor's processing loop lives as long as the connection, and
+                    // would otherwise reserve, while idle, room for the largest await of a join.
+                    other => Box::pin(st.room_event(other, received)).await,
+                }
+            }
             ConnMsg::Replaced { room_id } => {
                 if st.room.as_ref().is_some_and(|j| j.room_id == room_id) {
                     st.room = None;
@@ -346,7 +364,7 @@ impl Actor for ConnectionActor {
     }
 
     async fn post_stop(&self, _me: ActorRef<ConnMsg>, st: &mut ConnState) -> Result<(), ActorProcessingErr> {
-        st.leave_current().await;
+        Box::pin(st.leave_current()).await;
         st.ctx.conns.remove(&st.id);
         telemetry::connections(-1.0);
         Ok(())

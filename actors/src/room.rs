@@ -375,7 +375,7 @@ impl Actor for RoomActor {
         }
         st.active = !st.locals.is_empty();
         if args.restart {
-            st.resync().await;
+            Box::pin(st.resync()).await;
             if st.locals.is_empty() {
                 me.stop(Some("no local members after restart".into()));
             }
@@ -389,12 +389,14 @@ impl Actor for RoomActor {
         // first resync; an active room stops when its last local member is gone.
         let settles = matches!(msg, RoomMsg::Join { .. } | RoomMsg::Resync);
         match msg {
+            // The arms that await are boxed: the processing loop lives as long as the room,
+            // and would otherwise reserve, while idle, room for its largest await.
             RoomMsg::Join { member, conn, capacity, reply } => {
-                let res = st.join(member, conn, capacity).await;
+                let res = Box::pin(st.join(member, conn, capacity)).await;
                 let _ = reply.send(res);
             }
             RoomMsg::Leave { conn_id, reply } => {
-                st.leave(&[conn_id]).await;
+                Box::pin(st.leave(&[conn_id])).await;
                 if let Some(r) = reply {
                     let _ = r.send(());
                 }
@@ -411,9 +413,9 @@ impl Actor for RoomActor {
             }
             RoomMsg::Remote(RoomEvent::Close) => st.close(),
             RoomMsg::Resync => {
-                st.resync().await;
+                Box::pin(st.resync()).await;
             }
-            RoomMsg::Deliver { from, to, frame } => st.deliver(&from, &to, frame).await,
+            RoomMsg::Deliver { from, to, frame } => Box::pin(st.deliver(&from, &to, frame)).await,
             RoomMsg::InjectFault => panic!("injected fault in room {}", st.room_id),
         }
         st.active |= !st.locals.is_empty();

@@ -124,7 +124,9 @@ fn on_frame(msg: Message, app: &App, out: &Outbound, actor: &ractor::ActorRef<Co
 pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMeta, slot: Slot) {
     let (out, mut rx) = outbound::channel(app.settings.limits.outbound_queue);
     let (mut sink, mut stream) = socket.split();
-    let conn = match app.node.connect(who, meta, out.clone()).await {
+    // Boxed, like the rare paths below: this task lives as long as the socket, and its
+    // idle state would otherwise reserve room for the largest of them.
+    let conn = match Box::pin(app.node.connect(who, meta, out.clone())).await {
         Ok(c) => c,
         Err(code) => {
             let _ = sink.send(text(ServerFrame::error(code, json!({})))).await;
@@ -143,7 +145,8 @@ pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMet
             biased;
             _ = overflow.fired() => {
                 // The socket is stuck or too slow: do not wait for it to take a close frame.
-                let _ = tokio::time::timeout(CONTROL_WRITE, sink.send(close_with(close::POLICY, "slow consumer"))).await;
+                let bye = Box::pin(sink.send(close_with(close::POLICY, "slow consumer")));
+                let _ = tokio::time::timeout(CONTROL_WRITE, bye).await;
                 break;
             }
             item = rx.recv() => {
@@ -184,10 +187,11 @@ pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMet
                         sink.send(text(ServerFrame::error(ErrorCode::HeartbeatTimeout, json!({})))).await?;
                         sink.send(close_with(close::POLICY, "heartbeat timeout")).await
                     };
-                    let _ = tokio::time::timeout(CONTROL_WRITE, bye).await;
+                    let _ = tokio::time::timeout(CONTROL_WRITE, Box::pin(bye)).await;
                     break;
                 }
-                if !matches!(tokio::time::timeout(CONTROL_WRITE, sink.send(Message::Ping(Bytes::new()))).await, Ok(Ok(()))) {
+                let ping = Box::pin(sink.send(Message::Ping(Bytes::new())));
+                if !matches!(tokio::time::timeout(CONTROL_WRITE, ping).await, Ok(Ok(()))) {
                     break;
                 }
             }
