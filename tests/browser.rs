@@ -11,6 +11,8 @@
 //!   (e) a session two hours away: the page shows the friendly reason and never makes an
 //!       RTCPeerConnection;
 //!   the token handed over by postMessage to an embedded page;
+//!   a page of another origin loads the client library and calls the REST API (CORS), and
+//!   a node that does not allow that origin is blocked by the browser;
 //!   (b) the two pages on two different nodes of a cluster;
 //!   (d) the client's node drains: the page reconnects through the other node and the call
 //!       is re-established.
@@ -97,6 +99,8 @@ async fn calls_in_headless_chromium() {
     let call = session(&single, "client-1", "psy-1", 0).await;
     let early = session(&single, "client-2", "psy-2", 120).await;
     let embed = session(&single, "client-3", "psy-3", -5).await;
+    let other_origin = session(&single, "client-4", "psy-4", 0).await;
+    let guarded = TestNode::start_with(|s| s.allowed_origins = vec!["https://platform.example".into()]).await;
 
     // Two nodes of one cluster: (b), (d).
     let nats = NatsServer::start();
@@ -120,6 +124,14 @@ async fn calls_in_headless_chromium() {
             "hostUrl": single.url("/healthz"),
             "callPath": format!("/call/{embed}"),
             "token": token("client-3", Role::Client),
+        },
+        "crossOrigin": {
+            // node-b's origin plays the platform's: another port is another origin.
+            "hostUrl": nb.url("/healthz"),
+            "apiBase": format!("http://{}", single.addr),
+            "refusedBase": format!("http://{}", guarded.addr),
+            "token": token("client-4", Role::Client),
+            "sessionId": other_origin,
         },
         "cluster": {
             "clientUrl": page(&na, &cross, "client-b", Role::Client, "Alice", ""),
@@ -225,6 +237,14 @@ async fn calls_in_headless_chromium() {
     let ev: Vec<&str> = em["reconnect"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
     assert_eq!(ev.first(), Some(&"NETWORK_ERROR"), "{em}");
     assert!(ev.contains(&"reconnecting") && ev.contains(&"rejoined"), "{em}");
+
+    // Cross-origin: the module and the REST calls work from another origin; a node whose
+    // allow-list does not name that origin is blocked by the browser itself.
+    let x = &sc["crossOrigin"];
+    assert_eq!(x["canJoin"], true, "{x}");
+    assert!(x["iceServers"].as_u64().unwrap_or(0) > 0, "{x}");
+    assert_eq!(x["refused"], "NETWORK_ERROR", "{x}");
+    assert_eq!(x["origin"], format!("http://{}", nb.addr), "{x}");
 
     // (b) two nodes of a cluster.
     let c = &sc["cluster"];

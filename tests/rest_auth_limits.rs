@@ -223,3 +223,70 @@ async fn admins_are_limited_when_not_exempt() {
     let headers = expect_code(res, 429, "RATE_LIMITED").await;
     assert!(headers.contains_key("retry-after"));
 }
+
+fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A platform page on its own origin calls the API: preflights and answers carry CORS headers
+/// for the allowed origins only; other origins get ORIGIN_NOT_ALLOWED on the preflight.
+#[tokio::test]
+async fn cross_origin_calls_get_cors_headers_for_allowed_origins_only() {
+    let ours = "https://platform.example";
+    let node = TestNode::start_with(|s| s.allowed_origins = vec![ours.into()]).await;
+    let preflight = |origin: &str| {
+        node.http
+            .request(reqwest::Method::OPTIONS, node.url("/api/video-calls/can-join/some-session"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "x-auth-token")
+    };
+
+    // The preflight of an allowed origin.
+    let res = send(preflight(ours)).await;
+    assert_eq!(res.status(), 204);
+    let h = res.headers();
+    assert_eq!(header(h, "access-control-allow-origin"), Some(ours));
+    assert!(header(h, "access-control-allow-methods").is_some_and(|m| m.contains("GET") && m.contains("POST")));
+    let allowed = header(h, "access-control-allow-headers").unwrap_or_default();
+    for name in ["authorization", "x-auth-token", "content-type", "x-request-id"] {
+        assert!(allowed.contains(name), "{name} in {allowed}");
+    }
+    assert!(header(h, "x-request-id").is_some());
+
+    // Its real calls, answers and errors alike, can be read by the page.
+    let res = send(node.get("/api/video-calls/config", Some(&client_token())).header("origin", ours)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(res.headers(), "access-control-allow-origin"), Some(ours));
+    assert!(header(res.headers(), "access-control-expose-headers").is_some_and(|e| e.contains("x-request-id")));
+    assert!(res.headers().get_all("vary").iter().any(|v| v.to_str().unwrap_or("").contains("origin")));
+    let h =
+        expect_code(send(node.get("/api/video-calls/config", None).header("origin", ours)).await, 401, "UNAUTHORIZED")
+            .await;
+    assert_eq!(header(&h, "access-control-allow-origin"), Some(ours));
+
+    // Another origin: its preflight is refused in the error shape, and nothing lets its
+    // browser read an answer (a non-browser caller still gets one).
+    let h = expect_code(send(preflight("https://elsewhere.example")).await, 403, "ORIGIN_NOT_ALLOWED").await;
+    assert_eq!(header(&h, "access-control-allow-origin"), None);
+    let res =
+        send(node.get("/api/video-calls/config", Some(&client_token())).header("origin", "https://elsewhere.example"))
+            .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(res.headers(), "access-control-allow-origin"), None);
+    // No Origin (not a browser): no CORS headers.
+    let res = send(node.get("/api/video-calls/config", Some(&client_token()))).await;
+    assert_eq!(header(res.headers(), "access-control-allow-origin"), None);
+
+    // With no list configured, every origin may call.
+    let open = TestNode::start().await;
+    let res = send(
+        open.http
+            .request(reqwest::Method::OPTIONS, open.url("/api/sessions"))
+            .header("origin", "http://localhost:3000")
+            .header("access-control-request-method", "POST"),
+    )
+    .await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(header(res.headers(), "access-control-allow-origin"), Some("http://localhost:3000"));
+}

@@ -55,8 +55,9 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub cluster: ClusterSettings,
     pub store: StoreSettings,
-    /// Origins allowed to open a WebSocket (exact match of the `Origin` header). Empty:
-    /// any origin, and requests without an `Origin` header (non-browser clients) always pass.
+    /// Origins whose pages may open a WebSocket and call the REST API cross-origin (exact
+    /// match of the `Origin` header; CORS answers go to these only). Empty: any origin.
+    /// Requests without an `Origin` header (non-browser clients) always pass.
     pub allowed_origins: Vec<String>,
 }
 

@@ -1,6 +1,7 @@
 //! A request's context: its id (kept from `x-request-id` or made), caller address, headers,
-//! start time. `respond` turns a handler's result into the response, adds `x-request-id`,
-//! logs the request once and records its metrics: every REST answer passes through it.
+//! start time. `respond` turns a handler's result into the response, adds `x-request-id`
+//! (and the CORS headers for an allowed origin), logs the request once and records its
+//! metrics: every REST answer passes through it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -129,6 +130,7 @@ impl Ctx {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             res.headers_mut().insert("x-request-id", v);
         }
+        super::cors::decorate(&self.app.settings, &self.headers, &mut res);
         let status = res.status().as_u16();
         let elapsed = self.started.elapsed();
         tracing::info!(

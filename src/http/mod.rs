@@ -4,6 +4,7 @@
 //! that every answer, errors and the 404 included, has the error shape and `x-request-id`.
 
 pub mod context;
+pub mod cors;
 pub mod error;
 pub mod ops;
 pub mod rate_limit;
@@ -84,6 +85,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
     let readyz = warp::path!("readyz").and(ctx.clone()).then(ops::readyz);
     let metrics = warp::path!("metrics").and(ctx.clone()).then(ops::metrics);
     let ws = crate::ws::route(ctx.clone());
+    let preflight = warp::options().and(ctx.clone()).then(cors::preflight);
     let fallback = ctx.then(ops::not_found);
     config
         .or(generate)
@@ -105,6 +107,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .or(metrics)
         .unify()
         .or(ws)
+        .unify()
+        .or(preflight)
         .unify()
         .or(web::routes(with_ctx(app.clone())))
         .unify()

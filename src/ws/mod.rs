@@ -135,9 +135,8 @@ fn admit(ctx: &Ctx, query: &HashMap<String, String>) -> Result<(Identity, Slot),
     if app.node.ctx().is_draining() {
         return Err(ErrorCode::NodeDraining.into());
     }
-    if let Some(origin) = ctx.headers.get("origin").and_then(|o| o.to_str().ok()) {
-        let allowed = &app.settings.allowed_origins;
-        if !allowed.is_empty() && !allowed.iter().any(|a| a == origin) {
+    if let Some(origin) = crate::http::cors::origin(&ctx.headers) {
+        if !crate::http::cors::origin_allowed(&app.settings, origin) {
             return Err(ApiError::new(ErrorCode::OriginNotAllowed).details(serde_json::json!({ "origin": origin })));
         }
     }

@@ -8,6 +8,10 @@
 //         call:   { clientUrl, psyUrl },           // (a) + (c), same session, one node
 //         early:  { url },                         // (e) outside the time window
 //         embed?: { hostUrl, callPath, token },    // token by postMessage from a parent page
+//         crossOrigin?: { hostUrl, apiBase, refusedBase, token, sessionId },
+//                                                  // a page of another origin loads the
+//                                                  // library from apiBase and calls its REST
+//                                                  // API; refusedBase does not allow it
 //         cluster?: { clientUrl, psyUrl },         // (b) two nodes
 //         drain?: { clientUrl, psyUrl, node } }   // (d) the client's node is drained: this
 //                                                  // script prints `DRAIN <node>` on stdout
@@ -263,6 +267,26 @@ async function main() {
           (s) => s.state === 'joined' && s.socketId !== first && s.events.includes('rejoined'));
         const status = await frame.evaluate(() => document.getElementById('status').textContent);
         return { status, clientState: joined, reconnect: back.events, messages: await page.evaluate(() => window.__messages) };
+      });
+    }
+
+    // A platform page on another origin: the library module and the REST calls cross origins.
+    if (plan.crossOrigin) {
+      await scenario('crossOrigin', async () => {
+        const page = await openPage(plan.crossOrigin.hostUrl, 'cross-origin');
+        return page.evaluate(async ({ apiBase, refusedBase, token, sessionId }) => {
+          const m = await import(`${apiBase}/web/signalgrid-client.js`);
+          const client = new m.SignalgridClient({ token, sessionId, baseUrl: apiBase });
+          const verdict = await client.canJoin();
+          const ice = await client.fetchIceServers();
+          let refused = 'answered';
+          try {
+            await new m.SignalgridClient({ token, sessionId, baseUrl: refusedBase, timeoutMs: 5000 }).canJoin();
+          } catch (e) {
+            refused = e.code;
+          }
+          return { origin: location.origin, canJoin: verdict.canJoin, iceServers: ice.length, refused };
+        }, plan.crossOrigin);
       });
     }
 
