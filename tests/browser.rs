@@ -11,6 +11,8 @@
 //!   (e) a session two hours away: the page shows the friendly reason and never makes an
 //!       RTCPeerConnection;
 //!   the token handed over by postMessage to an embedded page;
+//!   the client's browser refuses camera and microphone: the page says why, joins anyway
+//!   and shows the psychologist (receive only);
 //!   a page of another origin loads the client library and calls the REST API (CORS), and
 //!   a node that does not allow that origin is blocked by the browser;
 //!   (b) the two pages on two different nodes of a cluster;
@@ -99,6 +101,7 @@ async fn calls_in_headless_chromium() {
     let call = session(&single, "client-1", "psy-1", 0).await;
     let early = session(&single, "client-2", "psy-2", 120).await;
     let embed = session(&single, "client-3", "psy-3", -5).await;
+    let denied = session(&single, "client-5", "psy-5", 0).await;
     let other_origin = session(&single, "client-4", "psy-4", 0).await;
     let guarded = TestNode::start_with(|s| s.allowed_origins = vec!["https://platform.example".into()]).await;
 
@@ -124,6 +127,10 @@ async fn calls_in_headless_chromium() {
             "hostUrl": single.url("/healthz"),
             "callPath": format!("/call/{embed}"),
             "token": token("client-3", Role::Client),
+        },
+        "denied": {
+            "clientUrl": page(&single, &denied, "client-5", Role::Client, "Alice", ""),
+            "psyUrl": page(&single, &denied, "psy-5", Role::Psychologist, "Dr.%20Bob", ""),
         },
         "crossOrigin": {
             // node-b's origin plays the platform's: another port is another origin.
@@ -238,6 +245,21 @@ async fn calls_in_headless_chromium() {
     assert_eq!(ev.first(), Some(&"NETWORK_ERROR"), "{em}");
     assert!(ev.contains(&"reconnecting") && ev.contains(&"rejoined"), "{em}");
 
+    // Camera and microphone refused: the friendly reason, nothing sent, the other one seen.
+    let dn = &sc["denied"];
+    let errors = dn["client"]["errors"].as_array().unwrap();
+    let reason = errors.iter().find(|e| e["code"] == "MEDIA_PERMISSION_DENIED").unwrap_or_else(|| panic!("{dn}"));
+    assert!(reason["text"].as_str().unwrap().contains("Allow camera and microphone"), "{dn}");
+    assert_eq!(dn["client"]["senders"], json!([]), "nothing to send: {dn}");
+    assert_eq!(dn["client"]["localVideo"], false, "{dn}");
+    // The buttons offer what is possible: turning the camera on (which asks again), no mute.
+    let buttons = &dn["client"]["buttons"];
+    assert_eq!(buttons["btn-video"], json!({"text": "Camera on", "disabled": false}), "{dn}");
+    assert_eq!(buttons["btn-audio"], json!({"text": "No microphone", "disabled": true}), "{dn}");
+    assert!(dn["client"]["states"].as_array().unwrap().iter().any(|x| x == "connected"), "{dn}");
+    frames_grow(&dn["client"]["framesDecoded"], "camera refused, the psychologist is seen");
+    assert!(dn["psychologist"]["states"].as_array().unwrap().iter().any(|x| x == "connected"), "{dn}");
+
     // Cross-origin: the module and the REST calls work from another origin; a node whose
     // allow-list does not name that origin is blocked by the browser itself.
     let x = &sc["crossOrigin"];
@@ -274,6 +296,7 @@ async fn calls_in_headless_chromium() {
         "call-ended",
         "call-too-early",
         "call-embedded",
+        "call-camera-denied",
         "cluster-client",
         "cluster-psychologist",
         "drain-client-after",

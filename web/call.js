@@ -169,6 +169,20 @@ async function sampleQuality() {
 
 function enableControls(on) {
   for (const id of ['btn-audio', 'btn-video', 'btn-screen', 'btn-end']) $(id).disabled = !on;
+  // Without a microphone there is nothing to mute.
+  if (on && $('btn-audio').dataset.missing === 'true') $('btn-audio').disabled = true;
+}
+
+/** The media buttons say what the user can do with the devices the page really got. */
+function reflectDevices() {
+  const v = $('btn-video');
+  v.dataset.on = String(!!cameraTrack);
+  v.textContent = cameraTrack ? 'Camera off' : 'Camera on';
+  const a = $('btn-audio');
+  const mic = !!(localStream && localStream.getAudioTracks().length);
+  a.dataset.missing = String(!mic);
+  a.dataset.on = String(mic);
+  a.textContent = mic ? 'Mute' : 'No microphone';
 }
 
 function finish(text, duration) {
@@ -251,6 +265,7 @@ async function main() {
   }
   cameraTrack = localStream ? localStream.getVideoTracks()[0] || null : null;
   $('local-video').srcObject = localStream;
+  reflectDevices();
 
   // 4. Signaling and peers.
   client.addEventListener('state', (e) => {

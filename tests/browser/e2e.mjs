@@ -8,6 +8,8 @@
 //         call:   { clientUrl, psyUrl },           // (a) + (c), same session, one node
 //         early:  { url },                         // (e) outside the time window
 //         embed?: { hostUrl, callPath, token },    // token by postMessage from a parent page
+//         denied?: { clientUrl, psyUrl },          // the client's browser refuses camera and
+//                                                  // microphone: receive only
 //         crossOrigin?: { hostUrl, apiBase, refusedBase, token, sessionId },
 //                                                  // a page of another origin loads the
 //                                                  // library from apiBase and calls its REST
@@ -112,11 +114,13 @@ async function shot(page, name) {
 }
 
 let browser;
+/** A second Chromium whose (fake) permission prompt refuses camera and microphone. */
+let denyingBrowser;
 const contexts = [];
 
-async function openPage(url, name) {
+async function openPage(url, name, from = browser) {
   // One context per participant: separate storage and permission grants, as two people.
-  const ctx = await browser.newContext({ permissions: ['camera', 'microphone'], viewport: { width: 960, height: 600 } });
+  const ctx = await from.newContext({ permissions: ['camera', 'microphone'], viewport: { width: 960, height: 600 } });
   contexts.push(ctx);
   await ctx.addInitScript(INSTRUMENT);
   const page = await ctx.newPage();
@@ -162,16 +166,17 @@ async function twoPartyCall(tag, clientUrl, psyUrl) {
 
 async function main() {
   // playwright's launch() gives Chromium a fresh, empty profile directory of its own.
-  browser = await chromium.launch({
+  const launch = (prompt) => chromium.launch({
     executablePath: plan.chromium || '/usr/bin/chromium',
     headless: true,
     timeout: WAIT,
     args: [
-      '--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', prompt,
       '--allow-loopback-in-peer-connection', '--disable-background-networking', '--disable-component-update',
       '--disable-sync', '--no-first-run', '--disable-quic', '--auto-select-desktop-capture-source=Entire screen',
     ],
   });
+  browser = await launch('--use-fake-ui-for-media-stream');
   try {
     // (a) + (c): a call on one node; then camera off/on and a screen share on the client's side.
     await scenario('call', async () => {
@@ -270,6 +275,30 @@ async function main() {
       });
     }
 
+    // The client refuses camera and microphone: told why, and still sees and hears the other.
+    if (plan.denied) {
+      await scenario('denied', async () => {
+        denyingBrowser = await launch('--use-fake-ui-for-media-stream=deny');
+        const client = await openPage(plan.denied.clientUrl, 'denied-client', denyingBrowser);
+        const psy = await openPage(plan.denied.psyUrl, 'denied-psychologist');
+        const c = await until('denied: client connected', () => pcInfo(client), connected);
+        const p = await until('denied: psychologist connected', () => pcInfo(psy), connected);
+        const clientFrames = await framesGrow(client, 'denied client');
+        const ci = await until('denied: the reason shown', () => pcInfo(client), (i) => i.errors.length > 0);
+        const pi = await pcInfo(psy);
+        await shot(client, 'call-camera-denied');
+        return {
+          client: { states: c.states, framesDecoded: clientFrames, senders: ci.senders, errors: ci.errors, status: ci.status,
+            localVideo: await client.evaluate(() => !!document.getElementById('local-video').srcObject),
+            buttons: await client.evaluate(() => Object.fromEntries(['btn-video', 'btn-audio'].map((id) => {
+              const b = document.getElementById(id);
+              return [id, { text: b.textContent, disabled: b.disabled }];
+            }))) },
+          psychologist: { states: p.states, framesDecoded: pi.framesDecoded },
+        };
+      });
+    }
+
     // A platform page on another origin: the library module and the REST calls cross origins.
     if (plan.crossOrigin) {
       await scenario('crossOrigin', async () => {
@@ -335,6 +364,7 @@ async function main() {
   } finally {
     for (const c of contexts) await c.close().catch(() => {});
     await browser.close().catch(() => {});
+    if (denyingBrowser) await denyingBrowser.close().catch(() => {});
   }
 }
 
