@@ -5,6 +5,7 @@
 mod cluster_support;
 mod common;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cluster_support::*;
@@ -103,6 +104,34 @@ async fn nodes_authenticate_to_nats_with_user_and_password() {
     let store = Arc::new(signalgrid::store::EmbeddedStore::open(data.path()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = signalgrid::server::Server::start(s, listener, store).await.err().expect("wrong password refused");
+    assert!(err.to_string().contains("NATS"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_authenticate_to_nats_with_a_token() {
+    let nats = NatsServer::start_with_token("t0ken-for-tests");
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let with = |token: &'static str, id: &'static str| {
+        let url = nats.url();
+        move |s: &mut signalgrid::Settings| {
+            s.cluster.nats_url = Some(url);
+            s.cluster.name = "token".into();
+            s.cluster.nats_token = Some(token.into());
+            s.node_id = Some(id.into());
+        }
+    };
+    let n1 = TestNode::start_in(data.clone(), with("t0ken-for-tests", "tk-1")).await;
+    let n2 = TestNode::start_in(data.clone(), with("t0ken-for-tests", "tk-2")).await;
+    let (_, room) = n1.call().await;
+    let (mut a, mut b) = pair_in_room(&ws_base(&n1), &ws_base(&n2), &room).await;
+    b.send("offer", json!({"offer": {"token": true}, "to": a.socket_id})).await;
+    assert_eq!(a.next_event("offer").await["offer"]["token"], true);
+
+    let mut s = common::settings(data.path());
+    with("wrong-token", "tk-3")(&mut s);
+    let store = Arc::new(signalgrid::store::EmbeddedStore::open(data.path()).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = signalgrid::server::Server::start(s, listener, store).await.err().expect("wrong token refused");
     assert!(err.to_string().contains("NATS"), "{err}");
 }
 
@@ -248,5 +277,51 @@ async fn a_newcomers_first_frame_never_overtakes_user_joined() {
     for n in [1, 2] {
         let v = a.next().await;
         assert_eq!((v["event"].as_str(), v["data"]["offer"]["n"].as_u64()), (Some("offer"), Some(n)), "{v}");
+    }
+}
+
+/// Nodes reach NATS over mutual TLS (their CA, their client certificate); a node with no
+/// client certificate, or one from another CA, refuses to start and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_use_mutual_tls_to_nats() {
+    let pki = test_pki();
+    let nats = NatsServer::start_with_mutual_tls(&pki);
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    let with = |cert: Option<(&PathBuf, &PathBuf)>, id: &'static str| {
+        let (url, ca) = (url.clone(), pki.ca.clone());
+        let cert = cert.map(|(c, k)| (c.clone(), k.clone()));
+        move |s: &mut signalgrid::Settings| {
+            s.cluster.nats_url = Some(url);
+            s.cluster.name = "tls".into();
+            s.cluster.nats_tls_ca = Some(ca);
+            if let Some((c, k)) = cert {
+                s.cluster.nats_tls_cert = Some(c);
+                s.cluster.nats_tls_key = Some(k);
+            }
+            s.node_id = Some(id.into());
+        }
+    };
+    let ours = Some((&pki.client_cert, &pki.client_key));
+    let n1 = TestNode::start_in(data.clone(), with(ours, "tls-1")).await;
+    let n2 = TestNode::start_in(data.clone(), with(ours, "tls-2")).await;
+    let (_, room) = n1.call().await;
+    let (mut a, mut b) = pair_in_room(&ws_base(&n1), &ws_base(&n2), &room).await;
+    b.send("offer", json!({"offer": {"over": "tls"}, "to": a.socket_id})).await;
+    assert_eq!(a.next_event("offer").await["offer"]["over"], "tls");
+    a.send("answer", json!({"answer": {"over": "tls"}, "to": b.socket_id})).await;
+    assert_eq!(b.next_event("answer").await["answer"]["over"], "tls");
+
+    for (cert, what) in [(None, "no client certificate"), (Some((&pki.stranger_cert, &pki.stranger_key)), "another CA")]
+    {
+        let mut s = common::settings(data.path());
+        with(cert, "tls-x")(&mut s);
+        let store = Arc::new(signalgrid::store::EmbeddedStore::open(data.path()).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let started = tokio::time::timeout(WAIT * 3, signalgrid::server::Server::start(s, listener, store))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: start neither failed nor succeeded"));
+        let err = started.err().unwrap_or_else(|| panic!("{what}: refused"));
+        assert!(err.to_string().contains("NATS"), "{what}: {err}");
     }
 }

@@ -42,6 +42,8 @@ pub struct NatsServer {
     name: String,
     /// `--user`/`--pass` the server requires, if any.
     auth: Option<(String, String)>,
+    /// More command-line options (TLS).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -59,6 +61,7 @@ impl NatsServer {
             dir: Arc::new(tempfile::tempdir().unwrap()),
             name: name.into(),
             auth: None,
+            extra: Vec::new(),
             child: None,
         };
         s.spawn();
@@ -74,10 +77,48 @@ impl NatsServer {
             dir: Arc::new(tempfile::tempdir().unwrap()),
             name: "auth".into(),
             auth: Some((user.into(), pass.into())),
+            extra: Vec::new(),
             child: None,
         };
         s.spawn();
         s
+    }
+
+    /// A server started with these extra options.
+    fn start_with_args(name: &str, extra: Vec<String>) -> NatsServer {
+        let mut s = NatsServer {
+            port: free_port(),
+            cluster_port: None,
+            routes: Vec::new(),
+            dir: Arc::new(tempfile::tempdir().unwrap()),
+            name: name.into(),
+            auth: None,
+            extra,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// A server that requires a token.
+    pub fn start_with_token(token: &str) -> NatsServer {
+        NatsServer::start_with_args("token", vec!["--auth".into(), token.into()])
+    }
+
+    /// A server that speaks only TLS and requires a client certificate signed by `pki`'s CA.
+    pub fn start_with_mutual_tls(pki: &TestPki) -> NatsServer {
+        let path = |p: &PathBuf| p.display().to_string();
+        let args = [
+            "--tlsverify",
+            "--tlscert",
+            &path(&pki.server_cert),
+            "--tlskey",
+            &path(&pki.server_key),
+            "--tlscacert",
+            &path(&pki.ca),
+        ]
+        .map(str::to_owned);
+        NatsServer::start_with_args("tls", args.to_vec())
     }
 
     fn spawn(&mut self) {
@@ -90,6 +131,7 @@ impl NatsServer {
         if let Some((u, p)) = &self.auth {
             c.args(["--user", u, "--pass", p]);
         }
+        c.args(&self.extra);
         if let Some(cp) = self.cluster_port {
             c.args(["--cluster_name", "sgtest", "--cluster", &format!("nats://127.0.0.1:{cp}")]);
             if !self.routes.is_empty() {
@@ -145,4 +187,60 @@ pub async fn node(nats_url: &str, name: &str, data: &Arc<tempfile::TempDir>, id:
         s.node_id = Some(id);
     })
     .await
+}
+
+/// PEM files of a throwaway PKI: a CA, a server certificate for 127.0.0.1 and a client
+/// certificate it signed, and a client certificate signed by another CA.
+pub struct TestPki {
+    _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub stranger_cert: PathBuf,
+    pub stranger_key: PathBuf,
+}
+
+fn ca(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+}
+
+fn leaf(
+    names: &[&str],
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    usage: rcgen::ExtendedKeyUsagePurpose,
+) -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.extended_key_usages = vec![usage];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+pub fn test_pki() -> TestPki {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    let (ours, theirs) = (ca("signalgrid test CA"), ca("some other CA"));
+    let (server_cert, server_key) = leaf(&["127.0.0.1", "localhost"], &ours, ServerAuth);
+    let (client_cert, client_key) = leaf(&["signalgrid-node"], &ours, ClientAuth);
+    let (stranger_cert, stranger_key) = leaf(&["stranger"], &theirs, ClientAuth);
+    TestPki {
+        ca: write("ca.pem", &ours.pem()),
+        server_cert: write("server.pem", &server_cert),
+        server_key: write("server-key.pem", &server_key),
+        client_cert: write("client.pem", &client_cert),
+        client_key: write("client-key.pem", &client_key),
+        stranger_cert: write("stranger.pem", &stranger_cert),
+        stranger_key: write("stranger-key.pem", &stranger_key),
+        _dir: dir,
+    }
 }
