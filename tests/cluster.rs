@@ -99,12 +99,8 @@ async fn nodes_authenticate_to_nats_with_user_and_password() {
     assert_eq!(a.next_event("offer").await["offer"]["auth"], true);
 
     // A wrong password: the node refuses to start, saying why.
-    let mut s = common::settings(data.path());
-    with("wrong", "au-3")(&mut s);
-    let store = Arc::new(signalgrid::store::EmbeddedStore::open(data.path()).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = signalgrid::server::Server::start(s, listener, store).await.err().expect("wrong password refused");
-    assert!(err.to_string().contains("NATS"), "{err}");
+    let err = refused_start(data.path(), with("wrong", "au-3")).await;
+    assert!(err.contains("NATS"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,12 +123,8 @@ async fn nodes_authenticate_to_nats_with_a_token() {
     b.send("offer", json!({"offer": {"token": true}, "to": a.socket_id})).await;
     assert_eq!(a.next_event("offer").await["offer"]["token"], true);
 
-    let mut s = common::settings(data.path());
-    with("wrong-token", "tk-3")(&mut s);
-    let store = Arc::new(signalgrid::store::EmbeddedStore::open(data.path()).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = signalgrid::server::Server::start(s, listener, store).await.err().expect("wrong token refused");
-    assert!(err.to_string().contains("NATS"), "{err}");
+    let err = refused_start(data.path(), with("wrong-token", "tk-3")).await;
+    assert!(err.contains("NATS"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,14 +306,7 @@ async fn nodes_use_mutual_tls_to_nats() {
 
     for (cert, what) in [(None, "no client certificate"), (Some((&pki.stranger_cert, &pki.stranger_key)), "another CA")]
     {
-        let mut s = common::settings(data.path());
-        with(cert, "tls-x")(&mut s);
-        let store = Arc::new(signalgrid::store::EmbeddedStore::open(data.path()).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let started = tokio::time::timeout(WAIT * 3, signalgrid::server::Server::start(s, listener, store))
-            .await
-            .unwrap_or_else(|_| panic!("{what}: start neither failed nor succeeded"));
-        let err = started.err().unwrap_or_else(|| panic!("{what}: refused"));
-        assert!(err.to_string().contains("NATS"), "{what}: {err}");
+        let err = refused_start(data.path(), with(cert, "tls-x")).await;
+        assert!(err.contains("NATS"), "{what}: {err}");
     }
 }

@@ -111,7 +111,7 @@ impl NodeCtx {
 
     /// The running RoomActor of a room, if it has members here.
     pub fn room(&self, room: &str) -> Option<ActorRef<RoomMsg>> {
-        self.room_index.read().unwrap_or_else(|p| p.into_inner()).get(room).map(|(a, _)| a.clone())
+        self.room_with_view(room).map(|(actor, _)| actor)
     }
 
     fn room_with_view(&self, room: &str) -> Option<IndexedRoom> {

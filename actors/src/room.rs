@@ -45,12 +45,14 @@ pub struct RoomView {
     routes: RwLock<HashMap<ConnId, Route>>,
     /// Frames from other nodes queued to the RoomActor (`RoomMsg::Deliver`) and not yet
     /// handed on. While any is, later frames queue behind it, so none overtakes another.
+    /// (If the actor fails with frames queued, the count stays up and the restarted room
+    /// hands on every frame itself: slower, never out of order.)
     held: AtomicUsize,
 }
 
 impl RoomView {
     /// Whether `conn` is a member this node has announced.
-    pub fn contains(&self, conn: &str) -> bool {
+    fn contains(&self, conn: &str) -> bool {
         self.routes.read().unwrap_or_else(|p| p.into_inner()).contains_key(conn)
     }
 

@@ -176,6 +176,19 @@ impl Drop for NatsServer {
     }
 }
 
+/// Starts a node on `data` with `f`'s settings, expecting start-up to fail (bounded);
+/// returns the error it gives.
+pub async fn refused_start(data: &std::path::Path, f: impl FnOnce(&mut signalgrid::Settings)) -> String {
+    let mut s = super::settings(data);
+    f(&mut s);
+    let store = Arc::new(signalgrid::store::EmbeddedStore::open(data).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let started = tokio::time::timeout(WAIT * 3, signalgrid::server::Server::start(s, listener, store))
+        .await
+        .expect("start-up neither failed nor succeeded");
+    started.err().expect("start-up refused").to_string()
+}
+
 /// An in-process node of cluster `name` on `nats_url`, sharing `data` (one store file).
 pub async fn node(nats_url: &str, name: &str, data: &Arc<tempfile::TempDir>, id: &str) -> TestNode {
     let (url, name, id) = (nats_url.to_owned(), name.to_owned(), id.to_owned());
