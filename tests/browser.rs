@@ -11,6 +11,8 @@
 //!   (e) a session two hours away: the page shows the friendly reason and never makes an
 //!       RTCPeerConnection;
 //!   the token handed over by postMessage to an embedded page;
+//!   a Group session with three people (client, psychologist, a supervising admin): every
+//!   page connects to both others and shows both; when one leaves, the others drop its tile;
 //!   the client's browser refuses camera and microphone: the page says why, joins anyway
 //!   and shows the psychologist (receive only);
 //!   a page of another origin loads the client library and calls the REST API (CORS), and
@@ -102,6 +104,17 @@ async fn calls_in_headless_chromium() {
     let early = session(&single, "client-2", "psy-2", 120).await;
     let embed = session(&single, "client-3", "psy-3", -5).await;
     let denied = session(&single, "client-5", "psy-5", 0).await;
+    let group = single
+        .create_session(&SessionSpec {
+            client: "client-6".into(),
+            psychologist: "psy-6".into(),
+            session_type: "Group",
+            ..Default::default()
+        })
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let other_origin = session(&single, "client-4", "psy-4", 0).await;
     let guarded = TestNode::start_with(|s| s.allowed_origins = vec!["https://platform.example".into()]).await;
 
@@ -127,6 +140,13 @@ async fn calls_in_headless_chromium() {
             "hostUrl": single.url("/healthz"),
             "callPath": format!("/call/{embed}"),
             "token": token("client-3", Role::Client),
+        },
+        "group": {
+            "urls": [
+                page(&single, &group, "client-6", Role::Client, "Alice", ""),
+                page(&single, &group, "psy-6", Role::Psychologist, "Dr.%20Bob", ""),
+                page(&single, &group, "supervisor-6", Role::Admin, "Supervisor%20Sue", ""),
+            ],
         },
         "denied": {
             "clientUrl": page(&single, &denied, "client-5", Role::Client, "Alice", ""),
@@ -245,6 +265,24 @@ async fn calls_in_headless_chromium() {
     assert_eq!(ev.first(), Some(&"NETWORK_ERROR"), "{em}");
     assert!(ev.contains(&"reconnecting") && ev.contains(&"rejoined"), "{em}");
 
+    // A Group session: a full mesh of three, each page showing both others by name.
+    let g = &sc["group"];
+    let names = ["Alice", "Dr. Bob", "Supervisor Sue"];
+    for (i, p) in g["pages"].as_array().unwrap_or_else(|| panic!("{g}")).iter().enumerate() {
+        let mut shown: Vec<&str> = p["tiles"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        shown.sort();
+        let others: Vec<&str> = names.iter().enumerate().filter(|(k, _)| *k != i).map(|(_, n)| *n).collect();
+        assert_eq!(shown, others, "page {i} shows both others: {p}");
+        assert!(p["tiles"].as_array().unwrap().iter().all(|t| t["width"].as_u64().unwrap() > 0), "page {i}: {p}");
+        assert_eq!(p["perPc"].as_array().unwrap().len(), 2, "one peer connection per other participant: {p}");
+        for (k, f) in p["laterFrames"].as_array().unwrap().iter().enumerate() {
+            assert!(f.as_u64().unwrap() > p["perPc"][k]["framesDecoded"].as_u64().unwrap(), "page {i}: {p}");
+        }
+    }
+    for a in g["afterLeave"].as_array().unwrap() {
+        assert_eq!(a["tiles"].as_array().unwrap().len(), 1, "the leaver's tile is gone: {g}");
+    }
+
     // Camera and microphone refused: the friendly reason, nothing sent, the other one seen.
     let dn = &sc["denied"];
     let errors = dn["client"]["errors"].as_array().unwrap();
@@ -297,6 +335,7 @@ async fn calls_in_headless_chromium() {
         "call-too-early",
         "call-embedded",
         "call-camera-denied",
+        "group-client",
         "cluster-client",
         "cluster-psychologist",
         "drain-client-after",

@@ -167,6 +167,47 @@ async function sampleQuality() {
   q.dataset.kbps = kbps;
 }
 
+// ------------------------------------------------------------------ remote tiles
+
+/** The tile of a remote participant (made on first use): a video and a name label. */
+function remoteTile(socketId, name) {
+  let tile = document.querySelector(`.remote-tile[data-socket-id="${CSS.escape(socketId)}"]`);
+  if (!tile) {
+    tile = document.createElement('div');
+    tile.className = 'remote-tile';
+    tile.dataset.socketId = socketId;
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    const label = document.createElement('span');
+    label.className = 'label';
+    tile.append(video, label);
+    $('remotes').append(tile);
+    layoutRemotes();
+  }
+  if (name) tile.querySelector('.label').textContent = name;
+  return tile;
+}
+
+function removeTile(socketId) {
+  const tile = document.querySelector(`.remote-tile[data-socket-id="${CSS.escape(socketId)}"]`);
+  if (!tile) return;
+  tile.querySelector('video').srcObject = null;
+  tile.remove();
+  layoutRemotes();
+}
+
+/** A grid as square as possible; the header names who is in the call. */
+function layoutRemotes() {
+  const tiles = [...document.querySelectorAll('.remote-tile')];
+  const r = $('remotes');
+  r.dataset.count = String(tiles.length);
+  r.style.setProperty('--cols', String(Math.max(1, Math.ceil(Math.sqrt(tiles.length)))));
+  $('remote-placeholder').hidden = tiles.length > 0;
+  const names = tiles.map((t) => t.querySelector('.label').textContent).filter(Boolean);
+  if (names.length) $('peer-name').textContent = `with ${names.join(', ')}`;
+}
+
 function enableControls(on) {
   for (const id of ['btn-audio', 'btn-video', 'btn-screen', 'btn-end']) $(id).disabled = !on;
   // Without a microphone there is nothing to mute.
@@ -192,7 +233,7 @@ function finish(text, duration) {
   clearInterval(statsHandle);
   enableControls(false);
   setStatus('ended', text);
-  $('remote-video').srcObject = null;
+  for (const t of document.querySelectorAll('.remote-tile')) removeTile(t.dataset.socketId);
   $('remote-placeholder').hidden = false;
   $('remote-placeholder').textContent = duration != null ? `The call has ended (${duration} min).` : 'The call has ended.';
   if (localStream) for (const t of localStream.getTracks()) t.stop();
@@ -287,12 +328,12 @@ async function main() {
     showError(e.code, e.details, e.message, e.requestId);
   });
   client.addEventListener('remote-stream', (e) => {
-    const v = $('remote-video');
-    if (v.srcObject !== e.detail.stream) v.srcObject = e.detail.stream;
-    $('remote-placeholder').hidden = true;
     const name = e.detail.participant && e.detail.participant.userName;
-    if (name) $('peer-name').textContent = `with ${name}`;
+    const v = remoteTile(e.detail.socketId, name).querySelector('video');
+    if (v.srcObject !== e.detail.stream) v.srcObject = e.detail.stream;
+    layoutRemotes();
   });
+  client.addEventListener('peer-closed', (e) => removeTile(e.detail.socketId));
   client.addEventListener('peer-state', (e) => {
     const s = e.detail.state;
     if (s === 'connected') {
@@ -307,7 +348,6 @@ async function main() {
   });
   client.addEventListener('user-left', () => {
     if (client.peers.size === 0 && !ended) {
-      $('remote-video').srcObject = null;
       $('remote-placeholder').hidden = false;
       $('remote-placeholder').textContent = 'The other participant left. Waiting for them to come back…';
       setStatus('waiting', 'Waiting for the other participant…');

@@ -8,6 +8,7 @@
 //         call:   { clientUrl, psyUrl },           // (a) + (c), same session, one node
 //         early:  { url },                         // (e) outside the time window
 //         embed?: { hostUrl, callPath, token },    // token by postMessage from a parent page
+//         group?: { urls: [..] },                  // a Group session: three pages, a full mesh
 //         denied?: { clientUrl, psyUrl },          // the client's browser refuses camera and
 //                                                  // microphone: receive only
 //         crossOrigin?: { hostUrl, apiBase, refusedBase, token, sessionId },
@@ -60,14 +61,18 @@ function pcInfo(page) {
     let framesDecoded = 0;
     let frameWidth = 0;
     const senders = [];
+    const perPc = [];
     for (const pc of live) {
       const stats = await pc.getStats();
+      let mine = 0;
       stats.forEach((s) => {
         if (s.type === 'inbound-rtp' && s.kind === 'video') {
           framesDecoded += s.framesDecoded || 0;
+          mine += s.framesDecoded || 0;
           frameWidth = Math.max(frameWidth, s.frameWidth || 0);
         }
       });
+      perPc.push({ state: pc.connectionState, framesDecoded: mine });
       for (const s of pc.getSenders()) if (s.track) senders.push(`${s.track.kind}:${s.track.label}:${s.track.readyState}`);
     }
     // The most recent peer connection on its own (after a reconnect, the new one).
@@ -80,7 +85,8 @@ function pcInfo(page) {
       }
       latest = { index: pcs.length - 1, state: last.connectionState, framesDecoded: frames };
     }
-    const v = document.getElementById('remote-video');
+    const tiles = [...document.querySelectorAll('.remote-tile')].map((t) => ({
+      name: t.querySelector('.label').textContent, width: t.querySelector('video').videoWidth }));
     return {
       created: pcs.length,
       latest,
@@ -89,7 +95,10 @@ function pcInfo(page) {
       framesDecoded,
       frameWidth,
       senders,
-      remoteVideoWidth: v ? v.videoWidth : 0,
+      perPc,
+      tiles,
+      remoteVideoWidth: Math.max(0, ...tiles.map((t) => t.width)),
+      peerName: document.getElementById('peer-name')?.textContent,
       status: document.getElementById('status')?.dataset.status,
       statusText: document.getElementById('status')?.textContent,
       quality: document.getElementById('quality')?.dataset.quality,
@@ -272,6 +281,36 @@ async function main() {
           (s) => s.state === 'joined' && s.socketId !== first && s.events.includes('rejoined'));
         const status = await frame.evaluate(() => document.getElementById('status').textContent);
         return { status, clientState: joined, reconnect: back.events, messages: await page.evaluate(() => window.__messages) };
+      });
+    }
+
+    // A Group session with three people: each page connects to both others and shows both.
+    if (plan.group) {
+      await scenario('group', async () => {
+        const pages = [];
+        for (const [i, url] of plan.group.urls.entries()) pages.push(await openPage(url, `group-${i}`));
+        const meshed = (i) => i.perPc.length === 2 && i.perPc.every((p) => p.state === 'connected' && p.framesDecoded > 0)
+          && i.tiles.length === 2 && i.tiles.every((t) => t.width > 0);
+        const seen = [];
+        for (const [i, page] of pages.entries()) seen.push(await until(`group page ${i}: both others connected and seen`, () => pcInfo(page), meshed));
+        // Video keeps coming from both others.
+        const later = [];
+        for (const [i, page] of pages.entries()) {
+          later.push(await until(`group page ${i}: frames keep coming from both`, () => pcInfo(page),
+            (x) => x.perPc.length === 2 && x.perPc.every((p, k) => p.framesDecoded > seen[i].perPc[k].framesDecoded)));
+        }
+        await shot(pages[0], 'group-client');
+        // One leaves: the others drop its tile and keep each other.
+        await pages[2].evaluate(() => window.signalgridCall.client.leave());
+        const after = [];
+        for (const [i, page] of pages.slice(0, 2).entries()) {
+          after.push(await until(`group page ${i}: the leaver's tile gone`, () => pcInfo(page),
+            (x) => x.tiles.length === 1 && x.perPc.length === 1 && x.perPc[0].state === 'connected'));
+        }
+        return {
+          pages: seen.map((x, i) => ({ tiles: x.tiles, peerName: x.peerName, perPc: x.perPc, laterFrames: later[i].perPc.map((p) => p.framesDecoded) })),
+          afterLeave: after.map((x) => ({ tiles: x.tiles, pcs: x.perPc.length })),
+        };
       });
     }
 
