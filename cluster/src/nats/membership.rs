@@ -1,7 +1,10 @@
 //! Room membership in a JetStream key-value bucket: one key per room (its token), the value
 //! the member list, the entry's revision the snapshot's revision. Every change is a
-//! compare-and-set (`create` for a new key, `update` at the read revision), retried on
-//! conflict, so capacity and replace-on-rejoin hold across nodes with no race.
+//! compare-and-set (`create` for a new key, `update` at the read revision, a delete at the
+//! read revision when the last member leaves), retried on conflict, so capacity and
+//! replace-on-rejoin hold across nodes with no race. Deleting emptied rooms keeps the
+//! bucket's key list to the rooms that have members, which is what the dead-node sweep and
+//! the admin listing walk.
 
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store, UpdateErrorKind};
 use async_trait::async_trait;
@@ -54,6 +57,11 @@ impl KvMembership {
     }
 
     async fn write(&self, key: &str, members: Vec<Member>, rev: Option<u64>) -> Result<Outcome, MembershipError> {
+        if members.is_empty() {
+            if let Some(r) = rev {
+                return self.delete(key, r).await;
+            }
+        }
         let bytes = serde_json::to_vec(&Value { members: members.clone() }).map_err(unavailable)?;
         let res = match rev {
             None => self.kv.create(key, bytes.into()).await.map_err(|e| match e.kind() {
@@ -72,6 +80,22 @@ impl KvMembership {
                 Ok(Outcome::Conflict)
             }
             Err(Some(e)) => Err(e),
+        }
+    }
+
+    /// The last member left: a delete marker at the read revision. Its own revision is read
+    /// back (a join that came in between shows instead, which is newer still).
+    async fn delete(&self, key: &str, rev: u64) -> Result<Outcome, MembershipError> {
+        match self.kv.delete_expect_revision(key, Some(rev)).await {
+            Ok(()) => {
+                let (members, revision) = self.read(key).await?;
+                Ok(Outcome::Done(RoomSnapshot { revision: revision.unwrap_or(rev), members }))
+            }
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                metrics::cas_retry();
+                Ok(Outcome::Conflict)
+            }
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -94,10 +118,18 @@ impl KvMembership {
         Err(MembershipError::Unavailable("too much contention on the room".into()))
     }
 
-    /// Removes every member whose node is not alive; returns the rooms that changed.
+    /// Removes every member whose node is not alive; returns the rooms that changed. One
+    /// read per room with members; a write only where a member's node is gone.
     pub async fn sweep(&self, alive: impl Fn(&str) -> bool) -> Result<Vec<(RoomId, RoomSnapshot)>, MembershipError> {
         let mut changed = Vec::new();
-        for room in self.rooms().await? {
+        let mut keys = self.kv.keys().await.map_err(unavailable)?;
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(unavailable)?;
+            let Some(room) = room_from_token(&key) else { continue };
+            let (members, _) = self.read(&key).await?;
+            if members.iter().all(|m| alive(&m.node_id)) {
+                continue;
+            }
             let snap = self
                 .change(&room, |ms| {
                     let before = ms.len();
@@ -105,7 +137,7 @@ impl KvMembership {
                     Ok(ms.len() != before)
                 })
                 .await?;
-            changed.push((room, snap));
+            changed.push((RoomId::from(room), snap));
         }
         Ok(changed)
     }

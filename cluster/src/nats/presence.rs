@@ -3,10 +3,18 @@
 //! nodes' members from shared membership and announces the change, so the rooms' other
 //! members get one `user-left` each. After a NATS outage every peer gets a fresh grace
 //! period, so nobody is swept for heartbeats that could not arrive.
+//!
+//! A node sweeps at once when a peer it heard goes silent. The periodic sweep (every
+//! `PERIODIC_SWEEP` × `dead_after`) is for members of nodes it never heard, such as one that
+//! died while this node was starting. It reads every room with members, so it runs
+//! rarely.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The periodic sweep runs every this many `dead_after` periods.
+const PERIODIC_SWEEP: u32 = 6;
 
 use async_nats::Client;
 use futures_util::StreamExt;
@@ -154,7 +162,7 @@ impl PresenceTask {
                 tracing::warn!(nodes = ?dead, "nodes stopped answering; removing their members");
                 metrics::dead_nodes(dead.len());
             }
-            if !dead.is_empty() || now.duration_since(last_sweep) >= self.dead_after {
+            if !dead.is_empty() || now.duration_since(last_sweep) >= self.dead_after * PERIODIC_SWEEP {
                 last_sweep = now;
                 self.sweep().await;
             }
