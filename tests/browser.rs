@@ -378,6 +378,6 @@ async fn client_library_units_and_every_error_code() {
     }
     assert!(server_codes.len() >= 20, "codes read from errors.rs: {server_codes:?}");
     for code in &server_codes {
-        assert!(known.contains(&code.as_str()), "{code} is not in ERROR_CODES of web/signalgrid-client.js");
+        assert!(known.contains(&code.as_str()), "{code} is not in ERROR_CODES of web/signalgrid-errors.js");
     }
 }

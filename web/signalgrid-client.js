@@ -11,56 +11,17 @@
 // join check, and one WebSocket (`/ws?token=…`) for signaling. Media is a mesh: one
 // RTCPeerConnection per remote participant; whoever joins the room last sends the offers.
 // Renegotiation (a track added later) uses the "perfect negotiation" pattern; which side
-// of a pair is polite is decided by comparing the two socket ids. After a dropped socket or NODE_DRAINING it reconnects with
-// exponential backoff and full jitter, through the next signaling endpoint if several are
-// given, joins the room again and re-establishes the peer connections.
+// of a pair is polite is decided by comparing the two socket ids. After a dropped socket or
+// NODE_DRAINING it reconnects with exponential backoff and full jitter, through the next
+// signaling endpoint if several are given, joins the room again and re-establishes the peer
+// connections. Error codes and types live in signalgrid-errors.js, call quality in
+// signalgrid-stats.js; this module re-exports both, so importing it is enough.
 
-/** Every error code the server may send, REST or WebSocket, plus the client's own. */
-export const ERROR_CODES = Object.freeze([
-  'UNAUTHORIZED', 'INVALID_SESSION_ID', 'SESSION_NOT_FOUND', 'FORBIDDEN', 'SESSION_CLOSED',
-  'PAYMENT_REQUIRED', 'OUTSIDE_TIME_WINDOW', 'ROOM_FULL', 'ROOM_CLOSED', 'KICKED',
-  'CLUSTER_UNAVAILABLE', 'VALIDATION_ERROR', 'RATE_LIMITED', 'CALL_NOT_STARTED', 'NOT_FOUND',
-  'METHOD_NOT_ALLOWED', 'PEER_NOT_FOUND', 'SESSION_REPLACED', 'PAYLOAD_TOO_LARGE', 'BAD_REQUEST',
-  'UNKNOWN_EVENT', 'NODE_DRAINING', 'CONNECTION_LIMIT', 'ORIGIN_NOT_ALLOWED', 'SLOW_CONSUMER',
-  'HEARTBEAT_TIMEOUT', 'STORE_UNAVAILABLE', 'INTERNAL',
-  // Client-side codes (not sent by the server).
-  'NETWORK_ERROR', 'MEDIA_PERMISSION_DENIED', 'MEDIA_UNAVAILABLE', 'SCREEN_SHARE_FAILED',
-  'WEBRTC_FAILED', 'RECONNECT_EXHAUSTED',
-]);
+import { FATAL_CODES, SignalgridError, SignalgridErrorEvent } from './signalgrid-errors.js';
+import { samplePeers } from './signalgrid-stats.js';
 
-/** Codes after which joining again cannot help: the client stops reconnecting. */
-const FATAL_CODES = new Set([
-  'UNAUTHORIZED', 'INVALID_SESSION_ID', 'SESSION_NOT_FOUND', 'FORBIDDEN', 'SESSION_CLOSED',
-  'PAYMENT_REQUIRED', 'OUTSIDE_TIME_WINDOW', 'ROOM_FULL', 'ROOM_CLOSED', 'KICKED',
-  'SESSION_REPLACED', 'ORIGIN_NOT_ALLOWED',
-]);
-
-/** A typed error event: `event.code` is one of ERROR_CODES; `type` is `sg-error`. */
-export class SignalgridErrorEvent extends Event {
-  constructor(code, message, details = {}, extra = {}) {
-    super('sg-error');
-    this.code = code;
-    this.message = message || code;
-    this.details = details || {};
-    /** Where it came from: 'rest', 'ws', 'media' or 'webrtc'. */
-    this.source = extra.source || 'ws';
-    /** True when the client gives up on the call (no reconnect follows). */
-    this.fatal = !!extra.fatal;
-    this.requestId = extra.requestId || null;
-  }
-}
-
-/** An error thrown by the REST helpers, carrying the server's error shape. */
-export class SignalgridError extends Error {
-  constructor(code, message, details = {}, status = 0, requestId = null) {
-    super(message || code);
-    this.name = 'SignalgridError';
-    this.code = code;
-    this.details = details;
-    this.status = status;
-    this.requestId = requestId;
-  }
-}
+export { ERROR_CODES, mediaErrorCode, SignalgridError, SignalgridErrorEvent } from './signalgrid-errors.js';
+export { classifyQuality } from './signalgrid-stats.js';
 
 function detail(type, d) {
   return new CustomEvent(type, { detail: d });
@@ -70,15 +31,6 @@ function detail(type, d) {
 export function backoffDelay(n, base = 500, cap = 15000, random = Math.random) {
   const ceiling = Math.min(cap, base * 2 ** Math.min(n, 20));
   return Math.floor(random() * ceiling);
-}
-
-/** Maps a getUserMedia / getDisplayMedia failure to a client error code. */
-export function mediaErrorCode(err) {
-  const name = err && err.name;
-  if (name === 'NotAllowedError' || name === 'SecurityError' || name === 'PermissionDeniedError') {
-    return 'MEDIA_PERMISSION_DENIED';
-  }
-  return 'MEDIA_UNAVAILABLE';
 }
 
 export class SignalgridClient extends EventTarget {
@@ -638,58 +590,8 @@ export class SignalgridClient extends EventTarget {
    * decoded, and a quality verdict: good, fair or poor.
    */
   async sampleStats() {
-    const now = performance.now();
-    let rtt = null;
-    let lost = 0;
-    let received = 0;
-    let bytesIn = 0;
-    let bytesOut = 0;
-    let framesDecoded = 0;
-    for (const p of this.peers.values()) {
-      const report = await p.pc.getStats();
-      report.forEach((s) => {
-        if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded' && s.currentRoundTripTime != null) {
-          rtt = Math.max(rtt || 0, s.currentRoundTripTime * 1000);
-        } else if (s.type === 'inbound-rtp') {
-          lost += s.packetsLost || 0;
-          received += s.packetsReceived || 0;
-          bytesIn += s.bytesReceived || 0;
-          if (s.kind === 'video') framesDecoded += s.framesDecoded || 0;
-        } else if (s.type === 'outbound-rtp') {
-          bytesOut += s.bytesSent || 0;
-        } else if (s.type === 'remote-inbound-rtp' && rtt == null && s.roundTripTime != null) {
-          rtt = s.roundTripTime * 1000;
-        }
-      });
-    }
-    const prev = this._lastStats;
-    const dt = prev ? (now - prev.t) / 1000 : 0;
-    let loss = null;
-    let bitrateIn = null;
-    let bitrateOut = null;
-    if (prev && dt > 0) {
-      const dLost = Math.max(0, lost - prev.lost);
-      const dRecv = Math.max(0, received - prev.received);
-      loss = dLost + dRecv > 0 ? dLost / (dLost + dRecv) : 0;
-      bitrateIn = Math.max(0, ((bytesIn - prev.bytesIn) * 8) / dt);
-      bitrateOut = Math.max(0, ((bytesOut - prev.bytesOut) * 8) / dt);
-    }
-    this._lastStats = { t: now, lost, received, bytesIn, bytesOut };
-    const sample = { rtt, loss, bitrateIn, bitrateOut, framesDecoded, peers: this.peers.size };
-    sample.quality = classifyQuality(sample);
+    const { sample, next } = await samplePeers(this.peers, this._lastStats);
+    this._lastStats = next;
     return sample;
   }
-}
-
-/**
- * good/fair/poor from round-trip time, loss and bitrate; null until there is a sample
- * with a peer. Thresholds follow common VoIP guidance (ITU-T G.114 for delay).
- */
-export function classifyQuality({ rtt, loss, bitrateIn, peers }) {
-  if (!peers || (rtt == null && loss == null)) return null;
-  const r = rtt == null ? 0 : rtt;
-  const l = loss == null ? 0 : loss;
-  if (r > 400 || l > 0.08) return 'poor';
-  if (r > 150 || l > 0.02 || (bitrateIn != null && bitrateIn < 30000)) return 'fair';
-  return 'good';
 }
