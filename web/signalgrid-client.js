@@ -14,11 +14,13 @@
 // of a pair is polite is decided by comparing the two socket ids. After a dropped socket or
 // NODE_DRAINING it reconnects with exponential backoff and full jitter, through the next
 // signaling endpoint if several are given, joins the room again and re-establishes the peer
-// connections. Error codes and types live in signalgrid-errors.js, call quality in
-// signalgrid-stats.js; this module re-exports both, so importing it is enough.
+// connections. The peer connections are in signalgrid-peers.js, error codes and types in
+// signalgrid-errors.js, call quality in signalgrid-stats.js; this module re-exports what a
+// page needs, so importing it is enough.
 
 import { FATAL_CODES, SignalgridError, SignalgridErrorEvent } from './signalgrid-errors.js';
 import { samplePeers } from './signalgrid-stats.js';
+import { PeerMesh } from './signalgrid-peers.js';
 
 export { ERROR_CODES, mediaErrorCode, SignalgridError, SignalgridErrorEvent } from './signalgrid-errors.js';
 export { classifyQuality } from './signalgrid-stats.js';
@@ -65,10 +67,8 @@ export class SignalgridClient extends EventTarget {
     this.nodeId = null;
     this.iceServers = null;
     this.localStream = null;
-    /** socketId -> {pc, info, polite, makingOffer, ignoreOffer, pendingCandidates, stream} */
-    this.peers = new Map();
-    /** ICE candidates that arrived before their peer's offer. */
-    this._early = new Map();
+    /** The peer connections, one per remote participant (signalgrid-peers.js). */
+    this.mesh = new PeerMesh(this);
     this.participants = [];
     this.state = 'idle'; // idle | connecting | joined | reconnecting | ended | failed | closed
     this._endpoint = 0;
@@ -207,7 +207,7 @@ export class SignalgridClient extends EventTarget {
       if (this._closing || this.state === 'ended') return;
       if (ev.code === 4001 || this._fatalSeen) {
         this._setState('failed', { code: this._fatalSeen || 'SESSION_REPLACED' });
-        this._closePeers();
+        this.mesh.closeAll();
         return;
       }
       if (!this._drainSeen && ev.code !== 1012) {
@@ -261,12 +261,12 @@ export class SignalgridClient extends EventTarget {
         this._joinAttempt = 0;
         this.participants = data.participants || [];
         // After a reconnect the old peer connections belong to our old socket: start over.
-        this._closePeers();
+        this.mesh.closeAll();
         this._setState('joined');
         this.dispatchEvent(detail(again ? 'rejoined' : 'room-joined', data));
         // The newcomer offers to everyone already in the room.
         for (const p of this.participants) {
-          if (p.socketId !== this.socketId) this._peer(p.socketId, p, true);
+          if (p.socketId !== this.socketId) this.mesh.peer(p.socketId, p, true);
         }
         break;
       }
@@ -277,17 +277,17 @@ export class SignalgridClient extends EventTarget {
         break;
       case 'user-left':
         this.participants = this.participants.filter((p) => p.socketId !== data.socketId);
-        this._closePeer(data.socketId);
+        this.mesh.close(data.socketId);
         this.dispatchEvent(detail('user-left', data));
         break;
       case 'offer':
-        this._onOffer(data.from, data.offer);
+        this.mesh.onOffer(data.from, data.offer);
         break;
       case 'answer':
-        this._onAnswer(data.from, data.answer);
+        this.mesh.onAnswer(data.from, data.answer);
         break;
       case 'ice-candidate':
-        this._onCandidate(data.from, data.candidate);
+        this.mesh.onCandidate(data.from, data.candidate);
         break;
       case 'call-ended':
         this._setState('ended', data);
@@ -332,158 +332,28 @@ export class SignalgridClient extends EventTarget {
     this._send('join-room', this.userName ? { roomId: this.roomId, userName: this.userName } : { roomId: this.roomId });
   }
 
+  /** socketId -> peer ({pc, info, polite, stream, …}) of every remote participant. */
+  get peers() {
+    return this.mesh.peers;
+  }
+
+  _emit(type, d) {
+    this.dispatchEvent(detail(type, d));
+  }
+
   _emitError(code, message, details, extra) {
     this.dispatchEvent(new SignalgridErrorEvent(code, message, details, extra));
   }
 
-  // ---------------------------------------------------------------- peer connections
+  // ---------------------------------------------------------------- media controls
 
-  /** The peer connection to `socketId`; `offerer`: we are the newcomer and offer. */
-  _peer(socketId, info, offerer) {
-    let p = this.peers.get(socketId);
-    if (p) return p;
-    // Perfect negotiation needs exactly one polite side per pair: both sides compare the
-    // same two socket ids. (Who offers first is decided by who joined last, not by this.)
-    const polite = String(this.socketId) < String(socketId);
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers || [] });
-    const stream = new MediaStream();
-    p = {
-      pc, stream, polite, makingOffer: false, ignoreOffer: false, pending: this._early.get(socketId) || [], remoteSet: false,
-      info: info || this.participants.find((x) => x.socketId === socketId) || { socketId },
-    };
-    this.peers.set(socketId, p);
-    this._early.delete(socketId);
-    pc.onicecandidate = (e) => {
-      this._send('ice-candidate', { candidate: e.candidate ? e.candidate.toJSON() : null, to: socketId });
-    };
-    pc.ontrack = (e) => {
-      if (!p.stream.getTracks().includes(e.track)) p.stream.addTrack(e.track);
-      this.dispatchEvent(detail('remote-stream', { socketId, participant: p.info, stream: p.stream, track: e.track }));
-    };
-    pc.onnegotiationneeded = async () => {
-      try {
-        p.makingOffer = true;
-        await pc.setLocalDescription();
-        this._send('offer', { offer: pc.localDescription.toJSON(), to: socketId });
-      } catch (e) {
-        this._emitError('WEBRTC_FAILED', 'The call could not be set up.', { cause: String(e) }, { source: 'webrtc' });
-      } finally {
-        p.makingOffer = false;
-      }
-    };
-    pc.onconnectionstatechange = () => {
-      const s = pc.connectionState;
-      this.dispatchEvent(detail('peer-state', { socketId, participant: p.info, state: s }));
-      if (s === 'failed') {
-        this._emitError('WEBRTC_FAILED', 'The media connection failed. Trying again…', { socketId }, { source: 'webrtc' });
-        if (!p.polite) pc.restartIce();
-      }
-    };
-    this.dispatchEvent(detail('peer-created', { socketId, participant: p.info }));
-    if (offerer) {
-      // The offering side adds its tracks now; negotiationneeded sends the offer. Without
-      // local media it still asks to receive audio and video.
-      this._attachLocal(p);
-      const kinds = new Set(pc.getTransceivers().map((t) => t.receiver.track.kind));
-      for (const k of ['audio', 'video']) if (!kinds.has(k)) pc.addTransceiver(k, { direction: 'recvonly' });
-    }
-    return p;
-  }
-
+  /** What to send: the microphone, the camera (or the screen while sharing), their stream. */
   _localTracks() {
     const s = this.localStream;
     const audio = s ? s.getAudioTracks()[0] || null : null;
     const video = this._videoOverride || (s ? s.getVideoTracks()[0] || null : null);
     return { audio, video, stream: s || new MediaStream() };
   }
-
-  _attachLocal(p) {
-    const { audio, video, stream } = this._localTracks();
-    for (const t of [audio, video]) if (t) p.pc.addTrack(t, stream);
-  }
-
-  async _onOffer(from, offer) {
-    let p = this.peers.get(from);
-    const fresh = !p;
-    if (!p) p = this._peer(from, null, false);
-    const pc = p.pc;
-    try {
-      const collision = p.makingOffer || pc.signalingState !== 'stable';
-      p.ignoreOffer = !p.polite && collision;
-      if (p.ignoreOffer) return;
-      await pc.setRemoteDescription(offer);
-      p.remoteSet = true;
-      if (fresh) this._attachLocal(p);
-      await pc.setLocalDescription();
-      this._send('answer', { answer: pc.localDescription.toJSON(), to: from });
-      await this._flushCandidates(p);
-    } catch (e) {
-      this._emitError('WEBRTC_FAILED', 'The call could not be set up.', { cause: String(e) }, { source: 'webrtc' });
-    }
-  }
-
-  async _onAnswer(from, answer) {
-    const p = this.peers.get(from);
-    if (!p) return;
-    try {
-      await p.pc.setRemoteDescription(answer);
-      p.remoteSet = true;
-      await this._flushCandidates(p);
-    } catch (e) {
-      this._emitError('WEBRTC_FAILED', 'The call could not be set up.', { cause: String(e) }, { source: 'webrtc' });
-    }
-  }
-
-  async _onCandidate(from, candidate) {
-    const p = this.peers.get(from);
-    if (!p) {
-      // Before the offer that makes the peer connection: keep it for then.
-      if (!this._early.has(from)) this._early.set(from, []);
-      this._early.get(from).push(candidate);
-      return;
-    }
-    if (!p.pc.remoteDescription) {
-      p.pending.push(candidate);
-      return;
-    }
-    try {
-      await p.pc.addIceCandidate(candidate || undefined);
-    } catch (e) {
-      if (!p.ignoreOffer) {
-        this._emitError('WEBRTC_FAILED', 'A network path could not be used.', { cause: String(e) }, { source: 'webrtc' });
-      }
-    }
-  }
-
-  async _flushCandidates(p) {
-    const list = p.pending.splice(0);
-    for (const c of list) {
-      try {
-        await p.pc.addIceCandidate(c || undefined);
-      } catch (_) {
-        /* a stale candidate */
-      }
-    }
-  }
-
-  _closePeer(socketId) {
-    const p = this.peers.get(socketId);
-    if (!p) return;
-    this.peers.delete(socketId);
-    try {
-      p.pc.close();
-    } catch (_) {
-      /* already closed */
-    }
-    this.dispatchEvent(detail('peer-closed', { socketId, participant: p.info }));
-  }
-
-  _closePeers() {
-    this._early.clear();
-    for (const id of [...this.peers.keys()]) this._closePeer(id);
-  }
-
-  // ---------------------------------------------------------------- media controls
 
   /** Replaces the outgoing track of `kind` on every peer (null: send nothing). Adds a
    *  sender (renegotiating) where there was none. */
@@ -570,7 +440,7 @@ export class SignalgridClient extends EventTarget {
   _shutdown() {
     this._closing = true;
     clearTimeout(this._timer);
-    this._closePeers();
+    this.mesh.closeAll();
     if (this.ws) {
       const ws = this.ws;
       this.ws = null;

@@ -17,12 +17,14 @@ const CALL_CSS: &str = include_str!("../../web/call.css");
 const CLIENT_JS: &str = include_str!("../../web/signalgrid-client.js");
 const ERRORS_JS: &str = include_str!("../../web/signalgrid-errors.js");
 const STATS_JS: &str = include_str!("../../web/signalgrid-stats.js");
+const PEERS_JS: &str = include_str!("../../web/signalgrid-peers.js");
 
 /// The static files: name under `/web/`, content type, body.
 const FILES: &[(&str, &str, &str)] = &[
     ("signalgrid-client.js", "text/javascript; charset=utf-8", CLIENT_JS),
     ("signalgrid-errors.js", "text/javascript; charset=utf-8", ERRORS_JS),
     ("signalgrid-stats.js", "text/javascript; charset=utf-8", STATS_JS),
+    ("signalgrid-peers.js", "text/javascript; charset=utf-8", PEERS_JS),
     ("call.js", "text/javascript; charset=utf-8", CALL_JS),
     ("call.css", "text/css; charset=utf-8", CALL_CSS),
 ];
