@@ -104,6 +104,9 @@ pub enum RoomMsg {
     Broadcast { frame: String, except: Option<ConnId> },
     /// An event from another node (or this one, echoed by the bus).
     Remote(RoomEvent),
+    /// Load the room from shared membership: the first message of every RoomActor.
+    /// `restart`: it replaces one that failed, so repair what the failure left behind.
+    Init { restart: bool },
     /// Re-read shared membership (periodically, and when the cluster connection is back).
     Resync,
     /// A frame from another node whose sender is not announced here yet (or behind one
@@ -319,6 +322,25 @@ impl RoomState {
         self.view.release();
     }
 
+    /// Starts from shared membership, so that a restarted room knows its members again.
+    async fn init(&mut self, restart: bool) {
+        if let Ok(snap) = self.ctx.ports.membership.snapshot(&self.room_id).await {
+            for m in snap.members.iter().filter(|m| m.node_id == self.ctx.node_id) {
+                if let Some(c) = self.ctx.conns.get(&m.conn_id) {
+                    self.locals.insert(m.conn_id.clone(), LocalConn { out: c.out.clone(), actor: c.actor.clone() });
+                }
+            }
+            self.capacity = snap.members.len().max(2);
+            self.revision = snap.revision;
+            self.members = snap.members;
+            self.publish_view();
+        }
+        self.active = !self.locals.is_empty();
+        if restart {
+            self.resync().await;
+        }
+    }
+
     /// Shared membership went back in time (a NATS server that lost its data): put back
     /// every member this node knew, through the same compare-and-set as a join, so that
     /// nobody is announced as gone. Their own nodes do the same; the union wins.
@@ -350,9 +372,9 @@ impl Actor for RoomActor {
     type State = RoomState;
     type Arguments = RoomArgs;
 
-    /// Starts from shared membership, so that a restarted room knows its members again.
+    /// Watches the room's events and queues `Init`, which loads it.
     async fn pre_start(&self, me: ActorRef<RoomMsg>, args: RoomArgs) -> Result<RoomState, ActorProcessingErr> {
-        let mut st = RoomState {
+        let st = RoomState {
             room_id: args.room_id,
             view: args.view,
             ctx: args.ctx,
@@ -364,24 +386,10 @@ impl Actor for RoomActor {
         };
         // Watch before reading, so that no change falls between the read and the events.
         st.ctx.ports.bus.watch_room(&st.room_id);
-        if let Ok(snap) = st.ctx.ports.membership.snapshot(&st.room_id).await {
-            for m in snap.members.iter().filter(|m| m.node_id == st.ctx.node_id) {
-                if let Some(c) = st.ctx.conns.get(&m.conn_id) {
-                    st.locals.insert(m.conn_id.clone(), LocalConn { out: c.out.clone(), actor: c.actor.clone() });
-                }
-            }
-            st.capacity = snap.members.len().max(2);
-            st.revision = snap.revision;
-            st.members = snap.members;
-            st.publish_view();
-        }
-        st.active = !st.locals.is_empty();
-        if args.restart {
-            Box::pin(st.resync()).await;
-            if st.locals.is_empty() {
-                me.stop(Some("no local members after restart".into()));
-            }
-        }
+        // The read itself is the first message, not part of the start: the RoomSupervisor
+        // waits for `pre_start`, and must not wait for shared membership (other rooms'
+        // joins would queue behind it). Every later message finds the room loaded.
+        me.send_message(RoomMsg::Init { restart: args.restart })?;
         me.send_interval(RESYNC_EVERY, || RoomMsg::Resync);
         Ok(st)
     }
@@ -414,6 +422,12 @@ impl Actor for RoomActor {
                 st.tell_locals(&frame, &except);
             }
             RoomMsg::Remote(RoomEvent::Close) => st.close(),
+            RoomMsg::Init { restart } => {
+                Box::pin(st.init(restart)).await;
+                if restart && st.locals.is_empty() {
+                    me.stop(Some("no local members after restart".into()));
+                }
+            }
             RoomMsg::Resync => {
                 Box::pin(st.resync()).await;
             }
