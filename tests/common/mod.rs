@@ -20,8 +20,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "test-secret-signalgrid-0123456789";
-/// Upper bound of every wait in a test (not a timing assertion: a hang guard).
-pub const WAIT: Duration = Duration::from_secs(10);
+/// Upper bound of every wait in a test (not a timing assertion: a hang guard). Generous,
+/// because these machines are shared: a passing test never waits this long.
+pub const WAIT: Duration = Duration::from_secs(20);
 
 /// A node serving on a free loopback port, with its own data directory.
 pub struct TestNode {
