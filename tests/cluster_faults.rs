@@ -247,7 +247,7 @@ async fn nodes_on_two_routed_nats_servers_meet() {
     let s2 = NatsServer::start_with(Some(c2), vec![c1], "s2");
     let data = Arc::new(tempfile::tempdir().unwrap());
     // JetStream needs both servers of the NATS cluster to elect a meta leader: the first
-    // node start retries until the bucket can be created.
+    // node's start waits (bounded) until the bucket can be created.
     let n1 = node(&s1.url(), "rt", &data, "rt-1").await;
     let n2 = node(&s2.url(), "rt", &data, "rt-2").await;
     let (_, room) = n1.call().await;

@@ -105,6 +105,28 @@ pub(crate) async fn connect_options(s: &ClusterSettings, name: &str) -> Result<C
     Ok(o)
 }
 
+/// How long a starting node waits for JetStream to take the membership bucket. A NATS
+/// cluster that has just started elects its JetStream leader first; until then, bucket
+/// requests time out.
+const JETSTREAM_READY: Duration = Duration::from_secs(30);
+
+/// `ensure_bucket`, retried until JetStream answers (bounded by `JETSTREAM_READY`).
+async fn wait_for_bucket(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, ClusterError> {
+    let deadline = tokio::time::Instant::now() + JETSTREAM_READY;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match ensure_bucket(js, bucket).await {
+            Ok(kv) => return Ok(kv),
+            Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = %e, "JetStream not ready yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The membership bucket, created if missing (first node of a cluster, or a NATS server that
 /// came back without its JetStream data).
 pub(crate) async fn ensure_bucket(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, ClusterError> {
@@ -168,7 +190,7 @@ impl NatsCluster {
         let subjects = Subjects::new(&settings.name);
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_secs(3));
-        let kv = ensure_bucket(&js, &subjects.rooms_bucket()).await?;
+        let kv = wait_for_bucket(&js, &subjects.rooms_bucket()).await?;
         let (bus, out_rx, watch_rx) = NatsBus::new(subjects.clone());
         Ok(NatsCluster {
             client,
