@@ -35,7 +35,17 @@ impl NodeProc {
     }
 
     /// The same, with more `serve` flags.
-    pub fn serve_with(mut c: Command, flags: &[&str]) -> NodeProc {
+    pub fn serve_with(c: Command, flags: &[&str]) -> NodeProc {
+        NodeProc::serve_meanwhile(c, flags, |_| {})
+    }
+
+    /// `serve_with`, but `meanwhile` gets the node's log lines first, before the node is up
+    /// (to wait for a line and act on it).
+    pub fn serve_meanwhile(
+        mut c: Command,
+        flags: &[&str],
+        meanwhile: impl FnOnce(&mpsc::Receiver<String>),
+    ) -> NodeProc {
         let mut child = c
             .env("VIDEO_CALL_JWT_SECRET", SECRET)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -53,6 +63,7 @@ impl NodeProc {
                 }
             }
         });
+        meanwhile(&rx);
         let mut addr = None;
         while addr.is_none() {
             let line = rx.recv_timeout(WAIT).expect("serve prints its address");
