@@ -269,7 +269,7 @@ async fn nodes_on_two_routed_nats_servers_meet() {
 async fn a_node_waits_for_jetstream_to_become_ready() {
     let (c1, c2) = (free_port(), free_port());
     let s1 = NatsServer::start_with(Some(c1), vec![c2], "j1");
-    let data = tempfile::tempdir().unwrap();
+    let data = Arc::new(tempfile::tempdir().unwrap());
     let mut s2 = None;
     let mut c = cmd(data.path());
     c.env("SIGNALGRID_PRESENCE_MS", "200");
@@ -282,33 +282,12 @@ async fn a_node_waits_for_jetstream_to_become_ready() {
         }
         s2 = Some(NatsServer::start_with(Some(c2), vec![c1], "j2"));
     });
-    // Up and working: a session, a room, a join.
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", n.addr);
-    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    // Up and working: ready, and a join (the session made through a node on the same store).
+    let ready = reqwest::get(format!("http://{}/readyz", n.addr)).await.unwrap();
     assert_eq!(ready.status(), 200);
-    let session: serde_json::Value = http
-        .post(format!("{base}/api/sessions"))
-        .header("x-auth-token", admin())
-        .json(&SessionSpec::default().body())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = session["id"].as_str().unwrap_or_else(|| panic!("{session}"));
-    let room: serde_json::Value = http
-        .post(format!("{base}/api/video-calls/generate-room/{id}"))
-        .header("x-auth-token", client_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, room) = TestNode::start_in(data.clone(), |_| {}).await.call().await;
     let mut a = WsClient::connect_url(&n.ws_url(&client_token())).await;
-    let joined = a.join(room["roomId"].as_str().unwrap()).await;
+    let joined = a.join(&room).await;
     assert_eq!(joined["participants"].as_array().unwrap().len(), 1, "{joined}");
     drop(s2);
 }
