@@ -111,11 +111,12 @@ impl NodeCtx {
 
     /// The running RoomActor of a room, if it has members here.
     pub fn room(&self, room: &str) -> Option<ActorRef<RoomMsg>> {
-        self.room_with_view(room).map(|(actor, _)| actor)
+        self.with_room(room, |r| r.map(|(actor, _)| actor.clone()))
     }
 
-    fn room_with_view(&self, room: &str) -> Option<IndexedRoom> {
-        self.room_index.read().unwrap_or_else(|p| p.into_inner()).get(room).cloned()
+    /// Runs `f` on a room's actor and view, under the index's read lock (nothing cloned).
+    fn with_room<R>(&self, room: &str, f: impl FnOnce(Option<&IndexedRoom>) -> R) -> R {
+        f(self.room_index.read().unwrap_or_else(|p| p.into_inner()).get(room))
     }
 
     pub(crate) fn index_room(&self, room: RoomId, actor: ActorRef<RoomMsg>, view: Arc<RoomView>) {
@@ -162,18 +163,20 @@ impl Inbound {
     /// straight to the target's queue.
     pub fn deliver(&self, d: Delivery<'_>, frame: String) -> bool {
         let Some(c) = self.ctx.conns.get(d.to) else { return false };
-        match self.ctx.room_with_view(d.room) {
+        let mut frame = Some(frame);
+        self.ctx.with_room(d.room, |r| match r {
             Some((room, view)) if !view.direct(d.from) => {
                 view.hold();
-                let msg = RoomMsg::Deliver { from: d.from.into(), to: d.to.into(), frame };
-                if room.send_message(msg).is_err() {
+                let frame = frame.take().unwrap_or_default();
+                if room.send_message(RoomMsg::Deliver { from: d.from.into(), to: d.to.into(), frame }).is_err() {
                     view.release();
                     tracing::debug!(room = d.room, "room stopped; frame dropped");
                 }
             }
-            _ => {
-                c.out.send(frame);
-            }
+            _ => {}
+        });
+        if let Some(frame) = frame {
+            c.out.send(frame);
         }
         true
     }
