@@ -163,20 +163,23 @@ impl Inbound {
     /// straight to the target's queue.
     pub fn deliver(&self, d: Delivery<'_>, frame: String) -> bool {
         let Some(c) = self.ctx.conns.get(d.to) else { return false };
-        let mut frame = Some(frame);
-        self.ctx.with_room(d.room, |r| match r {
-            Some((room, view)) if !view.direct(d.from) => {
+        // Only the rare path (sender not announced yet) takes the room's actor and view.
+        let held = self.ctx.with_room(d.room, |r| {
+            r.filter(|(_, view)| !view.direct(d.from)).map(|(room, view)| {
                 view.hold();
-                let frame = frame.take().unwrap_or_default();
+                (room.clone(), view.clone())
+            })
+        });
+        match held {
+            Some((room, view)) => {
                 if room.send_message(RoomMsg::Deliver { from: d.from.into(), to: d.to.into(), frame }).is_err() {
                     view.release();
                     tracing::debug!(room = d.room, "room stopped; frame dropped");
                 }
             }
-            _ => {}
-        });
-        if let Some(frame) = frame {
-            c.out.send(frame);
+            None => {
+                c.out.send(frame);
+            }
         }
         true
     }
