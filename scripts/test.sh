@@ -70,6 +70,13 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 browser_tools
 
+# A clean test build takes a few GB of disk; show what there is, so a failed link is explained.
+echo "scripts/test.sh: $(df -Ph "$root" | awk 'NR==2 {print $4}') of disk free under $root"
+# CI builds from clean once: incremental caches would only cost disk there.
+if [ -n "${CI:-}" ]; then
+    export CARGO_INCREMENTAL=0
+fi
+
 # Integration tests open a few hundred sockets at most; make sure the soft limit allows it.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
