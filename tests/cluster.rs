@@ -127,6 +127,44 @@ async fn nodes_authenticate_to_nats_with_a_token() {
     assert!(err.contains("NATS"), "{err}");
 }
 
+/// Decentralised auth: the server trusts an operator, and each node presents a `.creds` file
+/// (a user JWT signed by the application account, and the user's nkey seed). The cluster's
+/// KV buckets live in that account's JetStream. Credentials from an account the server does
+/// not know, or a file that is not a creds file, stop the node at start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_authenticate_to_nats_with_a_credentials_file() {
+    let keys = tempfile::tempdir().unwrap();
+    let operator = common::nats_creds::NatsOperator::new(keys.path());
+    let nats = NatsServer::start_with_operator(&operator);
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let with = |creds: Option<PathBuf>, id: &'static str| {
+        let url = nats.url();
+        move |s: &mut signalgrid::Settings| {
+            s.cluster.nats_url = Some(url);
+            s.cluster.name = "creds".into();
+            s.cluster.nats_creds_path = creds;
+            s.node_id = Some(id.into());
+        }
+    };
+    let n1 = TestNode::start_in(data.clone(), with(Some(operator.user_creds("node-1")), "cr-1")).await;
+    let n2 = TestNode::start_in(data.clone(), with(Some(operator.user_creds("node-2")), "cr-2")).await;
+    let (_, room) = n1.call().await;
+    let (mut a, mut b) = pair_in_room(&ws_base(&n1), &ws_base(&n2), &room).await;
+    b.send("offer", json!({"offer": {"creds": true}, "to": a.socket_id})).await;
+    assert_eq!(a.next_event("offer").await["offer"]["creds"], true);
+    a.send("answer", json!({"answer": {"creds": true}, "to": b.socket_id})).await;
+    assert_eq!(b.next_event("answer").await["answer"]["creds"], true);
+
+    let err = refused_start(data.path(), with(Some(operator.stranger_creds("intruder")), "cr-3")).await;
+    assert!(err.contains("NATS"), "unknown account: {err}");
+    let err = refused_start(data.path(), with(None, "cr-5")).await;
+    assert!(err.contains("NATS"), "no credentials: {err}");
+    let not_creds = keys.path().join("not.creds");
+    std::fs::write(&not_creds, "no JWT here\n").unwrap();
+    let err = refused_start(data.path(), with(Some(not_creds.clone()), "cr-4")).await;
+    assert!(err.contains(&not_creds.display().to_string()), "bad file: {err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_to_across_nodes_is_refused() {
     let nats = NatsServer::start();

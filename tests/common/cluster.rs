@@ -121,6 +121,13 @@ impl NatsServer {
         NatsServer::start_with_args("tls", args.to_vec())
     }
 
+    /// A server in operator mode: it trusts `operator`'s accounts, and clients prove who
+    /// they are with a user JWT signed by an account and its nkey (a `.creds` file).
+    pub fn start_with_operator(operator: &crate::common::nats_creds::NatsOperator) -> NatsServer {
+        let conf = operator.server_config().display().to_string();
+        NatsServer::start_with_args("operator", vec!["-c".into(), conf])
+    }
+
     fn spawn(&mut self) {
         let mut c = Command::new(nats_bin());
         c.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "--server_name", &self.name])

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mongo;
+pub mod nats_creds;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
