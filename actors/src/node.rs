@@ -165,15 +165,14 @@ impl Inbound {
         let Some(c) = self.ctx.conns.get(d.to) else { return false };
         // Only the rare path (sender not announced yet) takes the room's actor and view.
         let held = self.ctx.with_room(d.room, |r| {
-            r.filter(|(_, view)| !view.direct(d.from)).map(|(room, view)| {
-                view.hold();
-                (room.clone(), view.clone())
-            })
+            r.filter(|(_, view)| !view.direct(d.from)).map(|(room, view)| (room.clone(), view.clone(), view.hold()))
         });
         match held {
-            Some((room, view)) => {
-                if room.send_message(RoomMsg::Deliver { from: d.from.into(), to: d.to.into(), frame }).is_err() {
-                    view.release();
+            Some((room, view, seq)) => {
+                let msg = RoomMsg::Deliver { from: d.from.into(), to: d.to.into(), frame, seq };
+                if room.send_message(msg).is_err() {
+                    // The actor is gone, and with it every frame queued to it before this one.
+                    view.release(seq);
                     tracing::debug!(room = d.room, "room stopped; frame dropped");
                 }
             }

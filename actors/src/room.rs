@@ -12,7 +12,7 @@
 //! member (every send is a bounded `try_send`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -43,11 +43,13 @@ pub enum Route {
 #[derive(Debug, Default)]
 pub struct RoomView {
     routes: RwLock<HashMap<ConnId, Route>>,
-    /// Frames from other nodes queued to the RoomActor (`RoomMsg::Deliver`) and not yet
-    /// handed on. While any is, later frames queue behind it, so none overtakes another.
-    /// (If the actor fails with frames queued, the count stays up and the restarted room
-    /// hands on every frame itself: slower, never out of order.)
-    held: AtomicUsize,
+    /// Sequence number of the last frame from another node queued to the RoomActor
+    /// (`RoomMsg::Deliver`), and of the last one it handed on. While they differ, later frames
+    /// queue behind, so none overtakes another. Sequence numbers rather than a count: if the
+    /// actor fails with frames in its mailbox, those are lost, and the first frame the
+    /// restarted actor hands on brings `handed` level again.
+    queued: AtomicU64,
+    handed: AtomicU64,
 }
 
 impl RoomView {
@@ -59,15 +61,17 @@ impl RoomView {
     /// A frame from `from` may go straight to its target: its sender is announced here and
     /// no earlier frame is waiting in the RoomActor.
     pub fn direct(&self, from: &str) -> bool {
-        self.held.load(Ordering::Acquire) == 0 && self.contains(from)
+        self.handed.load(Ordering::Acquire) == self.queued.load(Ordering::Acquire) && self.contains(from)
     }
 
-    pub(crate) fn hold(&self) {
-        self.held.fetch_add(1, Ordering::AcqRel);
+    /// A frame is about to be queued to the RoomActor: its sequence number.
+    pub(crate) fn hold(&self) -> u64 {
+        self.queued.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    pub(crate) fn release(&self) {
-        self.held.fetch_sub(1, Ordering::AcqRel);
+    /// The frame numbered `seq` was handed on (or dropped): every frame before it is done too.
+    pub(crate) fn release(&self, seq: u64) {
+        self.handed.fetch_max(seq, Ordering::AcqRel);
     }
 
     /// Runs `f` on the route to `to`, if `to` is in the room.
@@ -112,7 +116,7 @@ pub enum RoomMsg {
     /// A frame from another node whose sender is not announced here yet (or behind one
     /// that was not): re-read membership if needed, so that `user-joined` goes first, then
     /// hand it to local connection `to`. Dropped if the sender is not in the room.
-    Deliver { from: ConnId, to: ConnId, frame: String },
+    Deliver { from: ConnId, to: ConnId, frame: String, seq: u64 },
     /// Test hook: panic inside the handler, to exercise supervision.
     InjectFault,
 }
@@ -308,7 +312,7 @@ impl RoomState {
     }
 
     /// Hands on a frame from another node once its sender is announced (see `RoomMsg::Deliver`).
-    async fn deliver(&mut self, from: &str, to: &str, frame: String) {
+    async fn deliver(&mut self, from: &str, to: &str, frame: String, seq: u64) {
         let known = |st: &Self| st.members.iter().any(|m| *m.conn_id == *from);
         // If membership cannot be read, the frame goes on anyway: the sending node checked
         // that its sender is in the room.
@@ -319,7 +323,7 @@ impl RoomState {
         } else {
             tracing::debug!(room = %self.room_id, from, "frame from a connection no longer in the room dropped");
         }
-        self.view.release();
+        self.view.release(seq);
     }
 
     /// Starts from shared membership, so that a restarted room knows its members again.
@@ -431,7 +435,7 @@ impl Actor for RoomActor {
             RoomMsg::Resync => {
                 Box::pin(st.resync()).await;
             }
-            RoomMsg::Deliver { from, to, frame } => Box::pin(st.deliver(&from, &to, frame)).await,
+            RoomMsg::Deliver { from, to, frame, seq } => Box::pin(st.deliver(&from, &to, frame, seq)).await,
             RoomMsg::InjectFault => panic!("injected fault in room {}", st.room_id),
         }
         st.active |= !st.locals.is_empty();
@@ -450,4 +454,40 @@ impl Actor for RoomActor {
 /// Details for an error frame about a room.
 pub fn room_details(room_id: &str) -> serde_json::Value {
     json!({ "roomId": room_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RoomView, Route};
+
+    fn view_with(member: &str) -> RoomView {
+        let view = RoomView::default();
+        view.replace([(member.into(), Route::Remote("node-b".into()))].into_iter().collect());
+        view
+    }
+
+    #[test]
+    fn frames_go_direct_only_from_announced_senders_with_nothing_queued() {
+        let view = view_with("alice");
+        assert!(view.direct("alice"));
+        assert!(!view.direct("mallory"), "a sender this node has not announced is never direct");
+        let (first, second) = (view.hold(), view.hold());
+        assert!(!view.direct("alice"), "queued frames first");
+        view.release(first);
+        assert!(!view.direct("alice"), "one frame is still queued");
+        view.release(second);
+        assert!(view.direct("alice"));
+    }
+
+    #[test]
+    fn frames_lost_with_a_failed_room_do_not_hold_later_ones_forever() {
+        let view = view_with("alice");
+        // Queued to an actor that then failed: never handed on.
+        let _lost = view.hold();
+        assert!(!view.direct("alice"));
+        // The restarted actor hands on the next frame queued to it.
+        let next = view.hold();
+        view.release(next);
+        assert!(view.direct("alice"));
+    }
 }
