@@ -12,7 +12,7 @@
 //! member (every send is a bounded `try_send`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -50,6 +50,18 @@ pub struct RoomView {
     /// restarted actor hands on brings `handed` level again.
     queued: AtomicU64,
     handed: AtomicU64,
+    /// Set while the RoomActor announces a change whose routes are already published (see
+    /// `RoomView::announcing`).
+    announcing: AtomicBool,
+}
+
+/// Clears `RoomView::announcing` when the announcement is done, or its handler panicked.
+pub(crate) struct Announcing<'a>(&'a RoomView);
+
+impl Drop for Announcing<'_> {
+    fn drop(&mut self) {
+        self.0.announcing.store(false, Ordering::Release);
+    }
 }
 
 impl RoomView {
@@ -61,7 +73,20 @@ impl RoomView {
     /// A frame from `from` may go straight to its target: its sender is announced here and
     /// no earlier frame is waiting in the RoomActor.
     pub fn direct(&self, from: &str) -> bool {
-        self.handed.load(Ordering::Acquire) == self.queued.load(Ordering::Acquire) && self.contains(from)
+        // Routes first: if they hold a sender that the change being announced added, the flag
+        // (set before they were published) is seen set below.
+        self.contains(from)
+            && !self.announcing.load(Ordering::Acquire)
+            && self.handed.load(Ordering::Acquire) == self.queued.load(Ordering::Acquire)
+    }
+
+    /// The RoomActor is about to publish routes for a change and then tell local members
+    /// about it. Routes go first, so that a member who hears of a newcomer can reach them at
+    /// once. Until the guard drops, frames from other nodes take the ordered path instead,
+    /// so that a newcomer's frame cannot reach a member before `user-joined` about them.
+    pub(crate) fn announcing(&self) -> Announcing<'_> {
+        self.announcing.store(true, Ordering::Release);
+        Announcing(self)
     }
 
     /// A frame is about to be queued to the RoomActor: its sequence number.
@@ -83,6 +108,12 @@ impl RoomView {
     fn replace(&self, routes: HashMap<ConnId, Route>) {
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
     }
+}
+
+/// What a new snapshot changed.
+struct Change {
+    removed: Vec<Member>,
+    added: Vec<Member>,
 }
 
 /// A member connected to this node.
@@ -198,6 +229,14 @@ impl RoomState {
     /// read from shared membership itself, which is authoritative even when its revision went
     /// backwards (a NATS server that lost its data starts revisions anew).
     fn apply_any(&mut self, snap: RoomSnapshot, joiner: Option<&ConnId>) {
+        let view = self.view.clone();
+        let _announcing = view.announcing();
+        let change = self.update(snap);
+        self.announce(&change, joiner);
+    }
+
+    /// Moves to `snap` and publishes its routes; returns who left and who came.
+    fn update(&mut self, snap: RoomSnapshot) -> Change {
         let old = std::mem::replace(&mut self.members, snap.members);
         self.revision = snap.revision;
         let removed: Vec<Member> =
@@ -215,18 +254,21 @@ impl RoomState {
                 }
             }
         }
+        self.publish_view();
+        Change { removed, added }
+    }
+
+    /// Tells local members (but `joiner`) what changed.
+    fn announce(&self, change: &Change, joiner: Option<&ConnId>) {
         let quiet: Vec<&ConnId> = joiner.into_iter().collect();
-        for r in removed.iter().filter(|r| !self.locals.contains_key(&r.conn_id)) {
+        for r in change.removed.iter().filter(|r| !self.locals.contains_key(&r.conn_id)) {
             self.tell_locals(&ServerFrame::UserLeft { socket_id: &r.conn_id, user_id: &r.user_id }.encode(), &quiet);
         }
-        for a in &added {
+        for a in &change.added {
             let mut except = quiet.clone();
             except.push(&a.conn_id);
             self.tell_locals(&ServerFrame::UserJoined(&participant(a)).encode(), &except);
         }
-        // Routes change only once the change is announced: a frame from a newcomer that
-        // finds its route here cannot reach a member before `user-joined` about it.
-        self.publish_view();
     }
 
     async fn join(&mut self, member: Member, conn: LocalConn, capacity: usize) -> Result<Vec<Member>, ErrorCode> {
@@ -239,12 +281,19 @@ impl RoomState {
                 return Err(ErrorCode::ClusterUnavailable);
             }
         };
+        let view = self.view.clone();
+        let _announcing = view.announcing();
         let joiner = conn.out.clone();
         self.locals.insert(member.conn_id.clone(), conn);
         let participants: Vec<Participant> = snap.members.iter().map(participant).collect();
+        let event = RoomEvent::Membership(snap.clone());
+        // Routes first: whoever hears of the joiner (here or on another node) can reach them.
+        let change = self.update(snap);
+        // `room-joined` before anything else reaches the joiner: before the room event
+        // leaves this node, and before the local members hear of them.
         joiner.send(ServerFrame::RoomJoined { room_id: &self.room_id, participants: &participants }.encode());
-        self.publish(&RoomEvent::Membership(snap.clone()));
-        self.apply(snap, Some(&member.conn_id));
+        self.publish(&event);
+        self.announce(&change, Some(&member.conn_id));
         Ok(self.members.clone())
     }
 
@@ -477,6 +526,21 @@ mod tests {
         assert!(!view.direct("alice"), "one frame is still queued");
         view.release(second);
         assert!(view.direct("alice"));
+    }
+
+    #[test]
+    fn frames_take_the_ordered_path_while_a_change_is_announced() {
+        let view = view_with("alice");
+        let announcing = view.announcing();
+        assert!(!view.direct("alice"), "routes are ahead of what members were told");
+        drop(announcing);
+        assert!(view.direct("alice"));
+        let panicked = std::panic::catch_unwind(|| {
+            let _announcing = view.announcing();
+            panic!("a handler fails mid-announcement");
+        });
+        assert!(panicked.is_err());
+        assert!(view.direct("alice"), "a failed announcement does not leave the room on the slow path");
     }
 
     #[test]
