@@ -127,6 +127,60 @@ async fn lost_mid_call_then_outbox_drains() {
     b.close().await;
 }
 
+/// A call end reaches MongoDB even when the node that hears it never saw the session (its
+/// cache lost it, or another node ran the call): during the outage the caller hears 503,
+/// the end waits in that node's outbox, and once MongoDB is back the record is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_for_a_session_this_node_never_saw_is_kept_through_an_outage() {
+    let storage = tempfile::tempdir().unwrap();
+    let mut mongo = MongoServer::start_in(storage.path());
+    let db = fresh_database();
+    let open = |dir: &std::path::Path| MongoConfig {
+        uri: format!("{}?serverSelectionTimeoutMS=1000", mongo.uri()),
+        database: db.clone(),
+        data_dir: dir.to_owned(),
+        start_unready: false,
+        outbox_max: 10,
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Node A runs the call; node B has never read the session.
+    let a = MongoStore::open(&open(dir_a.path())).await.unwrap();
+    let b = MongoStore::open(&open(dir_b.path())).await.unwrap();
+    let party = |id: &str| signalgrid_actors::session::Party { id: id.into(), name: id.into() };
+    let session = a
+        .create_session(signalgrid_actors::session::NewSession {
+            client: party("c-outage"),
+            psychologist: party("p-outage"),
+            session_date: signalgrid_actors::session::now_ms(),
+            duration_minutes: 50,
+            session_type: signalgrid_actors::session::SessionType::Individual,
+            payment_status: signalgrid_actors::session::PaymentStatus::Paid,
+            status: signalgrid_actors::session::SessionStatus::Scheduled,
+        })
+        .await
+        .unwrap();
+    let started = chrono::Utc::now() - chrono::Duration::minutes(30);
+    a.mark_started(&session.id, started).await.unwrap();
+
+    mongo.kill();
+    let ended = started + chrono::Duration::minutes(30);
+    let err = b.mark_ended(&session.id, ended).await.expect_err("B cannot say how the call ended");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert_eq!(b.outbox_pending(), 1, "the end waits in B's outbox");
+
+    mongo.restart();
+    let deadline = Instant::now() + WAIT * 2;
+    while b.outbox_pending() != 0 {
+        assert!(Instant::now() < deadline, "B's outbox did not drain");
+        let _ = b.drain_outbox().await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let s = a.session(&session.id).await.unwrap().unwrap();
+    assert_eq!(s.video_call_ended.map(|t| t.timestamp_millis()), Some(ended.timestamp_millis()), "{s:?}");
+    assert_eq!(s.call_duration, Some(30), "{s:?}");
+    assert_eq!(s.status.as_str(), "Completed");
+}
+
 fn unreachable_cfg(port: u16, dir: &std::path::Path, start_unready: bool) -> MongoConfig {
     MongoConfig {
         uri: format!("mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=500"),

@@ -326,10 +326,15 @@ impl Store for MongoStore {
                 Err(e) => e,
             }
         };
-        // Only a call known to have started can be ended without MongoDB.
-        let Some(mut s) = inner.cached(id).filter(|s| s.video_call_started.is_some()) else { return Err(cause) };
+        let op = OutboxOp::End { session_id: id.to_owned(), at_ms: at.timestamp_millis() };
+        // Only a call this node saw start can be answered without MongoDB. The end is queued
+        // all the same, so the record is not lost (replayed, it changes nothing if the call
+        // never started or has ended already); the caller hears 503.
+        let Some(mut s) = inner.cached(id).filter(|s| s.video_call_started.is_some()) else {
+            inner.queue(op, cause.clone())?;
+            return Err(cause);
+        };
         if s.video_call_ended.is_none() {
-            let op = OutboxOp::End { session_id: id.to_owned(), at_ms: at.timestamp_millis() };
             inner.queue(op, cause)?;
             let started = s.video_call_started.unwrap_or(at);
             s.video_call_ended = Some(at);
