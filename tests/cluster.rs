@@ -263,7 +263,8 @@ async fn rejoining_on_another_node_replaces_the_old_connection() {
 
 /// Room events and relayed frames travel on different subscriptions, so a newcomer's first
 /// frame can reach a node before the room event announcing the newcomer. Members must still
-/// see `user-joined` first, as on one node; a frame from someone not in the room is dropped.
+/// see `user-joined` first, as on one node. A frame from someone not in the room, or to
+/// someone not in it, is dropped by the receiving node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newcomers_first_frame_never_overtakes_user_joined() {
     use signalgrid_actors::ports::{Member, Membership};
@@ -292,9 +293,10 @@ async fn a_newcomers_first_frame_never_overtakes_user_joined() {
     KvMembership::new(kv).join(&room.as_str().into(), newcomer, 2).await.unwrap();
 
     // Then relays to `a` arrive on o1's inbox, in the documented envelope.
+    let a_id = a.socket_id.clone();
     let delivery = |from: &str, n: u32| {
         let frame = json!({"event": "offer", "data": {"offer": {"n": n}, "from": from}});
-        format!("{}\n{room}\n{from}\n{frame}", a.socket_id)
+        format!("{a_id}\n{room}\n{from}\n{frame}")
     };
     for (from, n) in [("stranger-conn", 0), ("newcomer-conn", 1), ("newcomer-conn", 2)] {
         nc.publish(subjects.inbox("o1"), delivery(from, n).into()).await.unwrap();
@@ -308,6 +310,40 @@ async fn a_newcomers_first_frame_never_overtakes_user_joined() {
         let v = a.next().await;
         assert_eq!((v["event"].as_str(), v["data"]["offer"]["n"].as_u64()), (Some("offer"), Some(n)), "{v}");
     }
+
+    // Rooms stay isolated on the receiving side too: a delivery from a member of this room
+    // to a connection of o1 in another room, or naming a room o1 has no members in, is
+    // dropped (whatever the sending node checked).
+    let other = n1
+        .create_session(&SessionSpec {
+            client: "client-7".into(),
+            psychologist: "psy-7".into(),
+            ..SessionSpec::default()
+        })
+        .await;
+    let room2 = n1.room_for(other["id"].as_str().unwrap(), "client-7").await;
+    let mut b = WsClient::connect(&n1, &token("client-7", Role::Client)).await;
+    b.join(&room2).await;
+    let b_id = b.socket_id.clone();
+    let forged = |room: &str| {
+        let frame = json!({"event": "offer", "data": {"offer": {"forged": room}, "from": "newcomer-conn"}});
+        format!("{b_id}\n{room}\nnewcomer-conn\n{frame}")
+    };
+    for payload in [forged(&room), forged("room-with-nobody-here")] {
+        nc.publish(subjects.inbox("o1"), payload.into()).await.unwrap();
+    }
+    // o1 reads its inbox in order: once `a` has this frame, the forged ones were handled.
+    nc.publish(subjects.inbox("o1"), delivery("newcomer-conn", 3).into()).await.unwrap();
+    nc.flush().await.unwrap();
+    assert_eq!(a.next_event("offer").await["offer"]["n"], 3);
+    let mut c = WsClient::connect(&n1, &token("psy-7", Role::Psychologist)).await;
+    c.join(&room2).await;
+    let first = b.next().await;
+    assert_eq!(
+        (first["event"].as_str(), first["data"]["userId"].as_str()),
+        (Some("user-joined"), Some("psy-7")),
+        "{first}"
+    );
 }
 
 /// Nodes reach NATS over mutual TLS (their CA, their client certificate); a node with no

@@ -147,6 +147,16 @@ pub struct NodeStatus {
 }
 
 /// The entry points for what arrives from other nodes; the cluster layer holds one.
+/// How a frame from another node reaches its target (see `Inbound::deliver`).
+enum Path {
+    /// Straight to the target's queue.
+    Direct,
+    /// Through the RoomActor, behind what it is doing: (actor, view, sequence number).
+    Ordered(ActorRef<RoomMsg>, Arc<RoomView>, u64),
+    /// The room has no members on this node.
+    NoRoom,
+}
+
 #[derive(Clone)]
 pub struct Inbound {
     ctx: Arc<NodeCtx>,
@@ -163,12 +173,18 @@ impl Inbound {
     /// straight to the target's queue.
     pub fn deliver(&self, d: Delivery<'_>, frame: String) -> bool {
         let Some(c) = self.ctx.conns.get(d.to) else { return false };
-        // Only the rare path (sender not announced yet) takes the room's actor and view.
-        let held = self.ctx.with_room(d.room, |r| {
-            r.filter(|(_, view)| !view.direct(d.from)).map(|(room, view)| (room.clone(), view.clone(), view.hold()))
+        // Only the rare path (a member not announced yet, or frames queued before this one)
+        // takes the room's actor and view.
+        let path = self.ctx.with_room(d.room, |r| match r {
+            None => Path::NoRoom,
+            Some((_, view)) if view.direct(d.from, d.to) => Path::Direct,
+            Some((room, view)) => Path::Ordered(room.clone(), view.clone(), view.hold()),
         });
-        match held {
-            Some((room, view, seq)) => {
+        match path {
+            Path::Direct => {
+                c.out.send(frame);
+            }
+            Path::Ordered(room, view, seq) => {
                 let msg = RoomMsg::Deliver { from: d.from.into(), to: d.to.into(), frame, seq };
                 if room.send_message(msg).is_err() {
                     // The actor is gone, and with it every frame queued to it before this one.
@@ -176,9 +192,8 @@ impl Inbound {
                     tracing::debug!(room = d.room, "room stopped; frame dropped");
                 }
             }
-            None => {
-                c.out.send(frame);
-            }
+            // `to` is not in that room here: rooms stay isolated on the receiving side too.
+            Path::NoRoom => tracing::debug!(room = d.room, to = d.to, "frame for a room with no members here dropped"),
         }
         true
     }

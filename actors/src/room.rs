@@ -65,17 +65,19 @@ impl Drop for Announcing<'_> {
 }
 
 impl RoomView {
-    /// Whether `conn` is a member this node has announced.
-    fn contains(&self, conn: &str) -> bool {
-        self.routes.read().unwrap_or_else(|p| p.into_inner()).contains_key(conn)
+    /// Whether `from` and `to` are both members this node has routes for.
+    fn contains(&self, from: &str, to: &str) -> bool {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        routes.contains_key(from) && routes.contains_key(to)
     }
 
-    /// A frame from `from` may go straight to its target: its sender is announced here and
-    /// no earlier frame is waiting in the RoomActor.
-    pub fn direct(&self, from: &str) -> bool {
-        // Routes first: if they hold a sender that the change being announced added, the flag
+    /// A frame from another node, from `from` to local connection `to`, may go straight to
+    /// its target: both are members here, and neither an announcement nor an earlier frame
+    /// is waiting in the RoomActor.
+    pub fn direct(&self, from: &str, to: &str) -> bool {
+        // Routes first: if they hold a member that the change being announced added, the flag
         // (set before they were published) is seen set below.
-        self.contains(from)
+        self.contains(from, to)
             && !self.announcing.load(Ordering::Acquire)
             && self.handed.load(Ordering::Acquire) == self.queued.load(Ordering::Acquire)
     }
@@ -366,8 +368,11 @@ impl RoomState {
         // If membership cannot be read, the frame goes on anyway: the sending node checked
         // that its sender is in the room.
         if known(self) || !self.resync().await || known(self) {
-            if let Some(c) = self.ctx.conns.get(to) {
-                c.out.send(frame);
+            match self.locals.get(to) {
+                Some(l) => {
+                    l.out.send(frame);
+                }
+                None => tracing::debug!(room = %self.room_id, to, "frame to a connection not in the room dropped"),
             }
         } else {
             tracing::debug!(room = %self.room_id, from, "frame from a connection no longer in the room dropped");
@@ -509,38 +514,42 @@ pub fn room_details(room_id: &str) -> serde_json::Value {
 mod tests {
     use super::{RoomView, Route};
 
+    /// A view with a remote member "alice" and a local one, "bob".
     fn view_with(member: &str) -> RoomView {
         let view = RoomView::default();
-        view.replace([(member.into(), Route::Remote("node-b".into()))].into_iter().collect());
+        let (out, _rx) = crate::outbound::channel(4);
+        let routes = [(member.into(), Route::Remote("node-b".into())), ("bob".into(), Route::Local(out))];
+        view.replace(routes.into_iter().collect());
         view
     }
 
     #[test]
     fn frames_go_direct_only_from_announced_senders_with_nothing_queued() {
         let view = view_with("alice");
-        assert!(view.direct("alice"));
-        assert!(!view.direct("mallory"), "a sender this node has not announced is never direct");
+        assert!(view.direct("alice", "bob"));
+        assert!(!view.direct("mallory", "bob"), "a sender this node has not announced is never direct");
+        assert!(!view.direct("alice", "carol"), "nor a frame to a connection outside the room");
         let (first, second) = (view.hold(), view.hold());
-        assert!(!view.direct("alice"), "queued frames first");
+        assert!(!view.direct("alice", "bob"), "queued frames first");
         view.release(first);
-        assert!(!view.direct("alice"), "one frame is still queued");
+        assert!(!view.direct("alice", "bob"), "one frame is still queued");
         view.release(second);
-        assert!(view.direct("alice"));
+        assert!(view.direct("alice", "bob"));
     }
 
     #[test]
     fn frames_take_the_ordered_path_while_a_change_is_announced() {
         let view = view_with("alice");
         let announcing = view.announcing();
-        assert!(!view.direct("alice"), "routes are ahead of what members were told");
+        assert!(!view.direct("alice", "bob"), "routes are ahead of what members were told");
         drop(announcing);
-        assert!(view.direct("alice"));
+        assert!(view.direct("alice", "bob"));
         let panicked = std::panic::catch_unwind(|| {
             let _announcing = view.announcing();
             panic!("a handler fails mid-announcement");
         });
         assert!(panicked.is_err());
-        assert!(view.direct("alice"), "a failed announcement does not leave the room on the slow path");
+        assert!(view.direct("alice", "bob"), "a failed announcement does not leave the room on the slow path");
     }
 
     #[test]
@@ -548,10 +557,10 @@ mod tests {
         let view = view_with("alice");
         // Queued to an actor that then failed: never handed on.
         let _lost = view.hold();
-        assert!(!view.direct("alice"));
+        assert!(!view.direct("alice", "bob"));
         // The restarted actor hands on the next frame queued to it.
         let next = view.hold();
         view.release(next);
-        assert!(view.direct("alice"));
+        assert!(view.direct("alice", "bob"));
     }
 }
