@@ -207,8 +207,10 @@ async fn connection_limit_refuses_then_frees_a_slot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reader_is_disconnected_without_hurting_the_sender() {
+    // A small queue, so that the slow reader overflows soon; still more than the intake
+    // (the refusals the sender can be owed at once).
     let node = TestNode::start_with(|s| {
-        s.limits.outbound_queue = 16;
+        s.limits.outbound_queue = 2 * signalgrid_actors::intake::INTAKE;
         s.limits.ws_messages_per_sec = 1_000_000;
         s.limits.ws_burst = 1_000_000;
     })
@@ -258,11 +260,26 @@ async fn slow_reader_is_disconnected_without_hurting_the_sender() {
         assert!(others <= 2000, "more frames than b sent");
     }
     stop.store(true, Ordering::Release);
-    let (sink, sent) = tokio::time::timeout(WAIT * 3, sender)
-        .await
-        .expect("b's sends never block")
-        .unwrap()
-        .expect("b was not disconnected");
+    // b goes on reading until its sender has stopped: frames it sent before the stop are
+    // still on their way and each earns a refusal. Were b to stop reading, its own queue
+    // would overflow and the node would rightly drop b as a slow reader.
+    let mut sender = sender;
+    let (sink, sent) = tokio::time::timeout(WAIT * 3, async {
+        loop {
+            tokio::select! {
+                done = &mut sender => break done.unwrap().expect("b was not disconnected"),
+                msg = stream.next() => {
+                    let msg = msg.expect("b's socket ended").expect("b's socket failed");
+                    if let Message::Text(t) = msg {
+                        let v: Value = serde_json::from_str(&t).unwrap();
+                        assert_eq!(v["data"]["code"], "PEER_NOT_FOUND", "{v}");
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("b's sends never block");
     assert!(sent >= 1);
 
     // b is still connected and can join again.

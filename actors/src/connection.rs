@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::errors::ErrorCode;
 use crate::identity::Identity;
+use crate::intake::Intake;
 use crate::node::NodeCtx;
 use crate::outbound::Outbound;
 use crate::ports::{Delivery, EndOutcome, Member};
@@ -58,6 +59,7 @@ pub struct ConnArgs {
     pub identity: Identity,
     pub meta: ClientMeta,
     pub out: Outbound,
+    pub intake: Arc<Intake>,
     pub ctx: Arc<NodeCtx>,
 }
 
@@ -72,6 +74,8 @@ pub struct ConnState {
     identity: Identity,
     meta: ClientMeta,
     out: Outbound,
+    /// Frames read from the socket that wait for this actor (see `Intake`).
+    intake: Arc<Intake>,
     ctx: Arc<NodeCtx>,
     room: Option<Joined>,
     bucket: TokenBucket,
@@ -330,21 +334,22 @@ impl Actor for ConnectionActor {
         let hello = ServerFrame::Connected { socket_id: &a.id, node_id: &a.ctx.node_id, heartbeat_ms: l.heartbeat_ms };
         a.out.send(hello.encode());
         let bucket = TokenBucket::new(l.ws_messages_per_sec, l.ws_burst);
-        Ok(ConnState { id: a.id, identity: a.identity, meta: a.meta, out: a.out, ctx: a.ctx, room: None, bucket })
+        let (id, identity, meta, out, intake, ctx) = (a.id, a.identity, a.meta, a.out, a.intake, a.ctx);
+        Ok(ConnState { id, identity, meta, out, intake, ctx, room: None, bucket })
     }
 
     async fn handle(&self, me: ActorRef<ConnMsg>, msg: ConnMsg, st: &mut ConnState) -> Result<(), ActorProcessingErr> {
         match msg {
             ConnMsg::Client { event, received } => {
-                if !st.admit(received) {
-                    return Ok(());
+                if st.admit(received) {
+                    match event {
+                        ClientEvent::Relay { kind, payload, to } => st.relay(kind, payload.get(), &to, received),
+                        // Boxed: the actor's processing loop lives as long as the connection, and
+                        // would otherwise reserve, while idle, room for the largest await of a join.
+                        other => Box::pin(st.room_event(other, received)).await,
+                    }
                 }
-                match event {
-                    ClientEvent::Relay { kind, payload, to } => st.relay(kind, payload.get(), &to, received),
-                    // Boxed: the actor's processing loop lives as long as the connection, and
-                    // would otherwise reserve, while idle, room for the largest await of a join.
-                    other => Box::pin(st.room_event(other, received)).await,
-                }
+                st.intake.handled();
             }
             ConnMsg::Replaced { room_id } => {
                 if st.room.as_ref().is_some_and(|j| j.room_id == room_id) {

@@ -20,6 +20,7 @@ pub mod connection;
 pub mod connections;
 pub mod errors;
 pub mod identity;
+pub mod intake;
 pub mod node;
 pub mod outbound;
 pub mod ports;

@@ -21,6 +21,7 @@ use crate::connection::{close, ConnArgs, ConnMsg, ConnectionActor};
 use crate::connections::{ConnRegistry, ConnectionSupervisor};
 use crate::errors::ErrorCode;
 use crate::identity::Identity;
+use crate::intake::Intake;
 use crate::outbound::Outbound;
 use crate::ports::{Delivery, Member, Ports, RoomEvent};
 use crate::room::{RoomMsg, RoomView};
@@ -390,12 +391,20 @@ impl Node {
     }
 
     /// Starts the ConnectionActor of a new socket. Its first frame (`connected`) is queued.
-    pub async fn connect(&self, identity: Identity, meta: ClientMeta, out: Outbound) -> Result<Connection, ErrorCode> {
+    /// A new ConnectionActor for a socket: frames go to the client through `out`; the socket
+    /// reads the client's frames no faster than `intake` lets it.
+    pub async fn connect(
+        &self,
+        identity: Identity,
+        meta: ClientMeta,
+        out: Outbound,
+        intake: Arc<Intake>,
+    ) -> Result<Connection, ErrorCode> {
         if self.ctx.is_draining() {
             return Err(ErrorCode::NodeDraining);
         }
         let id = new_conn_id();
-        let args = ConnArgs { id: id.clone(), identity, meta, out, ctx: self.ctx.clone() };
+        let args = ConnArgs { id: id.clone(), identity, meta, out, intake, ctx: self.ctx.clone() };
         let (actor, _) =
             Actor::spawn_linked(None, ConnectionActor, args, self.conn_sup.get_cell()).await.map_err(|e| {
                 tracing::error!(error = %e, "connection actor failed to start");

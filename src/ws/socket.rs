@@ -2,6 +2,9 @@
 //! ConnectionActor), writes the connection's bounded outbound queue, pings on the heartbeat
 //! and closes a client that stops answering or cannot keep up.
 //!
+//! While `INTAKE` frames wait for the actor, the task stops reading (writing and pinging go
+//! on) until the actor catches up.
+//!
 //! A bad frame gets an `error` frame and the socket stays open. Reading happens here, not
 //! in the actor, so that the actor stays free for the messages other actors send it.
 
@@ -13,6 +16,7 @@ use serde_json::json;
 use signalgrid_actors::connection::{close, ConnMsg};
 use signalgrid_actors::errors::ErrorCode;
 use signalgrid_actors::identity::Identity;
+use signalgrid_actors::intake::Intake;
 use signalgrid_actors::outbound::{self, Out, Outbound};
 use signalgrid_actors::protocol::{decode, ServerFrame};
 use signalgrid_actors::session::ClientMeta;
@@ -91,7 +95,7 @@ enum Read {
     Stop,
 }
 
-fn on_frame(msg: Message, app: &App, out: &Outbound, actor: &ractor::ActorRef<ConnMsg>) -> Read {
+fn on_frame(msg: Message, app: &App, out: &Outbound, intake: &Intake, actor: &ractor::ActorRef<ConnMsg>) -> Read {
     let text = match msg {
         Message::Text(t) => t,
         Message::Pong(_) => return Read::Pong,
@@ -109,10 +113,13 @@ fn on_frame(msg: Message, app: &App, out: &Outbound, actor: &ractor::ActorRef<Co
         return Read::Continue;
     }
     match decode(text.as_str()) {
-        Ok(event) => match actor.send_message(ConnMsg::Client { event, received }) {
-            Ok(()) => Read::Continue,
-            Err(_) => Read::Stop,
-        },
+        Ok(event) => {
+            intake.taken();
+            match actor.send_message(ConnMsg::Client { event, received }) {
+                Ok(()) => Read::Continue,
+                Err(_) => Read::Stop,
+            }
+        }
         Err(e) => {
             refuse(out, e.code(), json!({ "reason": e.to_string() }));
             Read::Continue
@@ -126,7 +133,8 @@ pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMet
     let (mut sink, mut stream) = socket.split();
     // Boxed, like the rare paths below: this task lives as long as the socket, and its
     // idle state would otherwise reserve room for the largest of them.
-    let conn = match Box::pin(app.node.connect(who, meta, out.clone())).await {
+    let intake = Arc::new(Intake::default());
+    let conn = match Box::pin(app.node.connect(who, meta, out.clone(), intake.clone())).await {
         Ok(c) => c,
         Err(code) => {
             let _ = sink.send(text(ServerFrame::error(code, json!({})))).await;
@@ -168,8 +176,9 @@ pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMet
                     }
                 }
             }
-            frame = stream.next() => match frame {
-                Some(Ok(msg)) => match on_frame(msg, &app, &out, &conn.actor) {
+            _ = intake.room(), if intake.full() => {}
+            frame = stream.next(), if !intake.full() => match frame {
+                Some(Ok(msg)) => match on_frame(msg, &app, &out, &intake, &conn.actor) {
                     Read::Continue => {}
                     Read::Pong => last_pong = Instant::now(),
                     Read::Stop => break,
