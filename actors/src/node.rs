@@ -147,7 +147,6 @@ pub struct NodeStatus {
     pub draining: bool,
 }
 
-/// The entry points for what arrives from other nodes; the cluster layer holds one.
 /// How a frame from another node reaches its target (see `Inbound::deliver`).
 enum Path {
     /// Straight to the target's queue.
@@ -158,6 +157,7 @@ enum Path {
     NoRoom,
 }
 
+/// The entry points for what arrives from other nodes; the cluster layer holds one.
 #[derive(Clone)]
 pub struct Inbound {
     ctx: Arc<NodeCtx>,
@@ -391,8 +391,8 @@ impl Node {
     }
 
     /// Starts the ConnectionActor of a new socket. Its first frame (`connected`) is queued.
-    /// A new ConnectionActor for a socket: frames go to the client through `out`; the socket
-    /// reads the client's frames no faster than `intake` lets it.
+    /// Frames go to the client through `out`; the socket reads the client's frames no faster
+    /// than `intake` lets it.
     pub async fn connect(
         &self,
         identity: Identity,

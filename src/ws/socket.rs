@@ -131,9 +131,9 @@ fn on_frame(msg: Message, app: &App, out: &Outbound, intake: &Intake, actor: &ra
 pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMeta, slot: Slot) {
     let (out, mut rx) = outbound::channel(app.settings.limits.outbound_queue);
     let (mut sink, mut stream) = socket.split();
+    let intake = Arc::new(Intake::default());
     // Boxed, like the rare paths below: this task lives as long as the socket, and its
     // idle state would otherwise reserve room for the largest of them.
-    let intake = Arc::new(Intake::default());
     let conn = match Box::pin(app.node.connect(who, meta, out.clone(), intake.clone())).await {
         Ok(c) => c,
         Err(code) => {
