@@ -122,8 +122,9 @@ pub enum RoomEvent {
 }
 
 /// The envelope of a relayed frame: the room it belongs to, its sender and its target. The
-/// receiving node uses `room` and `from` to keep "as if on one node" ordering: a frame from a
-/// member it has not yet announced waits until `user-joined` for that member is queued.
+/// receiving node uses them to keep "as if on one node" ordering (a frame from a member it
+/// has not yet announced waits until `user-joined` for that member is queued) and isolation
+/// (sender and target must both be members of `room`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery<'a> {
     pub room: &'a str,

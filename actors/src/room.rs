@@ -38,8 +38,9 @@ pub enum Route {
 }
 
 /// The room's routing table: connection id -> route. Written by the RoomActor on every
-/// membership change (after the change is announced to local members), read by
-/// ConnectionActors on every relay and by the node's inbox for frames from other nodes.
+/// membership change (before the change is announced to local members, under
+/// `RoomView::announcing`), read by ConnectionActors on every relay and by the node's inbox
+/// for frames from other nodes.
 #[derive(Debug, Default)]
 pub struct RoomView {
     routes: RwLock<HashMap<ConnId, Route>>,
@@ -146,9 +147,11 @@ pub enum RoomMsg {
     Init { restart: bool },
     /// Re-read shared membership (periodically, and when the cluster connection is back).
     Resync,
-    /// A frame from another node whose sender is not announced here yet (or behind one
-    /// that was not): re-read membership if needed, so that `user-joined` goes first, then
-    /// hand it to local connection `to`. Dropped if the sender is not in the room.
+    /// A frame from another node that may not go straight to its target (see
+    /// `RoomView::direct`): its sender or target is not announced here yet, a change is being
+    /// announced, or an earlier frame waits here. Re-read membership if the sender is unknown,
+    /// so that `user-joined` goes first, then hand it to local member `to`. Dropped if the
+    /// sender or `to` is not in the room.
     Deliver { from: ConnId, to: ConnId, frame: String, seq: u64 },
     /// Test hook: panic inside the handler, to exercise supervision.
     InjectFault,
@@ -362,7 +365,7 @@ impl RoomState {
         true
     }
 
-    /// Hands on a frame from another node once its sender is announced (see `RoomMsg::Deliver`).
+    /// Hands on a frame from another node behind what came before it (see `RoomMsg::Deliver`).
     async fn deliver(&mut self, from: &str, to: &str, frame: String, seq: u64) {
         let known = |st: &Self| st.members.iter().any(|m| *m.conn_id == *from);
         // If membership cannot be read, the frame goes on anyway: the sending node checked
