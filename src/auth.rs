@@ -1,9 +1,25 @@
 //! Tokens: verifying the platform's JWTs, and minting them (CLI, load generator, tests).
 //!
-//! HS256 with the shared secret; optionally RS256/ES256 with a configured public key. `exp`
-//! is required and enforced with a leeway; `alg: none` and any algorithm not configured are
-//! refused. Both claim shapes of the contract are accepted. Never logs a token.
+//! HS256 with the shared secret; optionally RS256/ES256 with a configured public key;
+//! `alg: none` and any algorithm not configured are refused. Both claim shapes of the
+//! contract are accepted. Never logs a token.
+//!
+//! The registered claims (RFC 7519 §4.1), all time checks with the configured leeway:
+//! - `exp` is required (contract §1) and must not have passed (§4.1.4).
+//! - `nbf`, when present, must have come (§4.1.5).
+//! - `iat`, when present, must be a NumericDate not in the future (§4.1.6 gives it no rule;
+//!   a token issued later than now is a clock fault at the issuer or a post-dated token).
+//! - `aud`: with `auth.audience` set, required and must name one of its values (§4.1.3);
+//!   unset, not checked.
+//! - `iss`: with `auth.issuer` set, required and must be one of its values (§4.1.1); unset,
+//!   not checked.
+//! - `sub` is the user id in the `sub` shape; in the `user` shape `user.id` wins (§4.1.2).
+//! - `jti` is not checked (no replay list: tokens are bearer tokens until `exp`).
+//!
+//! `exp`, `nbf`, `aud` and `iss` are checked by `jsonwebtoken`'s `Validation`; `iat`, which
+//! it does not check, here.
 
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,11 +35,16 @@ pub enum AuthError {
     Key(String),
 }
 
-/// Checks tokens.
+/// Checks tokens: signature, algorithm, registered claims (see the module docs), identity.
 pub struct Verifier {
     hs256: DecodingKey,
     public: Option<(DecodingKey, Algorithm)>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
     leeway: u64,
+    /// Accepted `aud` values; empty: `aud` is not checked.
+    audience: Vec<String>,
+    /// Accepted `iss` values; empty: `iss` is not checked.
+    issuer: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +60,7 @@ struct Claims {
     sub: Option<String>,
     role: Option<String>,
     name: Option<String>,
+    iat: Option<Value>,
 }
 
 fn id_string(v: &Value) -> Option<String> {
@@ -51,7 +73,53 @@ fn id_string(v: &Value) -> Option<String> {
 
 impl Verifier {
     pub fn new(secret: &str, leeway_secs: u64) -> Verifier {
-        Verifier { hs256: DecodingKey::from_secret(secret.as_bytes()), public: None, leeway: leeway_secs }
+        Verifier {
+            hs256: DecodingKey::from_secret(secret.as_bytes()),
+            public: None,
+            leeway: leeway_secs,
+            audience: Vec::new(),
+            issuer: Vec::new(),
+        }
+    }
+
+    /// Requires `aud` to name one of `audience` and `iss` to be one of `issuer` (settings
+    /// `auth.audience`, `auth.issuer`); an empty list leaves that claim unchecked.
+    pub fn with_claims(mut self, audience: &[String], issuer: &[String]) -> Verifier {
+        self.audience = audience.to_vec();
+        self.issuer = issuer.to_vec();
+        self
+    }
+
+    /// The registered-claim checks for `alg` (see the module docs).
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.leeway = self.leeway;
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if self.audience.is_empty() {
+            v.validate_aud = false;
+        } else {
+            v.set_audience(&self.audience);
+            required.push("aud");
+        }
+        if !self.issuer.is_empty() {
+            v.set_issuer(&self.issuer);
+            required.push("iss");
+        }
+        v.set_required_spec_claims(&required);
+        v
+    }
+
+    /// `iat`, which `Validation` does not check: a NumericDate, not after now + leeway.
+    fn check_iat(&self, iat: Option<&Value>) -> Result<(), AuthError> {
+        let Some(iat) = iat else { return Ok(()) };
+        let at = iat.as_f64().filter(|t| t.is_finite()).ok_or_else(|| invalid("claim iat is not a NumericDate"))?;
+        let latest = chrono::Utc::now().timestamp() as f64 + self.leeway as f64;
+        if at > latest {
+            return Err(invalid("token issued in the future (iat)"));
+        }
+        Ok(())
     }
 
     /// Also accepts tokens signed with the private half of this PEM public key.
@@ -73,11 +141,8 @@ impl Verifier {
             (Some((key, alg)), a) if a == *alg => (key, *alg),
             (_, a) => return Err(AuthError::Invalid(format!("algorithm {a:?} not accepted"))),
         };
-        let mut v = Validation::new(alg);
-        v.leeway = self.leeway;
-        v.validate_exp = true;
-        v.set_required_spec_claims(&["exp"]);
-        let claims = decode::<Claims>(token, key, &v).map_err(|e| AuthError::Invalid(e.to_string()))?.claims;
+        let claims = decode::<Claims>(token, key, &self.validation(alg)).map_err(reason)?.claims;
+        self.check_iat(claims.iat.as_ref())?;
         let (id, role, name) = match claims.user {
             Some(u) => (id_string(&u.id), u.role.or(claims.role), u.name.or(claims.name)),
             None => (claims.sub.filter(|s| !s.is_empty()), claims.role, claims.name),
@@ -90,6 +155,24 @@ impl Verifier {
             Some(r) => Role::parse(r).ok_or_else(|| AuthError::Invalid(format!("unknown role {r:?}")))?,
         };
         Ok(Identity { user_id, role, name })
+    }
+}
+
+fn invalid(reason: &str) -> AuthError {
+    AuthError::Invalid(reason.to_owned())
+}
+
+/// Says which check refused the token, naming the claim (the `reason` a 401 carries).
+fn reason(e: jsonwebtoken::errors::Error) -> AuthError {
+    match e.kind() {
+        ErrorKind::ExpiredSignature => invalid("token expired (exp)"),
+        ErrorKind::ImmatureSignature => invalid("token not valid yet (nbf)"),
+        ErrorKind::InvalidAudience => invalid("audience not accepted (aud)"),
+        ErrorKind::InvalidIssuer => invalid("issuer not accepted (iss)"),
+        ErrorKind::MissingRequiredClaim(c) => AuthError::Invalid(format!("missing claim {c}")),
+        ErrorKind::InvalidClaimFormat(c) => AuthError::Invalid(format!("claim {c} is not a NumericDate")),
+        ErrorKind::InvalidSignature => invalid("bad signature"),
+        _ => AuthError::Invalid(e.to_string()),
     }
 }
 
@@ -200,5 +283,33 @@ mod tests {
         let t = sign(json!({"sub": "u", "exp": chrono::Utc::now().timestamp() - 10}));
         assert!(Verifier::new(SECRET, 0).verify(&t).is_err());
         assert!(Verifier::new(SECRET, 60).verify(&t).is_ok());
+    }
+
+    #[test]
+    fn registered_claims_follow_rfc_7519() {
+        let now = chrono::Utc::now().timestamp();
+        let open = Verifier::new(SECRET, 30);
+        let msg = |v: &Verifier, c: Value| v.verify(&sign(c)).map(|_| ()).map_err(|e| e.to_string());
+        assert!(msg(&open, json!({"sub": "u", "exp": exp(), "nbf": now + 3600})).unwrap_err().contains("(nbf)"));
+        assert!(msg(&open, json!({"sub": "u", "exp": exp(), "nbf": now + 10})).is_ok(), "within the leeway");
+        assert!(msg(&open, json!({"sub": "u", "exp": exp(), "nbf": "soon"})).unwrap_err().contains("nbf"));
+        assert!(msg(&open, json!({"sub": "u", "exp": exp(), "iat": now + 3600})).unwrap_err().contains("(iat)"));
+        assert!(msg(&open, json!({"sub": "u", "exp": exp(), "iat": "yesterday"})).unwrap_err().contains("iat"));
+        assert!(msg(&open, json!({"sub": "u", "exp": exp(), "iat": now - 86_400})).is_ok());
+        assert!(msg(&open, json!({"sub": "u", "exp": exp(), "aud": "anything", "iss": "anyone"})).is_ok());
+
+        let strict = Verifier::new(SECRET, 30).with_claims(&["sg".into(), "video".into()], &["https://p".into()]);
+        let ok = |aud: Value| json!({"sub": "u", "exp": exp(), "aud": aud, "iss": "https://p"});
+        assert!(msg(&strict, ok(json!("video"))).is_ok());
+        assert!(msg(&strict, ok(json!(["other", "sg"]))).is_ok(), "an array naming one accepted value");
+        assert!(msg(&strict, ok(json!("other"))).unwrap_err().contains("(aud)"));
+        assert!(msg(&strict, ok(json!(["other"]))).unwrap_err().contains("(aud)"));
+        assert!(msg(&strict, json!({"sub": "u", "exp": exp(), "iss": "https://p"})).unwrap_err().contains("aud"));
+        assert!(msg(&strict, json!({"sub": "u", "exp": exp(), "aud": "sg"})).unwrap_err().contains("iss"));
+        let other_iss = json!({"sub": "u", "exp": exp(), "aud": "sg", "iss": "https://q"});
+        assert!(msg(&strict, other_iss).unwrap_err().contains("(iss)"));
+        assert!(msg(&strict, json!({"sub": "u", "aud": "sg", "iss": "https://p"})).unwrap_err().contains("exp"));
+        let old = json!({"sub": "u", "exp": now - 3600, "aud": "sg", "iss": "https://p"});
+        assert!(msg(&strict, old).unwrap_err().contains("(exp)"));
     }
 }

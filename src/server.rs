@@ -100,7 +100,8 @@ fn tls_acceptor(settings: &Settings) -> Result<Option<TlsAcceptor>, StartError> 
 
 fn verifier(settings: &Settings) -> Result<Verifier, StartError> {
     let secret = settings.auth.jwt_secret.as_deref().ok_or(StartError::NoSecret)?;
-    let v = Verifier::new(secret, settings.auth.leeway_secs);
+    let v =
+        Verifier::new(secret, settings.auth.leeway_secs).with_claims(&settings.auth.audience, &settings.auth.issuer);
     match (&settings.auth.public_key_path, &settings.auth.public_key_alg) {
         (Some(path), Some(alg)) => {
             let pem = std::fs::read(path).map_err(|e| StartError::Key(format!("{}: {e}", path.display())))?;

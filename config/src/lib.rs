@@ -66,12 +66,35 @@ pub struct Settings {
 pub struct AuthSettings {
     /// HS256 secret shared with the platform that signs the tokens.
     pub jwt_secret: Option<String>,
-    /// Clock skew tolerated on `exp`, in seconds.
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
     pub leeway_secs: u64,
     /// Optional PEM public key for RS256/ES256 tokens.
     pub public_key_path: Option<PathBuf>,
     /// `RS256` or `ES256`; required with `public_key_path`.
     pub public_key_alg: Option<String>,
+    /// Accepted `aud` values (RFC 7519 §4.1.3). Set: a token must carry `aud` (a string or
+    /// an array) naming at least one of them. Empty: `aud` is not checked. In a file, a
+    /// string or an array of strings.
+    #[serde(deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// Accepted `iss` values (RFC 7519 §4.1.1). Set: a token must carry `iss` equal to one of
+    /// them. Empty: `iss` is not checked. In a file, a string or an array of strings.
+    #[serde(deserialize_with = "one_or_many")]
+    pub issuer: Vec<String>,
+}
+
+/// A TOML value that is one string or an array of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 #[derive(Clone, Deserialize)]
@@ -255,7 +278,14 @@ impl Default for Settings {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        AuthSettings { jwt_secret: None, leeway_secs: 30, public_key_path: None, public_key_alg: None }
+        AuthSettings {
+            jwt_secret: None,
+            leeway_secs: 30,
+            public_key_path: None,
+            public_key_alg: None,
+            audience: Vec::new(),
+            issuer: Vec::new(),
+        }
     }
 }
 
@@ -315,6 +345,8 @@ impl fmt::Debug for AuthSettings {
             .field("leeway_secs", &self.leeway_secs)
             .field("public_key_path", &self.public_key_path)
             .field("public_key_alg", &self.public_key_alg)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
             .finish()
     }
 }
@@ -414,6 +446,11 @@ impl Settings {
             match self.auth.public_key_alg.as_deref() {
                 Some("RS256") | Some("ES256") => {}
                 _ => return Err(bad("auth.public_key_alg", "must be RS256 or ES256")),
+            }
+        }
+        for (key, values) in [("auth.audience", &self.auth.audience), ("auth.issuer", &self.auth.issuer)] {
+            if values.iter().any(|v| v.trim().is_empty()) {
+                return Err(bad(key, "values must not be empty"));
             }
         }
         if matches!(&self.auth.jwt_secret, Some(s) if s.len() < 16) {

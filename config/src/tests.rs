@@ -102,3 +102,24 @@ fn cluster_and_store_keys() {
     s.cluster.name = "a.b".into();
     assert!(s.validate().unwrap_err().to_string().contains("cluster.name"));
 }
+
+#[test]
+fn audience_and_issuer_from_env_and_file() {
+    let mut s = Settings::default();
+    assert!(s.auth.audience.is_empty() && s.auth.issuer.is_empty(), "unset by default: not checked");
+    s.apply_env([("SIGNALGRID_JWT_AUDIENCE", "signalgrid, video"), ("SIGNALGRID_JWT_ISSUER", "https://platform.test")])
+        .unwrap();
+    assert_eq!(s.auth.audience, vec!["signalgrid", "video"]);
+    assert_eq!(s.auth.issuer, vec!["https://platform.test"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sg.toml");
+    std::fs::write(&path, "[auth]\naudience = \"signalgrid\"\nissuer = [\"a\", \"b\"]\n").unwrap();
+    let s = Settings::from_file(&path).unwrap();
+    assert_eq!(s.auth.audience, vec!["signalgrid"]);
+    assert_eq!(s.auth.issuer, vec!["a", "b"]);
+
+    std::fs::write(&path, "[auth]\naudience = [\"\"]\n").unwrap();
+    let err = Settings::from_file(&path).unwrap().validate().unwrap_err().to_string();
+    assert!(err.contains("auth.audience"), "{err}");
+}
