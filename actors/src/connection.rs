@@ -66,6 +66,8 @@ pub struct ConnArgs {
 struct Joined {
     room_id: RoomId,
     session_id: String,
+    /// The name the others were given; a re-join keeps it.
+    user_name: String,
     view: Arc<RoomView>,
 }
 
@@ -147,44 +149,61 @@ impl ConnState {
         }
     }
 
+    /// `join-room`. Joining the room this connection is already in (a re-join) is checked
+    /// like any join and, admitted, answers `room-joined` again with nothing to the others:
+    /// the room's membership keeps the same member (its first name too). A refused re-join
+    /// takes the connection out of the room (the others get `user-left`): a client told
+    /// `error` about the room it is in is no longer in it (docs/protocol.md, "WebSocket").
     async fn join(&mut self, room_id: String, user_name: Option<String>) {
         telemetry::ws_event("join-room");
         let room_id: RoomId = room_id.into();
-        let session = match self.ctx.ports.store.session_by_room(&room_id).await {
+        if let Err(code) = self.try_join(&room_id, user_name).await {
+            if self.room.as_ref().is_some_and(|j| j.room_id == room_id) {
+                self.leave_current().await;
+            }
+            self.error(code, room_details(&room_id));
+        }
+    }
+
+    async fn try_join(&mut self, room_id: &RoomId, user_name: Option<String>) -> Result<(), ErrorCode> {
+        let session = match self.ctx.ports.store.session_by_room(room_id).await {
             Ok(Some(s)) => s,
-            Ok(None) => return self.error(ErrorCode::SessionNotFound, room_details(&room_id)),
+            Ok(None) => return Err(ErrorCode::SessionNotFound),
             Err(e) => {
                 tracing::error!(error = %e, "store lookup for join failed");
-                return self.error(ErrorCode::StoreUnavailable, room_details(&room_id));
+                return Err(ErrorCode::StoreUnavailable);
             }
         };
-        self.audit(&session.id, AuditAction::JoinAttempt, json!({ "roomId": &*room_id, "socketId": &*self.id }));
+        self.audit(&session.id, AuditAction::JoinAttempt, json!({ "roomId": &**room_id, "socketId": &*self.id }));
         if let Err(code) = rules::check_session(&session, &self.identity, now_ms(), &self.ctx.policy) {
-            self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &*room_id }));
-            return self.error(code, room_details(&room_id));
+            self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &**room_id }));
+            return Err(code);
         }
-        if self.room.as_ref().is_some_and(|j| j.room_id != room_id) {
+        let current = self.room.as_ref().filter(|j| j.room_id == *room_id).map(|j| j.user_name.clone());
+        if self.room.is_some() && current.is_none() {
             self.leave_current().await;
         }
+        let user_name = current.or(user_name).or_else(|| self.identity.name.clone());
         let member = Member {
             conn_id: self.id.clone(),
             user_id: self.identity.user_id.clone(),
-            user_name: user_name
-                .or_else(|| self.identity.name.clone())
-                .unwrap_or_else(|| display_name(&session, &self.identity)),
+            user_name: user_name.unwrap_or_else(|| display_name(&session, &self.identity)),
             user_role: self.identity.role.as_str().to_owned(),
             node_id: self.ctx.node_id.clone(),
         };
         let capacity = rules::capacity(session.session_type, &self.ctx.policy);
-        match self.enter_room(&room_id, member, capacity).await {
+        let name = member.user_name.clone();
+        match self.enter_room(room_id, member, capacity).await {
             Ok(view) => {
-                self.room = Some(Joined { room_id: room_id.clone(), session_id: session.id.clone(), view });
+                let session_id = session.id.clone();
+                self.room = Some(Joined { room_id: room_id.clone(), session_id, user_name: name, view });
                 self.ctx.conns.set_room(&self.id, Some(room_id.clone()));
-                self.record_join(&session, &room_id).await;
+                self.record_join(&session, room_id).await;
+                Ok(())
             }
             Err(code) => {
-                self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &*room_id }));
-                self.error(code, room_details(&room_id));
+                self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &**room_id }));
+                Err(code)
             }
         }
     }
@@ -294,12 +313,7 @@ impl ConnState {
     async fn room_event(&mut self, event: ClientEvent, received: Instant) {
         match event {
             ClientEvent::Relay { kind, payload, to } => self.relay(kind, payload.get(), &to, received),
-            ClientEvent::JoinRoom { room_id, user_name } => {
-                if self.room.as_ref().is_some_and(|j| *j.room_id == *room_id) {
-                    self.leave_current().await;
-                }
-                self.join(room_id, user_name).await
-            }
+            ClientEvent::JoinRoom { room_id, user_name } => self.join(room_id, user_name).await,
             ClientEvent::LeaveRoom { room_id } => {
                 telemetry::ws_event("leave-room");
                 if self.room.as_ref().is_some_and(|j| *j.room_id == *room_id) {
