@@ -80,6 +80,9 @@ export class SignalgridClient extends EventTarget {
     this._videoOverride = null; // a track that replaces the camera (screen share)
     this._joinPending = false;
     this._joinAttempt = 0;
+    // The join retry after a passing failure; apart from `_timer` (reconnects), so that
+    // `room-joined` can cancel it without touching a reconnect.
+    this._joinRetry = null;
   }
 
   // ---------------------------------------------------------------- REST
@@ -174,6 +177,7 @@ export class SignalgridClient extends EventTarget {
 
   _connect() {
     clearTimeout(this._timer);
+    clearTimeout(this._joinRetry);
     this._setState(this._attempt > 0 || this._joined ? 'reconnecting' : 'connecting', { attempt: this._attempt });
     let ws;
     try {
@@ -257,6 +261,8 @@ export class SignalgridClient extends EventTarget {
         const again = this._joined;
         this._joined = true;
         this._joinPending = false;
+        // A retry scheduled on an error taken for this join's answer must not join again.
+        clearTimeout(this._joinRetry);
         this._attempt = 0;
         this._joinAttempt = 0;
         this.participants = data.participants || [];
@@ -300,13 +306,16 @@ export class SignalgridClient extends EventTarget {
         const fatal = FATAL_CODES.has(code);
         if (fatal) this._fatalSeen = code;
         this._emitError(code, data.message, data.details, { source: 'ws', fatal });
-        if (this._joinPending && !fatal && code !== 'NODE_DRAINING') {
+        // PEER_NOT_FOUND never answers a join (it answers a relay, say a candidate of a peer
+        // connection from before a reconnect).
+        if (this._joinPending && !fatal && code !== 'NODE_DRAINING' && code !== 'PEER_NOT_FOUND') {
           // The answer to join-room is a passing failure (store or cluster unavailable,
           // rate limited): try the join again after a backoff, on the same socket.
           this._joinPending = false;
           const ws = this.ws;
           const delay = backoffDelay(this._joinAttempt++, this.reconnectOpts.baseMs, this.reconnectOpts.maxMs);
-          this._timer = setTimeout(() => { if (this.ws === ws) this._join(); }, delay);
+          clearTimeout(this._joinRetry);
+          this._joinRetry = setTimeout(() => { if (this.ws === ws) this._join(); }, delay);
         }
         if (fatal && code !== 'SESSION_REPLACED') {
           // A refused join (or an operator's kick): nothing will change by retrying.
@@ -440,6 +449,7 @@ export class SignalgridClient extends EventTarget {
   _shutdown() {
     this._closing = true;
     clearTimeout(this._timer);
+    clearTimeout(this._joinRetry);
     this.mesh.closeAll();
     if (this.ws) {
       const ws = this.ws;

@@ -67,4 +67,40 @@ check('refusal fails the client', c.state === 'failed');
   check('ROOM_FULL is final', j.state === 'failed');
 }
 
+// The join retry timer does not outlive the join: a passing error taken for the join's answer
+// schedules a retry; the real `room-joined` that follows cancels it, so no second join-room
+// goes out. An error a join never answers with (PEER_NOT_FOUND, from a stale relay) schedules
+// nothing. The clock is a fake one, so "no second join" is checked by running every pending
+// timer rather than by waiting.
+{
+  const pending = new Map();
+  let nextId = 1;
+  const realSet = globalThis.setTimeout;
+  const realClear = globalThis.clearTimeout;
+  globalThis.setTimeout = (fn) => { const id = nextId++; pending.set(id, fn); return id; };
+  globalThis.clearTimeout = (id) => { pending.delete(id); };
+  const runPending = () => {
+    for (let round = 0; round < 10 && pending.size > 0; round += 1) {
+      for (const [id, fn] of [...pending]) { pending.delete(id); fn(); }
+    }
+  };
+  try {
+    const sent = [];
+    const j = new SignalgridClient({ token: 't', baseUrl: 'http://127.0.0.1:1', roomId: 'room-2', reconnect: { baseMs: 1000, maxMs: 1000 } });
+    j.ws = { readyState: 1, send: (f) => sent.push(JSON.parse(f).event), close() {} };
+    j._onFrame('connected', { socketId: 's2', nodeId: 'n1', heartbeatMs: 25000 });
+    check('join sent on connected', sent.join() === 'join-room');
+    j._onFrame('error', { code: 'PEER_NOT_FOUND', message: 'x', details: { to: 'old-peer' } });
+    runPending();
+    check('PEER_NOT_FOUND is not the join\'s answer', sent.join() === 'join-room');
+    j._onFrame('error', { code: 'RATE_LIMITED', message: 'x', details: {} });
+    j._onFrame('room-joined', { roomId: 'room-2', participants: [{ socketId: 's2', userId: 'u', userName: 'U', userRole: 'client' }] });
+    runPending();
+    check('room-joined cancels the join retry', sent.join() === 'join-room' && j.state === 'joined');
+  } finally {
+    globalThis.setTimeout = realSet;
+    globalThis.clearTimeout = realClear;
+  }
+}
+
 process.stdout.write(`${JSON.stringify({ ok: failures.length === 0, failures, errorCodes: ERROR_CODES })}\n`);
