@@ -157,7 +157,7 @@ impl ConnState {
     async fn join(&mut self, room_id: String, user_name: Option<String>) {
         telemetry::ws_event("join-room");
         let room_id: RoomId = room_id.into();
-        if let Err(code) = self.try_join(&room_id, user_name).await {
+        if let Err(code) = self.try_join(room_id.clone(), user_name).await {
             if self.room.as_ref().is_some_and(|j| j.room_id == room_id) {
                 self.leave_current().await;
             }
@@ -165,8 +165,8 @@ impl ConnState {
         }
     }
 
-    async fn try_join(&mut self, room_id: &RoomId, user_name: Option<String>) -> Result<(), ErrorCode> {
-        let session = match self.ctx.ports.store.session_by_room(room_id).await {
+    async fn try_join(&mut self, room_id: RoomId, user_name: Option<String>) -> Result<(), ErrorCode> {
+        let session = match self.ctx.ports.store.session_by_room(&room_id).await {
             Ok(Some(s)) => s,
             Ok(None) => return Err(ErrorCode::SessionNotFound),
             Err(e) => {
@@ -174,12 +174,12 @@ impl ConnState {
                 return Err(ErrorCode::StoreUnavailable);
             }
         };
-        self.audit(&session.id, AuditAction::JoinAttempt, json!({ "roomId": &**room_id, "socketId": &*self.id }));
+        self.audit(&session.id, AuditAction::JoinAttempt, json!({ "roomId": &*room_id, "socketId": &*self.id }));
         if let Err(code) = rules::check_session(&session, &self.identity, now_ms(), &self.ctx.policy) {
-            self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &**room_id }));
+            self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &*room_id }));
             return Err(code);
         }
-        let current = self.room.as_ref().filter(|j| j.room_id == *room_id).map(|j| j.user_name.clone());
+        let current = self.room.as_ref().filter(|j| j.room_id == room_id).map(|j| j.user_name.clone());
         if self.room.is_some() && current.is_none() {
             self.leave_current().await;
         }
@@ -193,16 +193,16 @@ impl ConnState {
         };
         let capacity = rules::capacity(session.session_type, &self.ctx.policy);
         let name = member.user_name.clone();
-        match self.enter_room(room_id, member, capacity).await {
+        match self.enter_room(&room_id, member, capacity).await {
             Ok(view) => {
                 let session_id = session.id.clone();
                 self.room = Some(Joined { room_id: room_id.clone(), session_id, user_name: name, view });
                 self.ctx.conns.set_room(&self.id, Some(room_id.clone()));
-                self.record_join(&session, room_id).await;
+                self.record_join(&session, &room_id).await;
                 Ok(())
             }
             Err(code) => {
-                self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &**room_id }));
+                self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &*room_id }));
                 Err(code)
             }
         }
