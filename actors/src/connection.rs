@@ -1,5 +1,5 @@
 //! ConnectionActor: one per WebSocket. Owns the connection's state (which room it is in),
-//! its message rate limit, the join flow (store lookup, rules, then the RoomActor), relays
+//! the join flow (store lookup, rules, then the RoomActor), relays
 //! (routed through the room's view straight to the target's queue), and the call-ended flow.
 //!
 //! Must not: read the socket (the edge does, and sends decoded events here) or wait on a
@@ -42,8 +42,9 @@ const ROOM_RETRY_PAUSE: Duration = Duration::from_millis(20);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub enum ConnMsg {
-    /// A decoded client event and when its frame was read.
-    Client { event: ClientEvent, received: Instant },
+    /// A decoded client event, when its frame was read, and the frame's length in bytes
+    /// (handed back to the `Intake` once handled).
+    Client { event: ClientEvent, received: Instant, len: usize },
     /// This connection's place in `room_id` was taken by the same user's new connection.
     Replaced { room_id: RoomId },
     /// Close with an `error` frame (drain, kick).
@@ -78,34 +79,6 @@ pub struct ConnState {
     intake: Arc<Intake>,
     ctx: Arc<NodeCtx>,
     room: Option<Joined>,
-    bucket: TokenBucket,
-}
-
-/// Token bucket: `rate` per second sustained, `burst` at once.
-struct TokenBucket {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        TokenBucket { tokens: burst, rate: f64::from(rate), burst, last: Instant::now() }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 impl ConnState {
@@ -279,16 +252,6 @@ impl ConnState {
         }
     }
 
-    /// The per-connection rate limit; false (and RATE_LIMITED sent) when the frame is over it.
-    fn admit(&mut self, received: Instant) -> bool {
-        if self.bucket.take(received) {
-            return true;
-        }
-        metrics::counter!(telemetry::RATE_LIMITED, "edge" => "ws").increment(1);
-        self.error(ErrorCode::RateLimited, json!({}));
-        false
-    }
-
     /// A client event that waits on the store or the room (a relay waits on nothing, and is
     /// handled without this future).
     async fn room_event(&mut self, event: ClientEvent, received: Instant) {
@@ -333,23 +296,21 @@ impl Actor for ConnectionActor {
         let l = &a.ctx.limits;
         let hello = ServerFrame::Connected { socket_id: &a.id, node_id: &a.ctx.node_id, heartbeat_ms: l.heartbeat_ms };
         a.out.send(hello.encode());
-        let bucket = TokenBucket::new(l.ws_messages_per_sec, l.ws_burst);
         let (id, identity, meta, out, intake, ctx) = (a.id, a.identity, a.meta, a.out, a.intake, a.ctx);
-        Ok(ConnState { id, identity, meta, out, intake, ctx, room: None, bucket })
+        Ok(ConnState { id, identity, meta, out, intake, ctx, room: None })
     }
 
     async fn handle(&self, me: ActorRef<ConnMsg>, msg: ConnMsg, st: &mut ConnState) -> Result<(), ActorProcessingErr> {
         match msg {
-            ConnMsg::Client { event, received } => {
-                if st.admit(received) {
-                    match event {
-                        ClientEvent::Relay { kind, payload, to } => st.relay(kind, payload.get(), &to, received),
-                        // Boxed: the actor's processing loop lives as long as the connection, and
-                        // would otherwise reserve, while idle, room for the largest await of a join.
-                        other => Box::pin(st.room_event(other, received)).await,
-                    }
+            // The edge has charged the frame to the client's budget (see `budget`).
+            ConnMsg::Client { event, received, len } => {
+                match event {
+                    ClientEvent::Relay { kind, payload, to } => st.relay(kind, payload.get(), &to, received),
+                    // Boxed: the actor's processing loop lives as long as the connection, and
+                    // would otherwise reserve, while idle, room for the largest await of a join.
+                    other => Box::pin(st.room_event(other, received)).await,
                 }
-                st.intake.handled();
+                st.intake.handled(len);
             }
             ConnMsg::Replaced { room_id } => {
                 if st.room.as_ref().is_some_and(|j| j.room_id == room_id) {

@@ -1,8 +1,8 @@
-//! One socket's task: reads frames (size check first, then decode, then hand to the
-//! ConnectionActor), writes the connection's bounded outbound queue, pings on the heartbeat
+//! One socket's task: reads frames (charged to the client's `Budget` first, then the size
+//! check, then decode, then hand to the ConnectionActor), writes the connection's bounded outbound queue, pings on the heartbeat
 //! and closes a client that stops answering or cannot keep up.
 //!
-//! While `INTAKE` frames wait for the actor, the task stops reading (writing and pinging go
+//! While `INTAKE` frames or `INTAKE_BYTES` bytes wait for the actor, the task stops reading (writing and pinging go
 //! on) until the actor catches up.
 //!
 //! A bad frame gets an `error` frame and the socket stays open. Reading happens here, not
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use signalgrid_actors::budget::Budget;
 use signalgrid_actors::connection::{close, ConnMsg};
 use signalgrid_actors::errors::ErrorCode;
 use signalgrid_actors::identity::Identity;
@@ -88,6 +89,11 @@ fn refuse(out: &Outbound, code: ErrorCode, details: serde_json::Value) {
     out.send(ServerFrame::error(code, details));
 }
 
+fn rate_limited(out: &Outbound) {
+    metrics::counter!(telemetry::RATE_LIMITED, "edge" => "ws").increment(1);
+    refuse(out, ErrorCode::RateLimited, json!({}));
+}
+
 /// What to do with one frame from the client.
 enum Read {
     Continue,
@@ -95,27 +101,49 @@ enum Read {
     Stop,
 }
 
-fn on_frame(msg: Message, app: &App, out: &Outbound, intake: &Intake, actor: &ractor::ActorRef<ConnMsg>) -> Read {
+/// The client's frame: charged to its budget whatever it is (a refused frame costs as much
+/// as a relayed one), then refused or handed to the actor.
+fn on_frame(
+    msg: Message,
+    app: &App,
+    out: &Outbound,
+    intake: &Intake,
+    budget: &mut Budget,
+    actor: &ractor::ActorRef<ConnMsg>,
+) -> Read {
+    let received = Instant::now();
+    let len = match &msg {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(_) => 0,
+        Message::Frame(f) => f.len(),
+    };
+    let within = budget.admit(len, received);
     let text = match msg {
-        Message::Text(t) => t,
+        Message::Text(t) if within => t,
+        // Over budget, a data frame is refused before it is looked at.
+        Message::Text(_) | Message::Binary(_) if !within => {
+            rate_limited(out);
+            return Read::Continue;
+        }
+        // A pong proves the client alive even when it is over budget.
         Message::Pong(_) => return Read::Pong,
         Message::Close(_) => return Read::Stop,
-        Message::Ping(_) | Message::Frame(_) => return Read::Continue,
+        Message::Ping(_) | Message::Frame(_) | Message::Text(_) => return Read::Continue,
         Message::Binary(_) => {
             refuse(out, ErrorCode::BadRequest, json!({ "reason": "binary frames are not accepted" }));
             return Read::Continue;
         }
     };
-    let received = Instant::now();
     let limit = app.settings.limits.max_frame_bytes;
-    if text.len() > limit {
-        refuse(out, ErrorCode::PayloadTooLarge, json!({ "limit": limit, "size": text.len() }));
+    if len > limit {
+        refuse(out, ErrorCode::PayloadTooLarge, json!({ "limit": limit, "size": len }));
         return Read::Continue;
     }
     match decode(text.as_str()) {
         Ok(event) => {
-            intake.taken();
-            match actor.send_message(ConnMsg::Client { event, received }) {
+            intake.taken(len);
+            match actor.send_message(ConnMsg::Client { event, received, len }) {
                 Ok(()) => Read::Continue,
                 Err(_) => Read::Stop,
             }
@@ -145,6 +173,7 @@ pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMet
     let beat = Duration::from_millis(app.settings.limits.heartbeat_ms);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
     let mut last_pong = Instant::now();
+    let mut budget = Budget::new(&app.settings.limits);
     let overflow = rx.overflow_signal();
     // A write that cannot finish within two heartbeats means the client stopped reading.
     let write_limit = beat * 2;
@@ -178,7 +207,7 @@ pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMet
             }
             _ = intake.room(), if intake.full() => {}
             frame = stream.next(), if !intake.full() => match frame {
-                Some(Ok(msg)) => match on_frame(msg, &app, &out, &intake, &conn.actor) {
+                Some(Ok(msg)) => match on_frame(msg, &app, &out, &intake, &mut budget, &conn.actor) {
                     Read::Continue => {}
                     Read::Pong => last_pong = Instant::now(),
                     Read::Stop => break,
