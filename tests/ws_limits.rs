@@ -405,8 +405,8 @@ async fn slow_reader_is_disconnected_without_hurting_the_sender() {
 
     let slow = metric(&node, "signalgrid_slow_consumer_disconnects_total").await;
     assert!(slow.is_some_and(|v| v >= 1.0), "{slow:?}");
-    // a's socket was closed by the node.
-    a.closed().await;
+    // a's socket was closed by the node, which says why once a reads again.
+    assert_eq!(a.closed().await.0, Some(1008));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -427,8 +427,11 @@ async fn client_that_never_answers_pings_is_closed_and_leaves() {
     let left = recv(&mut brx).await;
     assert_eq!(left["event"], "user-left", "{left}");
     assert_eq!(left["data"], json!({"socketId": a.socket_id, "userId": "client-1"}));
-    // a's socket was closed by the server; b, which answers pings, is still in.
-    a.closed().await;
+    // a's socket was closed by the server (why: when a reads again); b, which answers pings,
+    // is still in.
+    let (code, frames) = a.closed().await;
+    assert_eq!(code, Some(1008));
+    assert_eq!(frames.last().unwrap()["data"]["code"], "HEARTBEAT_TIMEOUT", "{frames:?}");
     let mut c = WsClient::connect(&node, &client_token()).await;
     let j = c.join(&room).await;
     let ids: Vec<&str> =

@@ -23,12 +23,22 @@ use crate::rooms::RoomsMsg;
 use crate::session::{now_ms, AuditAction, ClientMeta, Session};
 use crate::{rules, telemetry, ConnId, RoomId};
 
-/// WebSocket close codes the server uses.
+/// WebSocket close codes the server uses (RFC 6455 7.4.1; 4xxx are this contract's, see
+/// docs/protocol.md). Every path that ends a socket sends one of these first.
 pub mod close {
     pub const NORMAL: u16 = 1000;
+    /// The client broke the WebSocket framing: reserved bits or opcodes, an unmasked frame,
+    /// a fragmented or oversized control frame, a continuation without a start.
+    pub const PROTOCOL: u16 = 1002;
+    /// A text message that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Slow consumer, heartbeat timeout, a seat lost and not taken back (`ROOM_FULL`).
     pub const POLICY: u16 = 1008;
-    pub const RESTART: u16 = 1012;
+    /// A frame or message over the transport cap (never read, nor buffered).
+    pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
+    /// The node is shutting down (drain).
+    pub const RESTART: u16 = 1012;
     /// The same user joined the room from another connection.
     pub const REPLACED: u16 = 4001;
     /// Kicked by an operator.
