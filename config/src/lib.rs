@@ -110,7 +110,9 @@ pub struct LimitSettings {
     /// Bytes a client may send at once above `ws_bytes_per_sec`; at least `max_frame_bytes`,
     /// so that one frame of the largest accepted size always fits.
     pub ws_burst_bytes: usize,
-    /// Frames queued for one client before it counts as too slow and is disconnected.
+    /// Frames queued for one client before it counts as too slow and is disconnected. Holds
+    /// at least a peer's whole frame burst (`ws_burst`), which may arrive before the client's
+    /// writer runs once.
     pub outbound_queue: usize,
     /// Interval of server pings; two missed pongs close the socket.
     pub heartbeat_ms: u64,
@@ -291,7 +293,7 @@ impl Default for LimitSettings {
             ws_burst: 1_000,
             ws_bytes_per_sec: 256 * 1024,
             ws_burst_bytes: 1024 * 1024,
-            outbound_queue: 256,
+            outbound_queue: 1024,
             heartbeat_ms: 25_000,
         }
     }
