@@ -201,6 +201,18 @@ async fn protocol_errors_are_closed_with_1002() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_in_the_connection_actor_is_closed_with_1011() {
+    let node = TestNode::start().await;
+    let app = node.server.as_ref().unwrap().app.clone();
+    let mut a = WsClient::connect(&node, &client_token()).await;
+    assert!(!app.node.inject_conn_fault("no-such-connection"));
+    assert!(app.node.inject_conn_fault(&a.socket_id));
+    let (code, frames) = a.closed().await;
+    assert_eq!(code, Some(1011));
+    assert_eq!(frames.last().map(|v| v["data"]["code"].clone()), Some(json!("INTERNAL")), "{frames:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_close_is_answered_with_its_code() {
     let node = TestNode::start().await;
     let mut raw = Raw::connect(&node).await;

@@ -61,6 +61,9 @@ pub enum ConnMsg {
     Disconnect { code: ErrorCode, close_code: u16 },
     /// The socket is gone: leave the room and stop.
     SocketClosed,
+    /// Test hook: the handler panics (see `Node::inject_conn_fault`).
+    #[doc(hidden)]
+    InjectFault,
 }
 
 pub struct ConnectionActor;
@@ -335,6 +338,7 @@ impl Actor for ConnectionActor {
                 st.out.close(close_code, code.as_str());
             }
             ConnMsg::SocketClosed => me.stop(Some("socket closed".into())),
+            ConnMsg::InjectFault => panic!("injected fault in connection {}", st.id),
         }
         Ok(())
     }

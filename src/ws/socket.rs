@@ -194,7 +194,8 @@ pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMet
         Ok(c) => c,
         Err(code) => {
             let _ = sink.send(text(ServerFrame::error(code, json!({})))).await;
-            let _ = sink.send(close_with(close::RESTART, code.as_str())).await;
+            let why = if code == ErrorCode::NodeDraining { close::RESTART } else { close::INTERNAL };
+            let _ = sink.send(close_with(why, code.as_str())).await;
             return;
         }
     };
