@@ -148,20 +148,21 @@ fn on_frame(
     };
     let within = budget.admit(len, received);
     let text = match msg {
-        Message::Text(t) if within => t,
-        // Over budget, a data frame is refused before it is looked at.
-        Message::Text(_) | Message::Binary(_) if !within => {
-            rate_limited(out);
-            return Read::Continue;
-        }
         // A pong proves the client alive even when it is over budget.
         Message::Pong(_) => return Read::Pong,
         Message::Close(_) => return Read::Stop(End::Flush),
-        Message::Ping(_) | Message::Frame(_) | Message::Text(_) => return Read::Continue,
+        // Answered by the transport (tungstenite keeps at most one pong pending).
+        Message::Ping(_) | Message::Frame(_) => return Read::Continue,
+        // Over budget, a data frame is refused before it is looked at.
+        _ if !within => {
+            rate_limited(out);
+            return Read::Continue;
+        }
         Message::Binary(_) => {
             refuse(out, ErrorCode::BadRequest, json!({ "reason": "binary frames are not accepted" }));
             return Read::Continue;
         }
+        Message::Text(t) => t,
     };
     let limit = app.settings.limits.max_frame_bytes;
     if len > limit {
