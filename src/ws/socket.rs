@@ -253,8 +253,11 @@ pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMet
                     break End::Close(close::POLICY, "heartbeat timeout");
                 }
                 let ping = Box::pin(sink.send(Message::Ping(Bytes::new())));
-                if !matches!(tokio::time::timeout(CONTROL_WRITE, ping).await, Ok(Ok(()))) {
-                    break End::Gone;
+                match tokio::time::timeout(CONTROL_WRITE, ping).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break End::Gone,
+                    // The socket takes nothing: the client stopped reading.
+                    Err(_) => break End::Close(close::POLICY, "slow consumer"),
                 }
             }
         }
