@@ -117,8 +117,9 @@ async fn the_admin_cli_lists_kicks_closes_and_drains() {
     // kick the member on the other node
     let (ok, out, err) = admin_cli(&nats.url(), "adm", &["kick", &b.socket_id]);
     assert!(ok && out.contains("adm-2"), "{out} {err}");
-    let (_, frames) = b.closed().await;
+    let (code, frames) = b.closed().await;
     assert!(frames.iter().any(|f| f["data"]["code"] == "KICKED"), "{frames:?}");
+    assert_eq!(code, Some(4003));
     assert_eq!(a.next_event("user-left").await["socketId"], b.socket_id.as_str());
     let (ok, _, _) = admin_cli(&nats.url(), "adm", &["kick", "no-such-connection"]);
     assert!(!ok, "kicking an unknown connection fails");
@@ -130,8 +131,9 @@ async fn the_admin_cli_lists_kicks_closes_and_drains() {
     let (ok, _, err) = admin_cli(&nats.url(), "adm", &["close", &room]);
     assert!(ok, "{err}");
     for c in [&mut a, &mut b2] {
-        let (_, frames) = c.closed().await;
+        let (code, frames) = c.closed().await;
         assert!(frames.iter().any(|f| f["data"]["code"] == "ROOM_CLOSED"), "{frames:?}");
+        assert_eq!(code, Some(4003));
     }
 
     // drain the process node: it exits cleanly

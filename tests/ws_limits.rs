@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use signalgrid_config::LimitSettings;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -137,6 +138,108 @@ async fn per_connection_rate_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_frames_count_against_the_rate_limit() {
+    let (rate, burst) = (5u32, 5u32);
+    let node = TestNode::start_with(|s| {
+        s.limits.ws_messages_per_sec = rate;
+        s.limits.ws_burst = burst;
+    })
+    .await;
+    let t0 = Instant::now(); // before a's budget exists
+    let mut a = WsClient::connect(&node, &client_token()).await;
+    // Frames refused before decoding (too large, not JSON, binary) and after (bad fields,
+    // unknown event), at once: each is answered once, and only the budget's worth with its
+    // own refusal.
+    const N: u64 = 200;
+    let frames = bad_frames("nobody");
+    for i in 0..N as usize {
+        a.ws.feed(frames[i % frames.len()].0.clone()).await.unwrap();
+    }
+    a.ws.flush().await.unwrap();
+    let (mut limited, mut refused) = (0u64, 0u64);
+    for _ in 0..N {
+        let v = a.next().await;
+        assert_eq!(v["event"], "error", "{v}");
+        if v["data"]["code"] == "RATE_LIMITED" {
+            limited += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    assert!(limited >= 1, "{N} refused frames at once with a burst of {burst}");
+    let allowance = u64::from(burst) + (f64::from(rate) * elapsed).ceil() as u64;
+    assert!(refused <= allowance, "{refused} looked at, allowance {allowance}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_limits_pass_an_ice_burst_and_refuse_a_flood() {
+    // The node's own defaults for WebSocket limits, not the harness's raised ones.
+    let node = TestNode::start_with(|s| {
+        s.limits = LimitSettings { rest_per_minute: s.limits.rest_per_minute, ..LimitSettings::default() };
+    })
+    .await;
+    let d = LimitSettings::default();
+    let (_, room) = node.call().await;
+    let mut b = WsClient::connect(&node, &psy_token()).await;
+    b.join(&room).await;
+    let bid = b.socket_id.clone();
+    let mut a = WsClient::connect(&node, &client_token()).await;
+    a.join(&room).await;
+    b.next_event("user-joined").await;
+    let mut brx = pump(b);
+
+    // Right after the join, 600 candidates at once (a mesh group call, several interfaces).
+    const ICE: u64 = 600;
+    for seq in 0..ICE {
+        let candidate = json!({"candidate": format!("candidate:{seq} 1 udp 2122260223 10.0.{}.{} 54321 typ host",
+            seq / 250, seq % 250), "sdpMid": "0", "sdpMLineIndex": 0, "seq": seq});
+        let frame = json!({"event": "ice-candidate", "data": {"candidate": candidate, "to": bid}});
+        a.ws.feed(Message::text(frame.to_string())).await.unwrap();
+    }
+    a.ws.flush().await.unwrap();
+    for seq in 0..ICE {
+        let v = recv(&mut brx).await;
+        assert_eq!(v["event"], "ice-candidate", "{v}");
+        assert_eq!(v["data"]["candidate"]["seq"], seq, "{v}");
+    }
+    // a's next frame answers its next request: nothing (no RATE_LIMITED) was queued before.
+    a.send("call-ended", json!({"roomId": "fence"})).await;
+    a.expect_error("FORBIDDEN").await;
+
+    // A flood of 60 KB frames that are not JSON: refused with BAD_REQUEST only as far as
+    // the byte budget goes, RATE_LIMITED beyond.
+    const FLOOD: u64 = 1000;
+    const SIZE: usize = 60_000;
+    let t0 = Instant::now();
+    let (mut sink, mut stream) = a.ws.split();
+    let sender = tokio::spawn(async move {
+        let junk = "x".repeat(SIZE);
+        for _ in 0..FLOOD {
+            sink.feed(Message::text(junk.clone())).await?;
+        }
+        sink.flush().await
+    });
+    let (mut limited, mut refused) = (0u64, 0u64);
+    while limited + refused < FLOOD {
+        let msg = tokio::time::timeout(WAIT, stream.next()).await.expect("an answer per frame");
+        let Some(Ok(Message::Text(t))) = msg else { panic!("socket ended: {msg:?}") };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        match v["data"]["code"].as_str() {
+            Some("RATE_LIMITED") => limited += 1,
+            Some("BAD_REQUEST") => refused += 1,
+            _ => panic!("{v}"),
+        }
+    }
+    tokio::time::timeout(WAIT, sender).await.expect("all sent").unwrap().expect("a stays connected");
+    let elapsed = t0.elapsed().as_secs_f64();
+    assert!(limited >= 1, "{} MB at once", FLOOD * SIZE as u64 / 1_000_000);
+    let bytes = d.ws_burst_bytes as f64 + f64::from(d.ws_bytes_per_sec) * elapsed;
+    let allowance = (bytes / SIZE as f64).ceil() as u64;
+    assert!(refused <= allowance, "{refused} frames of {SIZE} bytes looked at, allowance {allowance}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_allow_list() {
     let node = TestNode::start_with(|s| {
         s.allowed_origins = vec!["https://app.example".into()];
@@ -213,6 +316,8 @@ async fn slow_reader_is_disconnected_without_hurting_the_sender() {
         s.limits.outbound_queue = 2 * signalgrid_actors::intake::INTAKE;
         s.limits.ws_messages_per_sec = 1_000_000;
         s.limits.ws_burst = 1_000_000;
+        s.limits.ws_bytes_per_sec = 1 << 30;
+        s.limits.ws_burst_bytes = 1 << 30;
     })
     .await;
     let (_, room) = node.call().await;
@@ -300,8 +405,8 @@ async fn slow_reader_is_disconnected_without_hurting_the_sender() {
 
     let slow = metric(&node, "signalgrid_slow_consumer_disconnects_total").await;
     assert!(slow.is_some_and(|v| v >= 1.0), "{slow:?}");
-    // a's socket was closed by the node.
-    a.closed().await;
+    // a's socket was closed by the node, which says why once a reads again.
+    assert_eq!(a.closed().await.0, Some(1008));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,8 +427,11 @@ async fn client_that_never_answers_pings_is_closed_and_leaves() {
     let left = recv(&mut brx).await;
     assert_eq!(left["event"], "user-left", "{left}");
     assert_eq!(left["data"], json!({"socketId": a.socket_id, "userId": "client-1"}));
-    // a's socket was closed by the server; b, which answers pings, is still in.
-    a.closed().await;
+    // a's socket was closed by the server (why: when a reads again); b, which answers pings,
+    // is still in.
+    let (code, frames) = a.closed().await;
+    assert_eq!(code, Some(1008));
+    assert_eq!(frames.last().unwrap()["data"]["code"], "HEARTBEAT_TIMEOUT", "{frames:?}");
     let mut c = WsClient::connect(&node, &client_token()).await;
     let j = c.join(&room).await;
     let ids: Vec<&str> =

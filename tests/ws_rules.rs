@@ -109,8 +109,9 @@ async fn rejoin_by_the_same_user_replaces_the_old_socket() {
     // The old socket: SESSION_REPLACED next, then closed.
     let e = old.expect_error("SESSION_REPLACED").await;
     assert_eq!(e["details"]["roomId"], room.as_str(), "{e}");
-    let (_, rest) = old.closed().await;
+    let (code, rest) = old.closed().await;
     assert!(rest.is_empty(), "frames after SESSION_REPLACED: {rest:?}");
+    assert_eq!(code, Some(4001));
 
     // The peer: user-left (old) and user-joined (new), in either order.
     let mut left = None;

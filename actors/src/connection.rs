@@ -1,5 +1,5 @@
 //! ConnectionActor: one per WebSocket. Owns the connection's state (which room it is in),
-//! its message rate limit, the join flow (store lookup, rules, then the RoomActor), relays
+//! the join flow (store lookup, rules, then the RoomActor), relays
 //! (routed through the room's view straight to the target's queue), and the call-ended flow.
 //!
 //! Must not: read the socket (the edge does, and sends decoded events here) or wait on a
@@ -23,12 +23,22 @@ use crate::rooms::RoomsMsg;
 use crate::session::{now_ms, AuditAction, ClientMeta, Session};
 use crate::{rules, telemetry, ConnId, RoomId};
 
-/// WebSocket close codes the server uses.
+/// WebSocket close codes the server uses (RFC 6455 7.4.1; 4xxx are this contract's, see
+/// docs/protocol.md). Every path that ends a socket sends one of these first.
 pub mod close {
     pub const NORMAL: u16 = 1000;
+    /// The client broke the WebSocket framing: reserved bits or opcodes, an unmasked frame,
+    /// a fragmented or oversized control frame, a continuation without a start.
+    pub const PROTOCOL: u16 = 1002;
+    /// A text message that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Slow consumer, heartbeat timeout, a seat lost and not taken back (`ROOM_FULL`).
     pub const POLICY: u16 = 1008;
-    pub const RESTART: u16 = 1012;
+    /// A frame or message over the transport cap (never read, nor buffered).
+    pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
+    /// The node is shutting down (drain).
+    pub const RESTART: u16 = 1012;
     /// The same user joined the room from another connection.
     pub const REPLACED: u16 = 4001;
     /// Kicked by an operator.
@@ -42,14 +52,18 @@ const ROOM_RETRY_PAUSE: Duration = Duration::from_millis(20);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub enum ConnMsg {
-    /// A decoded client event and when its frame was read.
-    Client { event: ClientEvent, received: Instant },
+    /// A decoded client event, when its frame was read, and the frame's length in bytes
+    /// (handed back to the `Intake` once handled).
+    Client { event: ClientEvent, received: Instant, len: usize },
     /// This connection's place in `room_id` was taken by the same user's new connection.
     Replaced { room_id: RoomId },
     /// Close with an `error` frame (drain, kick).
     Disconnect { code: ErrorCode, close_code: u16 },
     /// The socket is gone: leave the room and stop.
     SocketClosed,
+    /// Test hook: the handler panics (see `Node::inject_conn_fault`).
+    #[doc(hidden)]
+    InjectFault,
 }
 
 pub struct ConnectionActor;
@@ -80,34 +94,6 @@ pub struct ConnState {
     intake: Arc<Intake>,
     ctx: Arc<NodeCtx>,
     room: Option<Joined>,
-    bucket: TokenBucket,
-}
-
-/// Token bucket: `rate` per second sustained, `burst` at once.
-struct TokenBucket {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        TokenBucket { tokens: burst, rate: f64::from(rate), burst, last: Instant::now() }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 impl ConnState {
@@ -298,16 +284,6 @@ impl ConnState {
         }
     }
 
-    /// The per-connection rate limit; false (and RATE_LIMITED sent) when the frame is over it.
-    fn admit(&mut self, received: Instant) -> bool {
-        if self.bucket.take(received) {
-            return true;
-        }
-        metrics::counter!(telemetry::RATE_LIMITED, "edge" => "ws").increment(1);
-        self.error(ErrorCode::RateLimited, json!({}));
-        false
-    }
-
     /// A client event that waits on the store or the room (a relay waits on nothing, and is
     /// handled without this future).
     async fn room_event(&mut self, event: ClientEvent, received: Instant) {
@@ -347,23 +323,21 @@ impl Actor for ConnectionActor {
         let l = &a.ctx.limits;
         let hello = ServerFrame::Connected { socket_id: &a.id, node_id: &a.ctx.node_id, heartbeat_ms: l.heartbeat_ms };
         a.out.send(hello.encode());
-        let bucket = TokenBucket::new(l.ws_messages_per_sec, l.ws_burst);
         let (id, identity, meta, out, intake, ctx) = (a.id, a.identity, a.meta, a.out, a.intake, a.ctx);
-        Ok(ConnState { id, identity, meta, out, intake, ctx, room: None, bucket })
+        Ok(ConnState { id, identity, meta, out, intake, ctx, room: None })
     }
 
     async fn handle(&self, me: ActorRef<ConnMsg>, msg: ConnMsg, st: &mut ConnState) -> Result<(), ActorProcessingErr> {
         match msg {
-            ConnMsg::Client { event, received } => {
-                if st.admit(received) {
-                    match event {
-                        ClientEvent::Relay { kind, payload, to } => st.relay(kind, payload.get(), &to, received),
-                        // Boxed: the actor's processing loop lives as long as the connection, and
-                        // would otherwise reserve, while idle, room for the largest await of a join.
-                        other => Box::pin(st.room_event(other, received)).await,
-                    }
+            // The edge has charged the frame to the client's budget (see `budget`).
+            ConnMsg::Client { event, received, len } => {
+                match event {
+                    ClientEvent::Relay { kind, payload, to } => st.relay(kind, payload.get(), &to, received),
+                    // Boxed: the actor's processing loop lives as long as the connection, and
+                    // would otherwise reserve, while idle, room for the largest await of a join.
+                    other => Box::pin(st.room_event(other, received)).await,
                 }
-                st.intake.handled();
+                st.intake.handled(len);
             }
             ConnMsg::Replaced { room_id } => {
                 if st.room.as_ref().is_some_and(|j| j.room_id == room_id) {
@@ -378,6 +352,7 @@ impl Actor for ConnectionActor {
                 st.out.close(close_code, code.as_str());
             }
             ConnMsg::SocketClosed => me.stop(Some("socket closed".into())),
+            ConnMsg::InjectFault => panic!("injected fault in connection {}", st.id),
         }
         Ok(())
     }

@@ -8,6 +8,8 @@
 //! - [`rules`]: join rules, the time window and call duration, as pure functions.
 //! - [`protocol`]: WebSocket frames: decoding client events, encoding server events.
 //! - [`ports`]: the traits the edges fulfil: `Store`, `Membership`, `Bus`.
+//! - [`budget`], [`intake`]: what a client may send (frames and bytes a second), and how
+//!   much of it may wait for its actor.
 //! - [`outbound`]: the bounded per-connection send queue (a full one disconnects the client).
 //! - [`room`], [`rooms`]: the RoomActor and its supervisor/registry.
 //! - [`connection`], [`connections`]: the ConnectionActor and its supervisor.
@@ -16,6 +18,7 @@
 //!
 //! This crate imports no NATS, HTTP framework or database client: it only names traits.
 
+pub mod budget;
 pub mod connection;
 pub mod connections;
 pub mod errors;

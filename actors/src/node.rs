@@ -459,6 +459,13 @@ impl Node {
         self.ctx.room(room).is_some_and(|a| a.send_message(RoomMsg::InjectFault).is_ok())
     }
 
+    /// Test hook: makes the connection's actor panic (its supervisor then closes the socket
+    /// with 1011). Returns false if the connection is not on this node.
+    #[doc(hidden)]
+    pub fn inject_conn_fault(&self, conn: &str) -> bool {
+        self.ctx.conns.get(conn).is_some_and(|c| c.actor.send_message(ConnMsg::InjectFault).is_ok())
+    }
+
     /// Stops taking connections and joins, tells every client NODE_DRAINING, closes them,
     /// and waits (up to `timeout`) until every connection has left its room.
     pub async fn drain(&self, timeout: Duration) {

@@ -121,11 +121,21 @@ pub struct LimitSettings {
     pub max_connections: usize,
     /// Largest WebSocket frame accepted, in bytes; larger ones get PAYLOAD_TOO_LARGE.
     pub max_frame_bytes: usize,
-    /// Sustained messages per second a WebSocket client may send.
+    /// Sustained frames per second a WebSocket client may send. Every frame counts, refused
+    /// ones (too large, not JSON, binary, unknown event) included; protects the node's CPU.
     pub ws_messages_per_sec: u32,
-    /// Burst above the sustained rate.
+    /// Frames a client may send at once above the sustained rate: an ICE gathering burst
+    /// (mesh group calls, hosts with several interfaces) must pass.
     pub ws_burst: u32,
-    /// Frames queued for one client before it counts as too slow and is disconnected.
+    /// Sustained bytes per second a WebSocket client may send (every frame's payload counts);
+    /// protects bandwidth and the time spent reading frames only to refuse them.
+    pub ws_bytes_per_sec: u32,
+    /// Bytes a client may send at once above `ws_bytes_per_sec`; at least `max_frame_bytes`,
+    /// so that one frame of the largest accepted size always fits.
+    pub ws_burst_bytes: usize,
+    /// Frames queued for one client before it counts as too slow and is disconnected. Holds
+    /// at least a peer's whole frame burst (`ws_burst`), which may arrive before the client's
+    /// writer runs once.
     pub outbound_queue: usize,
     /// Interval of server pings; two missed pongs close the socket.
     pub heartbeat_ms: u64,
@@ -309,9 +319,11 @@ impl Default for LimitSettings {
             exempt_admins: true,
             max_connections: 10_000,
             max_frame_bytes: 64 * 1024,
-            ws_messages_per_sec: 50,
-            ws_burst: 200,
-            outbound_queue: 256,
+            ws_messages_per_sec: 100,
+            ws_burst: 1_000,
+            ws_bytes_per_sec: 256 * 1024,
+            ws_burst_bytes: 1024 * 1024,
+            outbound_queue: 1024,
             heartbeat_ms: 25_000,
         }
     }
@@ -419,8 +431,11 @@ impl Settings {
         if l.heartbeat_ms < 100 {
             return Err(bad("limits.heartbeat_ms", "must be at least 100"));
         }
-        if l.ws_messages_per_sec == 0 || l.rest_per_minute == 0 {
+        if l.ws_messages_per_sec == 0 || l.ws_bytes_per_sec == 0 || l.rest_per_minute == 0 {
             return Err(bad("limits", "rates must be greater than 0"));
+        }
+        if l.ws_burst_bytes < l.max_frame_bytes {
+            return Err(bad("limits.ws_burst_bytes", "must be at least limits.max_frame_bytes"));
         }
         if self.rooms.join_window_minutes < 0 || self.rooms.grace_minutes < 0 {
             return Err(bad("rooms", "minutes must not be negative"));

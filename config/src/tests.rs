@@ -123,3 +123,14 @@ fn audience_and_issuer_from_env_and_file() {
     let err = Settings::from_file(&path).unwrap().validate().unwrap_err().to_string();
     assert!(err.contains("auth.audience"), "{err}");
 }
+
+#[test]
+fn byte_budget_keys_and_rule() {
+    let mut s = Settings::default();
+    s.apply_env([("SIGNALGRID_WS_BYTES_RATE", "1000"), ("SIGNALGRID_WS_BURST_BYTES", "70000")]).unwrap();
+    s.validate().unwrap();
+    assert_eq!((s.limits.ws_bytes_per_sec, s.limits.ws_burst_bytes), (1000, 70_000));
+    // One frame of the largest accepted size must fit in the byte burst.
+    s.limits.max_frame_bytes = 70_001;
+    assert!(s.validate().unwrap_err().to_string().contains("limits.ws_burst_bytes"));
+}

@@ -1,18 +1,22 @@
-//! One socket's task: reads frames (size check first, then decode, then hand to the
-//! ConnectionActor), writes the connection's bounded outbound queue, pings on the heartbeat
-//! and closes a client that stops answering or cannot keep up.
+//! One socket's task: reads frames (charged to the client's `Budget` first, then the size
+//! check, then decode, then hand to the ConnectionActor), writes the connection's bounded
+//! outbound queue, pings on the heartbeat and closes a client that stops answering or
+//! cannot keep up.
 //!
-//! While `INTAKE` frames wait for the actor, the task stops reading (writing and pinging go
-//! on) until the actor catches up.
+//! While `INTAKE` frames or `INTAKE_BYTES` bytes wait for the actor, the task stops reading
+//! (writing and pinging go on) until the actor catches up.
 //!
-//! A bad frame gets an `error` frame and the socket stays open. Reading happens here, not
-//! in the actor, so that the actor stays free for the messages other actors send it.
+//! A bad frame gets an `error` frame and the socket stays open. Every way the task ends
+//! sends a close frame with its code first (`End`), unless the socket itself failed.
+//! Reading happens here, not in the actor, so that the actor stays free for the messages
+//! other actors send it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use signalgrid_actors::budget::Budget;
 use signalgrid_actors::connection::{close, ConnMsg};
 use signalgrid_actors::errors::ErrorCode;
 use signalgrid_actors::identity::Identity;
@@ -21,9 +25,10 @@ use signalgrid_actors::outbound::{self, Out, Outbound};
 use signalgrid_actors::protocol::{decode, ServerFrame};
 use signalgrid_actors::session::ClientMeta;
 use signalgrid_actors::telemetry;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 
 use super::{Slot, WsStream};
 use crate::app::App;
@@ -39,6 +44,30 @@ fn text(t: String) -> Message {
 
 fn close_with(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from_static(reason) }))
+}
+
+/// Why the socket task ends, and what it sends the client before dropping the socket.
+enum End {
+    /// A close frame with this code (`close`, RFC 6455 7.4.1) and reason.
+    Close(u16, &'static str),
+    /// Only flush: the node's close frame was written already, or the client's close is
+    /// answered (tungstenite queues the echo).
+    Flush,
+    /// The socket failed or is gone: nothing more can be sent.
+    Gone,
+}
+
+/// The close a read error calls for. tungstenite leaves the write half usable after these.
+fn read_failed(e: &WsError) -> End {
+    match e {
+        // A frame or message over the transport cap: not read, nor buffered.
+        WsError::Capacity(_) => End::Close(close::TOO_BIG, "message too big"),
+        WsError::Utf8(_) => End::Close(close::INVALID_PAYLOAD, "invalid utf-8"),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
+        WsError::Protocol(_) => End::Close(close::PROTOCOL, "protocol error"),
+        WsError::Io(_) | WsError::ConnectionClosed | WsError::AlreadyClosed => End::Gone,
+        _ => End::Close(close::INTERNAL, "internal error"),
+    }
 }
 
 /// How a batch of queued frames went.
@@ -88,36 +117,64 @@ fn refuse(out: &Outbound, code: ErrorCode, details: serde_json::Value) {
     out.send(ServerFrame::error(code, details));
 }
 
+fn rate_limited(out: &Outbound) {
+    metrics::counter!(telemetry::RATE_LIMITED, "edge" => "ws").increment(1);
+    refuse(out, ErrorCode::RateLimited, json!({}));
+}
+
 /// What to do with one frame from the client.
 enum Read {
     Continue,
     Pong,
-    Stop,
+    Stop(End),
 }
 
-fn on_frame(msg: Message, app: &App, out: &Outbound, intake: &Intake, actor: &ractor::ActorRef<ConnMsg>) -> Read {
+/// The client's frame: charged to its budget whatever it is (a refused frame costs as much
+/// as a relayed one), then refused or handed to the actor.
+fn on_frame(
+    msg: Message,
+    app: &App,
+    out: &Outbound,
+    intake: &Intake,
+    budget: &mut Budget,
+    actor: &ractor::ActorRef<ConnMsg>,
+) -> Read {
+    let received = Instant::now();
+    let len = match &msg {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(_) => 0,
+        Message::Frame(f) => f.len(),
+    };
+    let within = budget.admit(len, received);
     let text = match msg {
-        Message::Text(t) => t,
+        // A pong proves the client alive even when it is over budget.
         Message::Pong(_) => return Read::Pong,
-        Message::Close(_) => return Read::Stop,
+        Message::Close(_) => return Read::Stop(End::Flush),
+        // Answered by the transport (tungstenite keeps at most one pong pending).
         Message::Ping(_) | Message::Frame(_) => return Read::Continue,
+        // Over budget, a data frame is refused before it is looked at.
+        _ if !within => {
+            rate_limited(out);
+            return Read::Continue;
+        }
         Message::Binary(_) => {
             refuse(out, ErrorCode::BadRequest, json!({ "reason": "binary frames are not accepted" }));
             return Read::Continue;
         }
+        Message::Text(t) => t,
     };
-    let received = Instant::now();
     let limit = app.settings.limits.max_frame_bytes;
-    if text.len() > limit {
-        refuse(out, ErrorCode::PayloadTooLarge, json!({ "limit": limit, "size": text.len() }));
+    if len > limit {
+        refuse(out, ErrorCode::PayloadTooLarge, json!({ "limit": limit, "size": len }));
         return Read::Continue;
     }
     match decode(text.as_str()) {
         Ok(event) => {
-            intake.taken();
-            match actor.send_message(ConnMsg::Client { event, received }) {
+            intake.taken(len);
+            match actor.send_message(ConnMsg::Client { event, received, len }) {
                 Ok(()) => Read::Continue,
-                Err(_) => Read::Stop,
+                Err(_) => Read::Stop(End::Close(close::INTERNAL, "internal error")),
             }
         }
         Err(e) => {
@@ -138,27 +195,26 @@ pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMet
         Ok(c) => c,
         Err(code) => {
             let _ = sink.send(text(ServerFrame::error(code, json!({})))).await;
-            let _ = sink.send(close_with(close::RESTART, code.as_str())).await;
+            let why = if code == ErrorCode::NodeDraining { close::RESTART } else { close::INTERNAL };
+            let _ = sink.send(close_with(why, code.as_str())).await;
             return;
         }
     };
     let beat = Duration::from_millis(app.settings.limits.heartbeat_ms);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
     let mut last_pong = Instant::now();
+    let mut budget = Budget::new(&app.settings.limits);
     let overflow = rx.overflow_signal();
     // A write that cannot finish within two heartbeats means the client stopped reading.
     let write_limit = beat * 2;
-    loop {
+    let end = loop {
         tokio::select! {
             biased;
-            _ = overflow.fired() => {
-                // The socket is stuck or too slow: do not wait for it to take a close frame.
-                let bye = Box::pin(sink.send(close_with(close::POLICY, "slow consumer")));
-                let _ = tokio::time::timeout(CONTROL_WRITE, bye).await;
-                break;
-            }
+            // The socket is stuck or too slow: its queued frames are dropped, only the close
+            // is still offered (below).
+            _ = overflow.fired() => break End::Close(close::POLICY, "slow consumer"),
             item = rx.recv() => {
-                let Some(first) = item else { break };
+                let Some(first) = item else { break End::Close(close::INTERNAL, "internal error") };
                 let wrote = tokio::select! {
                     biased;
                     _ = overflow.fired() => Written::Stuck,
@@ -166,46 +222,57 @@ pub async fn run(socket: WsStream, app: Arc<App>, who: Identity, meta: ClientMet
                 };
                 match wrote {
                     Written::More => {}
-                    Written::Done => break,
+                    Written::Done => break End::Flush,
                     Written::Stuck => {
                         if !out.is_overflowed() {
                             telemetry::slow_consumer();
                         }
                         tracing::debug!(conn = %conn.id, "client stopped reading; disconnecting");
-                        break;
+                        break End::Close(close::POLICY, "slow consumer");
                     }
                 }
             }
             _ = intake.room(), if intake.full() => {}
             frame = stream.next(), if !intake.full() => match frame {
-                Some(Ok(msg)) => match on_frame(msg, &app, &out, &intake, &conn.actor) {
+                Some(Ok(msg)) => match on_frame(msg, &app, &out, &intake, &mut budget, &conn.actor) {
                     Read::Continue => {}
                     Read::Pong => last_pong = Instant::now(),
-                    Read::Stop => break,
+                    Read::Stop(end) => break end,
                 },
                 Some(Err(e)) => {
                     tracing::debug!(conn = %conn.id, error = %e, "socket read failed");
-                    break;
+                    break read_failed(&e);
                 }
-                None => break,
+                None => break End::Gone,
             },
             _ = ping.tick() => {
                 if last_pong.elapsed() > beat * 2 {
                     telemetry::ws_error(ErrorCode::HeartbeatTimeout.as_str());
-                    let bye = async {
-                        sink.send(text(ServerFrame::error(ErrorCode::HeartbeatTimeout, json!({})))).await?;
-                        sink.send(close_with(close::POLICY, "heartbeat timeout")).await
-                    };
-                    let _ = tokio::time::timeout(CONTROL_WRITE, Box::pin(bye)).await;
-                    break;
+                    let why = Box::pin(sink.feed(text(ServerFrame::error(ErrorCode::HeartbeatTimeout, json!({})))));
+                    let _ = tokio::time::timeout(CONTROL_WRITE, why).await;
+                    break End::Close(close::POLICY, "heartbeat timeout");
                 }
                 let ping = Box::pin(sink.send(Message::Ping(Bytes::new())));
-                if !matches!(tokio::time::timeout(CONTROL_WRITE, ping).await, Ok(Ok(()))) {
-                    break;
+                match tokio::time::timeout(CONTROL_WRITE, ping).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break End::Gone,
+                    // The socket takes nothing: the client stopped reading.
+                    Err(_) => break End::Close(close::POLICY, "slow consumer"),
                 }
             }
         }
-    }
+    };
+    // The connection leaves its room now; its close frame may wait for the client (a stuck
+    // one that reads again gets it) up to `write_limit`, still holding the slot.
     let _ = conn.actor.send_message(ConnMsg::SocketClosed);
+    match end {
+        End::Close(code, reason) => {
+            let _ = tokio::time::timeout(write_limit, Box::pin(sink.send(close_with(code, reason)))).await;
+        }
+        End::Flush => {
+            let _ = tokio::time::timeout(write_limit, Box::pin(sink.flush())).await;
+        }
+        End::Gone => {}
+    }
     drop(slot);
 }

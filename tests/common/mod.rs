@@ -40,6 +40,8 @@ pub fn settings(data: &std::path::Path) -> Settings {
     s.limits.rest_per_minute = 10_000;
     s.limits.ws_messages_per_sec = 10_000;
     s.limits.ws_burst = 10_000;
+    s.limits.ws_bytes_per_sec = 1 << 30;
+    s.limits.ws_burst_bytes = 1 << 30;
     s
 }
 
