@@ -124,6 +124,8 @@ struct Change {
 pub struct LocalConn {
     pub out: Outbound,
     pub actor: ActorRef<ConnMsg>,
+    /// What shared membership says about it (to put it back if the cluster dropped it).
+    pub member: Member,
 }
 
 pub enum RoomMsg {
@@ -178,6 +180,8 @@ pub struct RoomState {
     capacity: usize,
     /// Has had local members; once it has none again, the actor stops.
     active: bool,
+    /// A snapshot dropped a member still connected here: re-read and put it back at once.
+    readmit: bool,
 }
 
 fn participant(m: &Member) -> Participant {
@@ -254,8 +258,9 @@ impl RoomState {
                     let _ = l.actor.send_message(ConnMsg::Replaced { room_id: self.room_id.clone() });
                 } else {
                     // Dropped by the cluster (e.g. thought dead during an outage) while still
-                    // connected here: put it back.
+                    // connected here: keep it, and put it back into shared membership.
                     self.locals.insert(r.conn_id.clone(), l);
+                    self.readmit = true;
                 }
             }
         }
@@ -336,13 +341,17 @@ impl RoomState {
             .filter(|m| m.node_id == self.ctx.node_id && !self.locals.contains_key(&m.conn_id))
             .map(|m| m.conn_id.clone())
             .collect();
+        // Every member connected here belongs in shared membership, whether or not the last
+        // snapshot this room applied still listed it.
         let missing: Vec<Member> = self
-            .members
-            .iter()
-            .filter(|m| self.locals.contains_key(&m.conn_id) && !snap.members.iter().any(|s| s.conn_id == m.conn_id))
-            .cloned()
+            .locals
+            .values()
+            .filter(|l| !snap.members.iter().any(|s| s.conn_id == l.member.conn_id))
+            .map(|l| l.member.clone())
             .collect();
         self.apply_any(snap, None);
+        // `missing` below covers what this snapshot dropped.
+        self.readmit = false;
         if !gone.is_empty() {
             self.leave(&gone).await;
         }
@@ -352,13 +361,17 @@ impl RoomState {
                     self.publish(&RoomEvent::Membership(snap.clone()));
                     self.apply(snap, None);
                 }
-                Err(e) => {
-                    tracing::warn!(room = %self.room_id, conn = %m.conn_id, error = %e, "could not re-admit member");
+                Err(MembershipError::Full) => {
+                    tracing::warn!(room = %self.room_id, conn = %m.conn_id, "could not re-admit member: room full");
                     if let Some(l) = self.locals.remove(&m.conn_id) {
                         let _ = l
                             .actor
                             .send_message(ConnMsg::Disconnect { code: ErrorCode::RoomFull, close_code: close::POLICY });
                     }
+                }
+                Err(e) => {
+                    // NATS went away again: the next resync tries again.
+                    tracing::warn!(room = %self.room_id, conn = %m.conn_id, error = %e, "could not re-admit member");
                 }
             }
         }
@@ -388,7 +401,8 @@ impl RoomState {
         if let Ok(snap) = self.ctx.ports.membership.snapshot(&self.room_id).await {
             for m in snap.members.iter().filter(|m| m.node_id == self.ctx.node_id) {
                 if let Some(c) = self.ctx.conns.get(&m.conn_id) {
-                    self.locals.insert(m.conn_id.clone(), LocalConn { out: c.out.clone(), actor: c.actor.clone() });
+                    let local = LocalConn { out: c.out, actor: c.actor, member: m.clone() };
+                    self.locals.insert(m.conn_id.clone(), local);
                 }
             }
             self.capacity = snap.members.len().max(2);
@@ -444,6 +458,7 @@ impl Actor for RoomActor {
             locals: HashMap::new(),
             capacity: 0,
             active: false,
+            readmit: false,
         };
         // Watch before reading, so that no change falls between the read and the events.
         st.ctx.ports.bus.watch_room(&st.room_id);
@@ -494,6 +509,11 @@ impl Actor for RoomActor {
             }
             RoomMsg::Deliver { from, to, frame, seq } => Box::pin(st.deliver(&from, &to, frame, seq)).await,
             RoomMsg::InjectFault => panic!("injected fault in room {}", st.room_id),
+        }
+        if st.readmit {
+            // Once: the resync clears the flag whether or not the member could be put back.
+            st.readmit = false;
+            let _ = me.send_message(RoomMsg::Resync);
         }
         st.active |= !st.locals.is_empty();
         if st.locals.is_empty() && (st.active || settles) {
