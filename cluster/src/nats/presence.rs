@@ -143,6 +143,19 @@ pub(crate) async fn listen(client: Client, subject: String, my_id: String, my_in
     }
 }
 
+/// Publishes this node's heartbeat every `every`, on its own task: a long sweep (one read
+/// per room with members) never delays it, so peers never take a busy node for a dead one.
+async fn beat(client: Client, subject: String, me: Arc<dyn Fn() -> NodeInfo + Send + Sync>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let Ok(bytes) = serde_json::to_vec(&me()) else { continue };
+        if client.publish(subject.clone(), bytes.into()).await.is_err() {
+            metrics::nats_error();
+        }
+    }
+}
+
 /// Which members a sweep removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
@@ -153,15 +166,6 @@ enum Scope {
 }
 
 impl PresenceTask {
-    async fn beat(&self) {
-        let info = (self.me)();
-        if let Ok(bytes) = serde_json::to_vec(&info) {
-            if self.client.publish(self.subjects.presence(), bytes.into()).await.is_err() {
-                metrics::nats_error();
-            }
-        }
-    }
-
     /// Removes the members `scope` covers and announces each changed room; false if the
     /// sweep could not finish (NATS unreachable, or the link broke while it ran).
     async fn sweep(&self, scope: Scope) -> bool {
@@ -197,6 +201,14 @@ impl PresenceTask {
     }
 
     pub async fn run(mut self) {
+        let heart = tokio::spawn(beat(self.client.clone(), self.subjects.presence(), self.me.clone(), self.every));
+        self.watch().await;
+        heart.abort();
+    }
+
+    /// Judges peers and sweeps, every heartbeat period and after every reconnect; ends when
+    /// the connection is gone for good.
+    async fn watch(&mut self) {
         let mut tick = tokio::time::interval(self.every);
         let mut last_sweep = Instant::now();
         // What an earlier run of this node id left is removed at once.
@@ -217,7 +229,6 @@ impl PresenceTask {
                     own_due = true;
                 }
             }
-            self.beat().await;
             if !self.link.trusted(self.dead_after) {
                 if own_due && self.link.is_up() {
                     own_due = !self.sweep(Scope::Own).await;
