@@ -43,6 +43,11 @@ impl Link {
         self.up.load(Ordering::Acquire)
     }
 
+    /// When the connection last came back (or first connected).
+    pub fn since(&self) -> Instant {
+        *self.since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Changes with every loss and every return of the connection.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
@@ -51,7 +56,7 @@ impl Link {
     /// Up, without a break, for at least `period`: long enough to have heard every live
     /// peer's heartbeats (`period` is `dead_after`).
     pub fn trusted(&self, period: Duration) -> bool {
-        self.is_up() && self.since.lock().unwrap_or_else(|p| p.into_inner()).elapsed() >= period
+        self.is_up() && self.since().elapsed() >= period
     }
 
     /// Still the connection of `epoch`, up and trusted: a decision taken then still holds.

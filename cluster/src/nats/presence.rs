@@ -84,22 +84,16 @@ impl Peers {
         self.twin.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| t.elapsed() < period)
     }
 
-    /// Forgets peers silent for `dead_after`; returns them.
-    fn expire(&self, dead_after: Duration) -> Vec<String> {
+    /// Forgets peers silent for `dead_after`, counting silence only from `since` (when the
+    /// link last came back: before that nobody could be heard); returns them.
+    fn expire(&self, dead_after: Duration, since: Instant) -> Vec<String> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let dead: Vec<String> =
-            seen.iter().filter(|(_, (t, _))| t.elapsed() > dead_after).map(|(k, _)| k.clone()).collect();
+            seen.iter().filter(|(_, (t, _))| (*t).max(since).elapsed() > dead_after).map(|(k, _)| k.clone()).collect();
         for d in &dead {
             seen.remove(d);
         }
         dead
-    }
-
-    /// Gives every known peer a fresh start (after this node could not hear them).
-    fn refresh_all(&self) {
-        for (t, _) in self.seen.lock().unwrap_or_else(|p| p.into_inner()).values_mut() {
-            *t = Instant::now();
-        }
     }
 
     pub fn is_alive(&self, node: &str) -> bool {
@@ -216,18 +210,18 @@ impl PresenceTask {
         let mut all_due = false;
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                // A reconnect first: the room resyncs and the own clean-up are due at once.
+                biased;
                 back = self.reconnected.recv() => {
                     if back.is_none() { return; }
                     metrics::reconnect();
                     if let Err(e) = super::ensure_bucket(&self.js, &self.bucket).await {
                         tracing::error!(error = %e, "membership bucket unavailable after reconnect");
                     }
-                    // Nobody could be heard meanwhile: every peer starts afresh.
-                    self.peers.refresh_all();
                     self.inbound.resync_all();
                     own_due = true;
                 }
+                _ = tick.tick() => {}
             }
             if !self.link.trusted(self.dead_after) {
                 if own_due && self.link.is_up() {
@@ -235,7 +229,7 @@ impl PresenceTask {
                 }
                 continue;
             }
-            let dead = self.peers.expire(self.dead_after);
+            let dead = self.peers.expire(self.dead_after, self.link.since());
             if !dead.is_empty() {
                 tracing::warn!(nodes = ?dead, "nodes stopped answering; removing their members");
                 metrics::dead_nodes(dead.len());
@@ -249,5 +243,47 @@ impl PresenceTask {
                 own_due = !done;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(node: &str, incarnation: &str) -> NodeInfo {
+        NodeInfo {
+            node_id: node.into(),
+            incarnation: incarnation.into(),
+            address: String::new(),
+            version: String::new(),
+            connections: 0,
+            rooms: 0,
+            uptime_secs: 0,
+            draining: false,
+        }
+    }
+
+    #[test]
+    fn silence_counts_only_from_when_the_link_came_back() {
+        let peers = Peers::default();
+        peers.heard(info("b", "1"));
+        let long_ago = Instant::now();
+        // Time passes on the clock (not a synchronisation): b is silent for 30 ms.
+        std::thread::sleep(Duration::from_millis(30));
+        // The link came back after b's last heartbeat: b's silence before that proves nothing.
+        let back = Instant::now() + Duration::from_secs(60);
+        assert!(peers.expire(Duration::from_millis(20), back).is_empty());
+        assert!(peers.is_alive("b"));
+        // The link has been up all along: b is silent for longer than allowed.
+        assert_eq!(peers.expire(Duration::from_millis(20), long_ago), vec!["b".to_owned()]);
+        assert!(!peers.is_alive("b"));
+    }
+
+    #[test]
+    fn a_heartbeat_with_this_nodes_id_marks_a_twin() {
+        let peers = Peers::default();
+        assert!(!peers.twin_within(Duration::from_secs(5)));
+        peers.heard_twin(&info("me", "other-process"));
+        assert!(peers.twin_within(Duration::from_secs(5)));
     }
 }
