@@ -79,8 +79,9 @@ async fn relay_works(from: &mut WsClient, to: &mut WsClient, tag: &str) -> Vec<V
     panic!("relay never worked again; other frames: {other:?}");
 }
 
-/// Two nodes, a call across them. Six times: kill -9 the NATS server, keep it away for
-/// longer than the liveness timeout, start it again on the same port. After each outage,
+/// Two nodes, a call across them. Six times: stop the NATS server (kill -9, or SIGTERM on
+/// every other round), keep it away for longer than the liveness timeout, start it again on
+/// the same port. After each outage,
 /// neither participant heard anything but relays, shared membership lists both, and relays
 /// work both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,13 +99,17 @@ async fn a_nats_outage_longer_than_the_liveness_timeout_never_removes_a_live_mem
     for (round, outage) in outages_ms.into_iter().enumerate() {
         let (lost1, lost2) = (nats_errors(&n1).await, nats_errors(&n2).await);
         let (back1, back2) = (reconnects(&n1).await, reconnects(&n2).await);
-        nats.kill();
+        if round % 2 == 0 {
+            nats.kill();
+        } else {
+            nats.terminate();
+        }
         // Both nodes noticed the loss ...
         metric_above(&n1, "signalgrid_nats_errors_total", lost1).await;
         metric_above(&n2, "signalgrid_nats_errors_total", lost2).await;
         // ... and NATS stays away this long: the fault itself, not a synchronisation.
         tokio::time::sleep(Duration::from_millis(outage)).await;
-        nats.restart();
+        nats.start_again();
         // Both nodes handled the reconnect (after any sweep that was under way).
         metric_above(&n1, "signalgrid_nats_reconnects_total", back1).await;
         metric_above(&n2, "signalgrid_nats_reconnects_total", back2).await;
@@ -153,6 +158,8 @@ async fn a_node_restarted_under_the_same_id_leaves_no_ghost() {
     let left = a.next_event("user-left").await;
     assert_eq!(left["socketId"], b.socket_id.as_str());
     assert_eq!(members(&n1, &room).await, vec![a.socket_id.clone()]);
+    let listed = admin_room(&nats.url(), "rs", &room);
+    assert_eq!(listed, vec![(a.socket_id.clone(), "rs-1".to_owned())], "admin room lists the dead connection");
     // The psychologist's old socket is gone with its process.
     let (_, _) = b.closed().await;
 
@@ -172,6 +179,17 @@ async fn a_node_restarted_under_the_same_id_leaves_no_ghost() {
     assert_eq!(b.next_event("offer").await["offer"]["sdp"], "again");
     b.send("answer", json!({"answer": {"sdp": "yes"}, "to": a.socket_id})).await;
     assert_eq!(a.next_event("answer").await["answer"]["sdp"], "yes");
+}
+
+/// `signalgrid admin --json room ROOM`: (socket id, node id) of each member.
+fn admin_room(nats: &str, cluster: &str, room: &str) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["admin", "--nats-url", nats, "--cluster", cluster, "--json", "room", room];
+    let out = cmd(dir.path()).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let members = r["members"].as_array().unwrap().iter();
+    members.map(|m| (m["conn_id"].as_str().unwrap().to_owned(), m["node_id"].as_str().unwrap().to_owned())).collect()
 }
 
 /// A participant who hangs up while NATS is away leaves a member in shared membership that
