@@ -1,6 +1,7 @@
 //! The cluster over NATS: the `Membership` (JetStream KV, compare-and-set) and `Bus` (core
-//! NATS) a clustered node is started with, plus liveness (heartbeats, dead-node sweep) and
-//! admin request/reply.
+//! NATS) a clustered node is started with, plus liveness (heartbeats, the link state, the
+//! sweep that keeps membership true to the connections that exist) and admin
+//! request/reply.
 //!
 //! Start-up: [`NatsCluster::connect`] (connects, creates the membership bucket if missing)
 //! gives the ports; the node starts with them; [`NatsCluster::attach`] then starts the tasks
