@@ -1,6 +1,7 @@
 //! The shared membership (`KvMembership`) against a real nats-server's JetStream KV: emptied
 //! rooms leave no key behind, a room can be joined again after that, and the dead-node sweep
-//! changes (and reports) only the rooms that had a member on a dead node.
+//! changes (and reports) only the rooms that had a member on a dead node, and writes nothing
+//! once its decision no longer holds.
 
 #[path = "common/cluster.rs"]
 mod cluster_support;
@@ -80,7 +81,14 @@ async fn the_sweep_changes_only_rooms_with_a_member_on_a_dead_node() {
     ms.join(&orphaned, member("o1", "u1", "dead"), 2).await.unwrap();
     let healthy_before = ms.snapshot(&healthy).await.unwrap();
 
-    let mut changed = ms.sweep(|node| node == "alive").await.unwrap();
+    let dead = |_: &str, m: &Member| &*m.node_id != "alive";
+    // A sweep whose decision no longer holds (the NATS link broke since) writes nothing.
+    let (none, stopped) = ms.sweep(dead, || false).await;
+    assert!(none.is_empty() && stopped.is_some());
+    assert_eq!(ms.snapshot(&mixed).await.unwrap().members.len(), 2);
+
+    let (mut changed, error) = ms.sweep(dead, || true).await;
+    assert!(error.is_none(), "{error:?}");
     changed.sort_by(|a, b| a.0.cmp(&b.0));
     let rooms: Vec<&str> = changed.iter().map(|(r, _)| &**r).collect();
     assert_eq!(rooms, vec!["mixed", "orphaned"], "only rooms that lost a member are reported");
@@ -90,5 +98,5 @@ async fn the_sweep_changes_only_rooms_with_a_member_on_a_dead_node() {
     assert_eq!(ms.snapshot(&healthy).await.unwrap(), healthy_before, "an untouched room is not rewritten");
     assert_eq!(keys(&kv).await.len(), 2, "the orphaned room's key is gone");
 
-    assert!(ms.sweep(|node| node == "alive").await.unwrap().is_empty(), "a second sweep finds nothing");
+    assert!(ms.sweep(dead, || true).await.0.is_empty(), "a second sweep finds nothing");
 }

@@ -202,7 +202,7 @@ impl ConnState {
             if let Some(Some((room, view))) =
                 self.rooms_call(|reply| RoomsMsg::GetOrSpawn { room_id: rid, reply }).await
             {
-                let conn = LocalConn { out: self.out.clone(), actor: me.clone() };
+                let conn = LocalConn { out: self.out.clone(), actor: me.clone(), member: member.clone() };
                 let m = member.clone();
                 let res =
                     room.call(|reply| RoomMsg::Join { member: m, conn, capacity, reply }, Some(CALL_TIMEOUT)).await;

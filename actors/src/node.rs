@@ -216,6 +216,21 @@ impl Inbound {
         }
     }
 
+    /// Whether shared membership may rightly list connection `conn` of this node in `room`:
+    /// the connection is open here, and the room has its RoomActor here (which keeps its
+    /// own members exact on every resync) or the connection's last join was into `room`.
+    /// False means the entry is a ghost: left by an earlier run of this node id, or by a
+    /// leave that could not reach shared membership.
+    ///
+    /// Safe against a join under way: a connection is registered before it can join, and a
+    /// room's actor is indexed before it writes the join to shared membership.
+    pub fn holds(&self, room: &str, conn: &str) -> bool {
+        match self.ctx.conns.get(conn) {
+            None => false,
+            Some(c) => c.room.as_deref() == Some(room) || self.ctx.room(room).is_some(),
+        }
+    }
+
     /// Disconnects a connection of this node (operator's kick); false if it is not here.
     pub fn kick(&self, conn: &str) -> bool {
         match self.ctx.conns.get(conn) {

@@ -8,12 +8,17 @@
 //! (room events on the bus) and from the periodic resync all go through `apply`, so each
 //! change is announced once per member, whichever way it arrives first.
 //!
+//! Shared membership follows the connections here: a member connected to this node that a
+//! snapshot drops (its node was taken for dead) is kept and put back at once, and the resync
+//! puts back any local member missing from shared membership and removes this node's
+//! members that are no longer connected (docs/architecture.md, "Membership converges after
+//! faults"). The routing view lives in `view`.
+//!
 //! Must not: do store I/O or rule checks (the ConnectionActor did those), or block on a slow
 //! member (every send is a bounded `try_send`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -25,93 +30,14 @@ use crate::node::NodeCtx;
 use crate::outbound::Outbound;
 use crate::ports::{Member, MembershipError, RoomEvent, RoomSnapshot};
 use crate::protocol::{Participant, ServerFrame};
-use crate::{ConnId, NodeId, RoomId};
+use crate::{ConnId, RoomId};
+
+mod view;
+
+pub use view::{RoomView, Route};
 
 /// How often a room re-reads shared membership, to repair lost events.
 const RESYNC_EVERY: Duration = Duration::from_secs(5);
-
-/// Where a member's frames go.
-#[derive(Debug, Clone)]
-pub enum Route {
-    Local(Outbound),
-    Remote(NodeId),
-}
-
-/// The room's routing table: connection id -> route. Written by the RoomActor on every
-/// membership change (before the change is announced to local members, under
-/// `RoomView::announcing`), read by ConnectionActors on every relay and by the node's inbox
-/// for frames from other nodes.
-#[derive(Debug, Default)]
-pub struct RoomView {
-    routes: RwLock<HashMap<ConnId, Route>>,
-    /// Sequence number of the last frame from another node queued to the RoomActor
-    /// (`RoomMsg::Deliver`), and of the last one it handed on. While they differ, later frames
-    /// queue behind, so none overtakes another. Sequence numbers rather than a count: if the
-    /// actor fails with frames in its mailbox, those are lost, and the first frame the
-    /// restarted actor hands on brings `handed` level again.
-    queued: AtomicU64,
-    handed: AtomicU64,
-    /// Set while the RoomActor announces a change whose routes are already published (see
-    /// `RoomView::announcing`).
-    announcing: AtomicBool,
-}
-
-/// Clears `RoomView::announcing` when the announcement is done, or its handler panicked.
-pub(crate) struct Announcing<'a>(&'a RoomView);
-
-impl Drop for Announcing<'_> {
-    fn drop(&mut self) {
-        self.0.announcing.store(false, Ordering::Release);
-    }
-}
-
-impl RoomView {
-    /// Whether `from` and `to` are both members this node has routes for.
-    fn contains(&self, from: &str, to: &str) -> bool {
-        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
-        routes.contains_key(from) && routes.contains_key(to)
-    }
-
-    /// A frame from another node, from `from` to local connection `to`, may go straight to
-    /// its target: both are members here, and neither an announcement nor an earlier frame
-    /// is waiting in the RoomActor.
-    pub fn direct(&self, from: &str, to: &str) -> bool {
-        // Routes first: if they hold a member that the change being announced added, the flag
-        // (set before they were published) is seen set below.
-        self.contains(from, to)
-            && !self.announcing.load(Ordering::Acquire)
-            && self.handed.load(Ordering::Acquire) == self.queued.load(Ordering::Acquire)
-    }
-
-    /// The RoomActor is about to publish routes for a change and then tell local members
-    /// about it. Routes go first, so that a member who hears of a newcomer can reach them at
-    /// once. Until the guard drops, frames from other nodes take the ordered path instead,
-    /// so that a newcomer's frame cannot reach a member before `user-joined` about them.
-    pub(crate) fn announcing(&self) -> Announcing<'_> {
-        self.announcing.store(true, Ordering::Release);
-        Announcing(self)
-    }
-
-    /// A frame is about to be queued to the RoomActor: its sequence number.
-    pub(crate) fn hold(&self) -> u64 {
-        self.queued.fetch_add(1, Ordering::AcqRel) + 1
-    }
-
-    /// The frame numbered `seq` was handed on (or dropped): every frame before it is done too.
-    pub(crate) fn release(&self, seq: u64) {
-        self.handed.fetch_max(seq, Ordering::AcqRel);
-    }
-
-    /// Runs `f` on the route to `to`, if `to` is in the room.
-    pub fn with_route<R>(&self, to: &str, f: impl FnOnce(&Route) -> R) -> Option<R> {
-        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
-        routes.get(to).map(f)
-    }
-
-    fn replace(&self, routes: HashMap<ConnId, Route>) {
-        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
-    }
-}
 
 /// What a new snapshot changed.
 struct Change {
@@ -124,6 +50,8 @@ struct Change {
 pub struct LocalConn {
     pub out: Outbound,
     pub actor: ActorRef<ConnMsg>,
+    /// What shared membership says about it (to put it back if the cluster dropped it).
+    pub member: Member,
 }
 
 pub enum RoomMsg {
@@ -178,6 +106,8 @@ pub struct RoomState {
     capacity: usize,
     /// Has had local members; once it has none again, the actor stops.
     active: bool,
+    /// A snapshot dropped a member still connected here: re-read and put it back at once.
+    readmit: bool,
 }
 
 fn participant(m: &Member) -> Participant {
@@ -254,8 +184,9 @@ impl RoomState {
                     let _ = l.actor.send_message(ConnMsg::Replaced { room_id: self.room_id.clone() });
                 } else {
                     // Dropped by the cluster (e.g. thought dead during an outage) while still
-                    // connected here: put it back.
+                    // connected here: keep it, and put it back into shared membership.
                     self.locals.insert(r.conn_id.clone(), l);
+                    self.readmit = true;
                 }
             }
         }
@@ -336,13 +267,17 @@ impl RoomState {
             .filter(|m| m.node_id == self.ctx.node_id && !self.locals.contains_key(&m.conn_id))
             .map(|m| m.conn_id.clone())
             .collect();
+        // Every member connected here belongs in shared membership, whether or not the last
+        // snapshot this room applied still listed it.
         let missing: Vec<Member> = self
-            .members
-            .iter()
-            .filter(|m| self.locals.contains_key(&m.conn_id) && !snap.members.iter().any(|s| s.conn_id == m.conn_id))
-            .cloned()
+            .locals
+            .values()
+            .filter(|l| !snap.members.iter().any(|s| s.conn_id == l.member.conn_id))
+            .map(|l| l.member.clone())
             .collect();
         self.apply_any(snap, None);
+        // `missing` below covers what this snapshot dropped.
+        self.readmit = false;
         if !gone.is_empty() {
             self.leave(&gone).await;
         }
@@ -352,13 +287,17 @@ impl RoomState {
                     self.publish(&RoomEvent::Membership(snap.clone()));
                     self.apply(snap, None);
                 }
-                Err(e) => {
-                    tracing::warn!(room = %self.room_id, conn = %m.conn_id, error = %e, "could not re-admit member");
+                Err(MembershipError::Full) => {
+                    tracing::warn!(room = %self.room_id, conn = %m.conn_id, "could not re-admit member: room full");
                     if let Some(l) = self.locals.remove(&m.conn_id) {
                         let _ = l
                             .actor
                             .send_message(ConnMsg::Disconnect { code: ErrorCode::RoomFull, close_code: close::POLICY });
                     }
+                }
+                Err(e) => {
+                    // NATS went away again: the next resync tries again.
+                    tracing::warn!(room = %self.room_id, conn = %m.conn_id, error = %e, "could not re-admit member");
                 }
             }
         }
@@ -388,7 +327,8 @@ impl RoomState {
         if let Ok(snap) = self.ctx.ports.membership.snapshot(&self.room_id).await {
             for m in snap.members.iter().filter(|m| m.node_id == self.ctx.node_id) {
                 if let Some(c) = self.ctx.conns.get(&m.conn_id) {
-                    self.locals.insert(m.conn_id.clone(), LocalConn { out: c.out.clone(), actor: c.actor.clone() });
+                    let local = LocalConn { out: c.out, actor: c.actor, member: m.clone() };
+                    self.locals.insert(m.conn_id.clone(), local);
                 }
             }
             self.capacity = snap.members.len().max(2);
@@ -444,6 +384,7 @@ impl Actor for RoomActor {
             locals: HashMap::new(),
             capacity: 0,
             active: false,
+            readmit: false,
         };
         // Watch before reading, so that no change falls between the read and the events.
         st.ctx.ports.bus.watch_room(&st.room_id);
@@ -495,6 +436,11 @@ impl Actor for RoomActor {
             RoomMsg::Deliver { from, to, frame, seq } => Box::pin(st.deliver(&from, &to, frame, seq)).await,
             RoomMsg::InjectFault => panic!("injected fault in room {}", st.room_id),
         }
+        if st.readmit {
+            // Once: the resync clears the flag whether or not the member could be put back.
+            st.readmit = false;
+            let _ = me.send_message(RoomMsg::Resync);
+        }
         st.active |= !st.locals.is_empty();
         if st.locals.is_empty() && (st.active || settles) {
             me.stop(Some("no local members".into()));
@@ -511,59 +457,4 @@ impl Actor for RoomActor {
 /// Details for an error frame about a room.
 pub fn room_details(room_id: &str) -> serde_json::Value {
     json!({ "roomId": room_id })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{RoomView, Route};
-
-    /// A view with a remote member "alice" and a local one, "bob".
-    fn view_with(member: &str) -> RoomView {
-        let view = RoomView::default();
-        let (out, _rx) = crate::outbound::channel(4);
-        let routes = [(member.into(), Route::Remote("node-b".into())), ("bob".into(), Route::Local(out))];
-        view.replace(routes.into_iter().collect());
-        view
-    }
-
-    #[test]
-    fn frames_go_direct_only_from_announced_senders_with_nothing_queued() {
-        let view = view_with("alice");
-        assert!(view.direct("alice", "bob"));
-        assert!(!view.direct("mallory", "bob"), "a sender this node has not announced is never direct");
-        assert!(!view.direct("alice", "carol"), "nor a frame to a connection outside the room");
-        let (first, second) = (view.hold(), view.hold());
-        assert!(!view.direct("alice", "bob"), "queued frames first");
-        view.release(first);
-        assert!(!view.direct("alice", "bob"), "one frame is still queued");
-        view.release(second);
-        assert!(view.direct("alice", "bob"));
-    }
-
-    #[test]
-    fn frames_take_the_ordered_path_while_a_change_is_announced() {
-        let view = view_with("alice");
-        let announcing = view.announcing();
-        assert!(!view.direct("alice", "bob"), "routes are ahead of what members were told");
-        drop(announcing);
-        assert!(view.direct("alice", "bob"));
-        let panicked = std::panic::catch_unwind(|| {
-            let _announcing = view.announcing();
-            panic!("a handler fails mid-announcement");
-        });
-        assert!(panicked.is_err());
-        assert!(view.direct("alice", "bob"), "a failed announcement does not leave the room on the slow path");
-    }
-
-    #[test]
-    fn frames_lost_with_a_failed_room_do_not_hold_later_ones_forever() {
-        let view = view_with("alice");
-        // Queued to an actor that then failed: never handed on.
-        let _lost = view.hold();
-        assert!(!view.direct("alice", "bob"));
-        // The restarted actor hands on the next frame queued to it.
-        let next = view.hold();
-        view.release(next);
-        assert!(view.direct("alice", "bob"));
-    }
 }

@@ -162,6 +162,28 @@ impl NatsServer {
         }
     }
 
+    /// SIGTERM (a clean shutdown), waited for (bounded).
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let ok = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success();
+            assert!(ok, "kill -TERM nats-server");
+            let deadline = Instant::now() + WAIT;
+            while c.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    panic!("nats-server did not stop on SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Starts again (after `kill` or `terminate`) on the same port with the same JetStream
+    /// directory.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     /// Starts again on the same port with the same JetStream directory.
     pub fn restart(&mut self) {
         self.kill();

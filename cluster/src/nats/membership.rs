@@ -3,8 +3,9 @@
 //! compare-and-set (`create` for a new key, `update` at the read revision, a delete at the
 //! read revision when the last member leaves), retried on conflict, so capacity and
 //! replace-on-rejoin hold across nodes with no race. Deleting emptied rooms keeps the
-//! bucket's key list to the rooms that have members, which is what the dead-node sweep and
-//! the admin listing walk.
+//! bucket's key list to the rooms that have members, which is what the sweep (dead nodes'
+//! members, and this node's own members that are no longer connected) and the admin listing
+//! walk.
 
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store, UpdateErrorKind};
 use async_trait::async_trait;
@@ -118,28 +119,55 @@ impl KvMembership {
         Err(MembershipError::Unavailable("too much contention on the room".into()))
     }
 
-    /// Removes every member whose node is not alive; returns the rooms that changed. One
-    /// read per room with members; a write only where a member's node is gone.
-    pub async fn sweep(&self, alive: impl Fn(&str) -> bool) -> Result<Vec<(RoomId, RoomSnapshot)>, MembershipError> {
+    /// Removes every member that `gone(room, member)` calls gone; returns the rooms that
+    /// changed, each with its new snapshot, and the error that stopped the walk, if any
+    /// (rooms changed before it are still returned, so that they get announced).
+    ///
+    /// One read per room with members, and a write only where a member is gone. `gone` is
+    /// asked again on the value each compare-and-set replaces, and `still_valid` right before
+    /// it: when that says no, the walk stops with `MembershipError::Unavailable` and nothing
+    /// more is written (a decision taken before a NATS outage is never applied after it).
+    pub async fn sweep(
+        &self,
+        gone: impl Fn(&str, &Member) -> bool,
+        still_valid: impl Fn() -> bool,
+    ) -> (Vec<(RoomId, RoomSnapshot)>, Option<MembershipError>) {
         let mut changed = Vec::new();
-        let mut keys = self.kv.keys().await.map_err(unavailable)?;
+        let mut keys = match self.kv.keys().await {
+            Ok(k) => k,
+            Err(e) => return (changed, Some(unavailable(e))),
+        };
         while let Some(key) = keys.next().await {
-            let key = key.map_err(unavailable)?;
+            let key = match key {
+                Ok(k) => k,
+                Err(e) => return (changed, Some(unavailable(e))),
+            };
             let Some(room) = room_from_token(&key) else { continue };
-            let (members, _) = self.read(&key).await?;
-            if members.iter().all(|m| alive(&m.node_id)) {
+            let members = match self.read(&key).await {
+                Ok((m, _)) => m,
+                Err(e) => return (changed, Some(e)),
+            };
+            if !members.iter().any(|m| gone(&room, m)) {
                 continue;
             }
-            let snap = self
+            let res = self
                 .change(&room, |ms| {
+                    if !still_valid() {
+                        return Err(MembershipError::Unavailable(
+                            "sweep abandoned: the NATS connection changed".into(),
+                        ));
+                    }
                     let before = ms.len();
-                    ms.retain(|m| alive(&m.node_id));
+                    ms.retain(|m| !gone(&room, m));
                     Ok(ms.len() != before)
                 })
-                .await?;
-            changed.push((RoomId::from(room), snap));
+                .await;
+            match res {
+                Ok(snap) => changed.push((RoomId::from(room), snap)),
+                Err(e) => return (changed, Some(e)),
+            }
         }
-        Ok(changed)
+        (changed, None)
     }
 }
 

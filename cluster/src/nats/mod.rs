@@ -1,6 +1,7 @@
 //! The cluster over NATS: the `Membership` (JetStream KV, compare-and-set) and `Bus` (core
-//! NATS) a clustered node is started with, plus liveness (heartbeats, dead-node sweep) and
-//! admin request/reply.
+//! NATS) a clustered node is started with, plus liveness (heartbeats, the link state, the
+//! sweep that keeps membership true to the connections that exist) and admin
+//! request/reply.
 //!
 //! Start-up: [`NatsCluster::connect`] (connects, creates the membership bucket if missing)
 //! gives the ports; the node starts with them; [`NatsCluster::attach`] then starts the tasks
@@ -11,6 +12,7 @@
 
 pub mod admin;
 mod bus;
+mod link;
 mod membership;
 mod presence;
 pub mod subjects;
@@ -145,6 +147,11 @@ pub struct NatsCluster {
     subjects: Subjects,
     settings: ClusterSettings,
     node_id: String,
+    /// Random, new for every process: tells this run of `node_id` from an earlier one
+    /// (heartbeats carry it; see `presence`).
+    incarnation: String,
+    /// The NATS connection's state, kept by its event callback.
+    link: Arc<link::Link>,
     bus: Arc<NatsBus>,
     membership: Arc<KvMembership>,
     peers: Arc<presence::Peers>,
@@ -165,6 +172,8 @@ impl NatsCluster {
         let url = settings.nats_url.clone().ok_or(ClusterError::NoUrl)?;
         let (reconnected_tx, reconnected) = mpsc::unbounded_channel();
         let was_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let link = Arc::new(link::Link::default());
+        let events = link.clone();
         let opts = connect_options(settings, node_id).await?.no_echo().event_callback(move |event| {
             let tx = reconnected_tx.clone();
             let back = match event {
@@ -172,10 +181,12 @@ impl NatsCluster {
                     metrics::nats_error();
                     tracing::warn!("NATS connection lost; reconnecting");
                     was_down.store(true, std::sync::atomic::Ordering::Release);
+                    events.lost();
                     false
                 }
                 Event::Connected if was_down.swap(false, std::sync::atomic::Ordering::AcqRel) => {
                     tracing::info!("NATS connection back");
+                    events.back();
                     true
                 }
                 _ => false,
@@ -192,11 +203,15 @@ impl NatsCluster {
         js.set_timeout(Duration::from_secs(3));
         let kv = wait_for_bucket(&js, &subjects.rooms_bucket()).await?;
         let (bus, out_rx, watch_rx) = NatsBus::new(subjects.clone());
+        // The link counts as up from here: the connection and the bucket both answered.
+        link.back();
         Ok(NatsCluster {
             client,
             subjects,
             settings: settings.clone(),
             node_id: node_id.to_owned(),
+            incarnation: uuid::Uuid::new_v4().simple().to_string(),
+            link,
             bus: Arc::new(bus),
             membership: Arc::new(KvMembership::new(kv)),
             peers: Arc::default(),
@@ -218,11 +233,13 @@ impl NatsCluster {
     pub fn attach(&self, inbound: Inbound, address: String) {
         let Some(p) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
         let version = env!("CARGO_PKG_VERSION").to_owned();
+        let incarnation = self.incarnation.clone();
         let status = inbound.clone();
         let me: Arc<dyn Fn() -> NodeInfo + Send + Sync> = Arc::new(move || {
             let s = status.status();
             NodeInfo {
                 node_id: s.node_id,
+                incarnation: incarnation.clone(),
                 address: address.clone(),
                 version: version.clone(),
                 connections: s.connections,
@@ -238,6 +255,7 @@ impl NatsCluster {
             self.client.clone(),
             self.subjects.presence(),
             self.node_id.clone(),
+            self.incarnation.clone(),
             self.peers.clone(),
         ));
         let mut js = jetstream::new(self.client.clone());
@@ -251,6 +269,7 @@ impl NatsCluster {
             membership: (*self.membership).clone(),
             bus: self.bus.clone(),
             peers: self.peers.clone(),
+            link: self.link.clone(),
             me: me.clone(),
             every: Duration::from_millis(self.settings.presence_ms),
             dead_after: Duration::from_millis(self.settings.dead_after_ms),
