@@ -66,6 +66,12 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_MONGODB_DATABASE", "store.mongodb_database"),
     k("SIGNALGRID_STORE_START_UNREADY", "store.start_unready"),
     k("SIGNALGRID_OUTBOX_MAX", "store.outbox_max"),
+    k("SIGNALGRID_PUBLISH_QUEUE_BYTES", "cluster.queue.max_bytes"),
+    k("SIGNALGRID_RELAY_MAX_AGE_MS", "cluster.queue.relay_max_age_ms"),
+    k("SIGNALGRID_HTTP_HEADER_TIMEOUT_MS", "http.header_timeout_ms"),
+    k("SIGNALGRID_HTTP_BODY_TIMEOUT_MS", "http.body_timeout_ms"),
+    k("SIGNALGRID_HTTP_MAX_CONNECTIONS", "http.max_connections"),
+    k("SIGNALGRID_HTTP_MAX_CONNECTIONS_PER_IP", "http.max_connections_per_ip"),
 ];
 
 pub(crate) enum SetError {
@@ -151,6 +157,12 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
         "store.mongodb_database" => s.store.mongodb_database = v.trim().to_owned(),
         "store.start_unready" => s.store.start_unready = boolean(v)?,
         "store.outbox_max" => s.store.outbox_max = parse(v)?,
+        "cluster.queue.max_bytes" => s.cluster.queue.max_bytes = parse(v)?,
+        "cluster.queue.relay_max_age_ms" => s.cluster.queue.relay_max_age_ms = parse(v)?,
+        "http.header_timeout_ms" => s.http.header_timeout_ms = parse(v)?,
+        "http.body_timeout_ms" => s.http.body_timeout_ms = parse(v)?,
+        "http.max_connections" => s.http.max_connections = parse(v)?,
+        "http.max_connections_per_ip" => s.http.max_connections_per_ip = parse(v)?,
         _ => return Err(SetError::Unknown),
     }
     Ok(())

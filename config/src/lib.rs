@@ -55,6 +55,7 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub cluster: ClusterSettings,
     pub store: StoreSettings,
+    pub http: HttpSettings,
     /// Origins whose pages may open a WebSocket and call the REST API cross-origin (exact
     /// match of the `Origin` header; CORS answers go to these only). Empty: any origin.
     /// Requests without an `Origin` header (non-browser clients) always pass.
@@ -153,6 +154,55 @@ pub struct ClusterSettings {
     pub presence_ms: u64,
     /// A node not heard from for this long is dead: its members leave their rooms.
     pub dead_after_ms: u64,
+    /// The queue of frames waiting to be published to NATS.
+    pub queue: PublishQueueSettings,
+}
+
+/// The node's queue of frames for other nodes (relays and room events), between the actors
+/// and the NATS client. Bounded in bytes, so that a NATS outage cannot grow a node's memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishQueueSettings {
+    /// Bytes the queue may hold (payload, subject and a fixed per-frame overhead); frames
+    /// beyond it are dropped and counted.
+    pub max_bytes: usize,
+    /// A relay that waited longer than this, in milliseconds, is dropped instead of
+    /// published: a late offer or ICE candidate is worse than a lost one (WebRTC retries).
+    pub relay_max_age_ms: u64,
+}
+
+impl Default for PublishQueueSettings {
+    fn default() -> Self {
+        PublishQueueSettings { max_bytes: 4 * 1024 * 1024, relay_max_age_ms: 1_000 }
+    }
+}
+
+/// Deadlines and connection caps of the HTTP listener, applied before any authentication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Time allowed for a request's head, in milliseconds; also how long an idle keep-alive
+    /// connection waits for its next request before it is closed.
+    pub header_timeout_ms: u64,
+    /// Time allowed for a whole request body, in milliseconds, counted from the end of the
+    /// head (not per byte: a trickled body is cut).
+    pub body_timeout_ms: u64,
+    /// Open connections (plain HTTP and WebSockets) the node holds at once; more are
+    /// answered 503 and closed at accept.
+    pub max_connections: usize,
+    /// Open connections one client IP address may hold at once.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            header_timeout_ms: 30_000,
+            body_timeout_ms: 10_000,
+            max_connections: 12_000,
+            max_connections_per_ip: 128,
+        }
+    }
 }
 
 impl Default for ClusterSettings {
@@ -169,6 +219,7 @@ impl Default for ClusterSettings {
             nats_tls_key: None,
             presence_ms: 1_000,
             dead_after_ms: 5_000,
+            queue: PublishQueueSettings::default(),
         }
     }
 }
@@ -176,7 +227,7 @@ impl Default for ClusterSettings {
 impl fmt::Debug for ClusterSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterSettings")
-            .field("nats_url", &self.nats_url)
+            .field("nats_url", &self.nats_url.as_deref().map(redact_url))
             .field("name", &self.name)
             .field("nats_user", &self.nats_user)
             .field("nats_password", &redact(&self.nats_password))
@@ -187,6 +238,7 @@ impl fmt::Debug for ClusterSettings {
             .field("nats_tls_key", &self.nats_tls_key)
             .field("presence_ms", &self.presence_ms)
             .field("dead_after_ms", &self.dead_after_ms)
+            .field("queue", &self.queue)
             .finish()
     }
 }
@@ -248,6 +300,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             cluster: ClusterSettings::default(),
             store: StoreSettings::default(),
+            http: HttpSettings::default(),
             allowed_origins: Vec::new(),
         }
     }
@@ -306,6 +359,24 @@ fn redact(v: &Option<String>) -> &'static str {
     } else {
         "<unset>"
     }
+}
+
+/// `url` with the password of every `user:password@` replaced by `<redacted>` (URL lists
+/// separated by commas included).
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let creds = &u[scheme + 3..at];
+                match creds.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:<redacted>{}", &u[..scheme + 3], &u[at..]),
+                    None => format!("{}<redacted>{}", &u[..scheme + 3], &u[at..]),
+                }
+            }
+            _ => u.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl fmt::Debug for AuthSettings {
@@ -403,6 +474,18 @@ impl Settings {
             |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid_name(&self.cluster.name) {
             return Err(bad("cluster.name", "letters, digits, '-' and '_' only"));
+        }
+        let h = &self.http;
+        for (key, v) in [
+            ("cluster.queue.max_bytes", self.cluster.queue.max_bytes),
+            ("http.header_timeout_ms", h.header_timeout_ms as usize),
+            ("http.body_timeout_ms", h.body_timeout_ms as usize),
+            ("http.max_connections", h.max_connections),
+            ("http.max_connections_per_ip", h.max_connections_per_ip),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be greater than 0"));
+            }
         }
         if self.store.outbox_max == 0 {
             return Err(bad("store.outbox_max", "must be greater than 0"));

@@ -102,3 +102,13 @@ fn cluster_and_store_keys() {
     s.cluster.name = "a.b".into();
     assert!(s.validate().unwrap_err().to_string().contains("cluster.name"));
 }
+
+#[test]
+fn urls_lose_their_passwords_in_debug_output() {
+    assert_eq!(redact_url("nats://u:pw@h:4222,nats://h2:4222"), "nats://u:<redacted>@h:4222,nats://h2:4222");
+    assert_eq!(redact_url("nats://tok@h:4222"), "nats://<redacted>@h:4222");
+    assert_eq!(redact_url("mongodb://h/db?x=1"), "mongodb://h/db?x=1");
+    let mut s = Settings::default();
+    s.cluster.nats_url = Some("nats://u:hunter2-secret@h:4222".into());
+    assert!(!format!("{s:?}").contains("hunter2-secret"));
+}

@@ -52,6 +52,16 @@ pub mod metrics {
     pub const NATS_RECONNECTS: &str = "signalgrid_nats_reconnects_total";
     pub const CAS_RETRIES: &str = "signalgrid_membership_cas_retries_total";
     pub const DEAD_NODES: &str = "signalgrid_dead_node_cleanups_total";
+    /// Gauge: bytes waiting in the publish queue (summed over the nodes of one process).
+    pub const PUBLISH_QUEUE_BYTES: &str = "signalgrid_nats_publish_queue_bytes";
+    /// Frames for other nodes dropped, by `reason`: `queue_full`, `disconnected` (a relay
+    /// while NATS is away), `stale` (a relay older than `cluster.queue.relay_max_age_ms`).
+    pub const PUBLISH_DROPPED: &str = "signalgrid_nats_publish_dropped_total";
+    /// Gauge: 1 while the NATS client is connected, 0 while it reconnects.
+    pub const CONNECTED: &str = "signalgrid_nats_connected";
+    pub const DROP_QUEUE_FULL: &str = "queue_full";
+    pub const DROP_DISCONNECTED: &str = "disconnected";
+    pub const DROP_STALE: &str = "stale";
 
     pub(crate) fn forward_sent() {
         ::metrics::counter!(FORWARDS_SENT).increment(1);
@@ -68,6 +78,15 @@ pub mod metrics {
     pub(crate) fn cas_retry() {
         ::metrics::counter!(CAS_RETRIES).increment(1);
     }
+    pub(crate) fn queued_bytes(delta: f64) {
+        ::metrics::gauge!(PUBLISH_QUEUE_BYTES).increment(delta);
+    }
+    pub(crate) fn dropped(reason: &'static str) {
+        ::metrics::counter!(PUBLISH_DROPPED, "reason" => reason).increment(1);
+    }
+    pub(crate) fn connected(up: bool) {
+        ::metrics::gauge!(CONNECTED).set(if up { 1.0 } else { 0.0 });
+    }
     pub(crate) fn dead_nodes(n: usize) {
         ::metrics::counter!(DEAD_NODES).increment(n as u64);
     }
@@ -81,10 +100,16 @@ pub(crate) fn server_addrs(urls: &str) -> Result<Vec<ServerAddr>, ClusterError> 
         .collect()
 }
 
+/// Commands the NATS client buffers (its own queue, in front of the socket). While NATS is
+/// away the client reads none of them, so this bounds what it holds: at most 128 frames,
+/// 8 MiB of 64 KiB frames (the library's default, 2,048, would be 128 MiB).
+const CLIENT_CAPACITY: usize = 128;
+
 /// Authentication and TLS from the settings.
 pub(crate) async fn connect_options(s: &ClusterSettings, name: &str) -> Result<ConnectOptions, ClusterError> {
     let mut o = ConnectOptions::new()
         .name(name)
+        .client_capacity(CLIENT_CAPACITY)
         .connection_timeout(Duration::from_secs(5))
         .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(2_000)));
     if let (Some(u), Some(p)) = (&s.nats_user, &s.nats_password) {
@@ -154,7 +179,7 @@ pub struct NatsCluster {
 
 /// What `attach` consumes.
 struct Pending {
-    out_rx: mpsc::Receiver<bus::Outgoing>,
+    queue: bus::PublishQueue,
     watch_rx: mpsc::UnboundedReceiver<bus::Watch>,
     reconnected: mpsc::UnboundedReceiver<()>,
 }
@@ -165,16 +190,20 @@ impl NatsCluster {
         let url = settings.nats_url.clone().ok_or(ClusterError::NoUrl)?;
         let (reconnected_tx, reconnected) = mpsc::unbounded_channel();
         let was_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let link = bus::Link::new();
+        let events_link = link.clone();
         let opts = connect_options(settings, node_id).await?.no_echo().event_callback(move |event| {
             let tx = reconnected_tx.clone();
             let back = match event {
                 Event::Disconnected => {
                     metrics::nats_error();
-                    tracing::warn!("NATS connection lost; reconnecting");
+                    events_link.set(false);
+                    tracing::warn!("NATS connection lost; reconnecting (relays to other nodes are dropped meanwhile)");
                     was_down.store(true, std::sync::atomic::Ordering::Release);
                     false
                 }
                 Event::Connected if was_down.swap(false, std::sync::atomic::Ordering::AcqRel) => {
+                    events_link.set(true);
                     tracing::info!("NATS connection back");
                     true
                 }
@@ -191,7 +220,7 @@ impl NatsCluster {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_secs(3));
         let kv = wait_for_bucket(&js, &subjects.rooms_bucket()).await?;
-        let (bus, out_rx, watch_rx) = NatsBus::new(subjects.clone());
+        let (bus, queue, watch_rx) = NatsBus::new(subjects.clone(), &settings.queue, link);
         Ok(NatsCluster {
             client,
             subjects,
@@ -201,7 +230,7 @@ impl NatsCluster {
             membership: Arc::new(KvMembership::new(kv)),
             peers: Arc::default(),
             drain: Arc::new(Notify::new()),
-            pending: std::sync::Mutex::new(Some(Pending { out_rx, watch_rx, reconnected })),
+            pending: std::sync::Mutex::new(Some(Pending { queue, watch_rx, reconnected })),
         })
     }
 
@@ -231,7 +260,7 @@ impl NatsCluster {
                 draining: s.draining,
             }
         });
-        tokio::spawn(bus::publisher(self.client.clone(), p.out_rx));
+        tokio::spawn(bus::publisher(self.client.clone(), p.queue));
         tokio::spawn(bus::inbox(self.client.clone(), self.subjects.inbox(&self.node_id), inbound.clone()));
         tokio::spawn(bus::room_watcher(self.client.clone(), self.subjects.clone(), inbound.clone(), p.watch_rx));
         tokio::spawn(presence::listen(
