@@ -161,7 +161,7 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
         "cluster.queue.relay_max_age_ms" => s.cluster.queue.relay_max_age_ms = parse(v)?,
         "http.header_timeout_ms" => s.http.header_timeout_ms = parse(v)?,
         "http.body_timeout_ms" => s.http.body_timeout_ms = parse(v)?,
-        "http.max_connections" => s.http.max_connections = parse(v)?,
+        "http.max_connections" => s.http.max_connections = opt_string(v).map(|v| parse(&v)).transpose()?,
         "http.max_connections_per_ip" => s.http.max_connections_per_ip = parse(v)?,
         _ => return Err(SetError::Unknown),
     }

@@ -188,8 +188,9 @@ pub struct HttpSettings {
     /// head (not per byte: a trickled body is cut).
     pub body_timeout_ms: u64,
     /// Open connections (plain HTTP and WebSockets) the node holds at once; more are
-    /// answered 503 and closed at accept.
-    pub max_connections: usize,
+    /// answered 503 and closed at accept. Unset: `limits.max_connections` + 1,024, room for
+    /// REST calls next to a full load of WebSockets (see `Settings::http_max_connections`).
+    pub max_connections: Option<usize>,
     /// Open connections one client IP address may hold at once.
     pub max_connections_per_ip: usize,
 }
@@ -199,7 +200,7 @@ impl Default for HttpSettings {
         HttpSettings {
             header_timeout_ms: 30_000,
             body_timeout_ms: 10_000,
-            max_connections: 12_000,
+            max_connections: None,
             max_connections_per_ip: 128,
         }
     }
@@ -437,6 +438,12 @@ impl Settings {
         })
     }
 
+    /// The cap on open HTTP connections, WebSockets included: `http.max_connections`, or
+    /// `limits.max_connections` + 1,024 when unset.
+    pub fn http_max_connections(&self) -> usize {
+        self.http.max_connections.unwrap_or(self.limits.max_connections.saturating_add(1_024))
+    }
+
     /// Checks relations between settings that single values cannot show.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, reason: &str| ConfigError::Invalid {
@@ -480,7 +487,7 @@ impl Settings {
             ("cluster.queue.max_bytes", self.cluster.queue.max_bytes),
             ("http.header_timeout_ms", h.header_timeout_ms as usize),
             ("http.body_timeout_ms", h.body_timeout_ms as usize),
-            ("http.max_connections", h.max_connections),
+            ("http.max_connections", h.max_connections.unwrap_or(1)),
             ("http.max_connections_per_ip", h.max_connections_per_ip),
         ] {
             if v == 0 {
