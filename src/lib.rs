@@ -13,6 +13,7 @@
 //! - [`ice`]: STUN/TURN settings for clients.
 //! - [`store`]: `Store` implementations (the embedded SQLite store).
 //! - [`telemetry`]: logs and the Prometheus recorder.
+//! - [`redact`]: masks secrets in every log line.
 
 pub mod admin_cli;
 pub mod app;
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod conn_caps;
 pub mod http;
 pub mod ice;
+pub mod redact;
 pub mod server;
 pub mod store;
 pub mod telemetry;
