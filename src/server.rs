@@ -60,6 +60,9 @@ pub struct Server {
     accept: JoinHandle<JoinSet<()>>,
 }
 
+/// Longest TLS handshake (shorter if `http.header_timeout_ms` is).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Connections the kernel queues before they are accepted (a burst of browsers reconnecting
 /// after a drain must not hit the default of 128 and wait for TCP's retry).
 const LISTEN_BACKLOG: u32 = 4096;
@@ -268,7 +271,8 @@ async fn accept_loop(
             }
             Some(acceptor) => {
                 conns.spawn(async move {
-                    match tokio::time::timeout(timeouts.header, acceptor.accept(tcp)).await {
+                    let limit = timeouts.header.min(TLS_HANDSHAKE_TIMEOUT);
+                    match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => serve_conn(stream, peer, routes, timeouts, stop).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -283,8 +287,8 @@ async fn accept_loop(
 /// The deadlines of one HTTP connection's phases (`http.*_timeout_ms`).
 #[derive(Debug, Clone, Copy)]
 struct Timeouts {
-    /// For a request head, for the wait between keep-alive requests (hyper runs its head
-    /// timer from the moment it waits for a head), and for a TLS handshake.
+    /// For a request head, and for the wait between keep-alive requests (hyper runs its
+    /// head timer from the moment it waits for a head).
     header: Duration,
     /// For a whole request body, from the end of its head.
     body: Duration,
