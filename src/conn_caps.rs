@@ -4,18 +4,22 @@
 //! A connection holds its place through a [`ConnGuard`] carried inside its IO object
 //! ([`Guarded`]), so the place stays taken for as long as the socket is open: through every
 //! HTTP request and, after an upgrade, for the whole life of the WebSocket (hyper moves the
-//! IO into the upgraded stream). The guard is dropped just before the socket closes.
+//! IO into the upgraded stream). The guard is dropped just before the socket closes. The
+//! same wrapper gives writes their deadline (`http.write_timeout_ms`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use signalgrid_actors::errors::ErrorCode;
 use signalgrid_config::Settings;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 use crate::http::error::ApiError;
 
@@ -112,16 +116,38 @@ impl Drop for ConnGuard {
     }
 }
 
-/// A connection's IO with its place. Fields drop in order: the place is free before the
-/// socket closes, so a client that sees the close may connect again at once.
+/// A connection's IO with its place, and the write deadline: a write that makes no progress
+/// for `write_stall` (a client that stopped reading) fails with `TimedOut`, which ends the
+/// connection. Fields drop in order: the place is free before the socket closes, so a
+/// client that sees the close may connect again at once.
 pub struct Guarded<IO> {
     _guard: ConnGuard,
     io: IO,
+    write_stall: Duration,
+    /// Running while a write waits for the client; reset by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl<IO> Guarded<IO> {
-    pub fn new(io: IO, guard: ConnGuard) -> Guarded<IO> {
-        Guarded { _guard: guard, io }
+    pub fn new(io: IO, guard: ConnGuard, write_stall: Duration) -> Guarded<IO> {
+        Guarded { _guard: guard, io, write_stall, stalled: None }
+    }
+
+    /// Turns a write's result into the deadline's: progress resets it, waiting runs it.
+    fn deadline<T>(&mut self, res: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if res.is_ready() {
+            self.stalled = None;
+            return res;
+        }
+        let limit = self.write_stall;
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                let msg = format!("the client read nothing for {limit:?}");
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, msg)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -133,15 +159,18 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let res = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.deadline(res, cx)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let res = Pin::new(&mut self.io).poll_flush(cx);
+        self.deadline(res, cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let res = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.deadline(res, cx)
     }
 
     fn poll_write_vectored(
@@ -149,7 +178,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let res = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.deadline(res, cx)
     }
 
     fn is_write_vectored(&self) -> bool {

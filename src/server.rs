@@ -232,6 +232,7 @@ async fn accept_loop(
     let timeouts = Timeouts {
         header: Duration::from_millis(http.header_timeout_ms),
         body: Duration::from_millis(http.body_timeout_ms),
+        write: Duration::from_millis(http.write_timeout_ms),
     };
     let mut conns = JoinSet::new();
     loop {
@@ -262,7 +263,7 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let tcp = Guarded::new(tcp, guard);
+        let tcp = Guarded::new(tcp, guard, timeouts.write);
         let routes = routes.clone();
         let stop = stop.clone();
         match tls.clone() {
@@ -292,6 +293,8 @@ struct Timeouts {
     header: Duration,
     /// For a whole request body, from the end of its head.
     body: Duration,
+    /// For a write to make progress (a client that stops reading its answers).
+    write: Duration,
 }
 
 /// Serves one HTTP/1.1 connection (which may upgrade to a WebSocket). On shutdown, a

@@ -109,6 +109,42 @@ async fn silent_and_idle_connections_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_at_the_write_deadline() {
+    let node = TestNode::start_with(|s| {
+        s.http.write_timeout_ms = 300;
+        s.http.max_connections_per_ip = 1;
+    })
+    .await;
+    // Pipelined requests for an 18 KB script, whose answers (about 18 MB) are never read:
+    // far more than the socket buffers hold, so the node's writes stop making progress.
+    let s = TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.bind("127.0.0.5:0".parse().unwrap()).unwrap();
+    let stalled = tokio::time::timeout(WAIT, s.connect(node.addr)).await.unwrap().unwrap();
+    let (_rd, mut wr) = stalled.into_split();
+    let requests = "GET /web/call.js HTTP/1.1\r\nhost: x\r\n\r\n".repeat(1_000);
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(requests.as_bytes()).await;
+        wr
+    });
+    // 127.0.0.5 may hold one connection: it is refused until the node gives up on the
+    // stalled one (bounded attempts, each a fresh connection).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut probe = connect_from(&node, "127.0.0.5").await;
+        probe.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.ok();
+        let answer = until_closed(&mut probe).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(tokio::time::Instant::now() < deadline, "the node never closed the connection that stopped reading");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    writer.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_capped_per_client_address_and_in_total() {
     let node = TestNode::start_with(|s| {
         s.http.max_connections_per_ip = 3;

@@ -70,6 +70,7 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_RELAY_MAX_AGE_MS", "cluster.queue.relay_max_age_ms"),
     k("SIGNALGRID_HTTP_HEADER_TIMEOUT_MS", "http.header_timeout_ms"),
     k("SIGNALGRID_HTTP_BODY_TIMEOUT_MS", "http.body_timeout_ms"),
+    k("SIGNALGRID_HTTP_WRITE_TIMEOUT_MS", "http.write_timeout_ms"),
     k("SIGNALGRID_HTTP_MAX_CONNECTIONS", "http.max_connections"),
     k("SIGNALGRID_HTTP_MAX_CONNECTIONS_PER_IP", "http.max_connections_per_ip"),
 ];
@@ -161,6 +162,7 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
         "cluster.queue.relay_max_age_ms" => s.cluster.queue.relay_max_age_ms = parse(v)?,
         "http.header_timeout_ms" => s.http.header_timeout_ms = parse(v)?,
         "http.body_timeout_ms" => s.http.body_timeout_ms = parse(v)?,
+        "http.write_timeout_ms" => s.http.write_timeout_ms = parse(v)?,
         "http.max_connections" => s.http.max_connections = opt_string(v).map(|v| parse(&v)).transpose()?,
         "http.max_connections_per_ip" => s.http.max_connections_per_ip = parse(v)?,
         _ => return Err(SetError::Unknown),

@@ -187,6 +187,9 @@ pub struct HttpSettings {
     /// Time allowed for a whole request body, in milliseconds, counted from the end of the
     /// head (not per byte: a trickled body is cut).
     pub body_timeout_ms: u64,
+    /// Time a write to a client may wait without progress, in milliseconds (a client that
+    /// stops reading its answers, or a WebSocket's); then the connection is closed.
+    pub write_timeout_ms: u64,
     /// Open connections (plain HTTP and WebSockets) the node holds at once; more are
     /// answered 503 and closed at accept. Unset: `limits.max_connections` + 1,024, room for
     /// REST calls next to a full load of WebSockets (see `Settings::http_max_connections`).
@@ -200,6 +203,7 @@ impl Default for HttpSettings {
         HttpSettings {
             header_timeout_ms: 30_000,
             body_timeout_ms: 10_000,
+            write_timeout_ms: 30_000,
             max_connections: None,
             max_connections_per_ip: 128,
         }
@@ -487,6 +491,7 @@ impl Settings {
             ("cluster.queue.max_bytes", self.cluster.queue.max_bytes),
             ("http.header_timeout_ms", h.header_timeout_ms as usize),
             ("http.body_timeout_ms", h.body_timeout_ms as usize),
+            ("http.write_timeout_ms", h.write_timeout_ms as usize),
             ("http.max_connections", h.max_connections.unwrap_or(1)),
             ("http.max_connections_per_ip", h.max_connections_per_ip),
         ] {
