@@ -31,9 +31,17 @@ impl Redactor {
     /// Masks `secrets` (exact values) and credential shapes.
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Redactor {
         let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= MIN_SECRET_LEN).collect();
+        // As JSON lines (`--log-format json`) and `Debug` output escape them, too.
+        let escaped: Vec<String> = secrets
+            .iter()
+            .flat_map(|s| [serde_json::to_string(s).unwrap_or_default(), format!("{s:?}")])
+            .map(|quoted| quoted[1..quoted.len().saturating_sub(1)].to_owned())
+            .collect();
+        secrets.extend(escaped);
+        secrets.sort();
+        secrets.dedup();
         // Longest first: a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
         let shape = |re: &str| Regex::new(re).expect("the credential patterns are valid");
         let shapes = vec![
             (shape(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/@:]*):([^\s/@]+)@"), "${1}${2}:<redacted>@"),
@@ -125,6 +133,8 @@ mod tests {
         assert_eq!(r.redact("GET /ws?token=abc.def&x=1"), "GET /ws?token=<redacted>&x=1");
         assert_eq!(r.redact("t eyJhbGciOi.eyJzdWIiOi.sig-_1 end"), "t <redacted-jwt> end");
         assert_eq!(r.redact("nothing here"), "nothing here");
+        let quoted = Redactor::new([r#"pw"with\quote"#.to_owned()]);
+        assert_eq!(quoted.redact(r#"{"p":"pw\"with\\quote"}"#), r#"{"p":"<redacted>"}"#);
     }
 
     #[test]
