@@ -1,5 +1,6 @@
 //! Caps on open connections, per client IP address and in total, checked at accept before
-//! anything is read or authenticated (`http.max_connections_per_ip`, `http.max_connections`).
+//! anything is read or authenticated (`http.max_connections_per_ip`, `http.max_connections`;
+//! connections from `http.proxy_addresses` count toward the total only).
 //!
 //! A connection holds its place through a [`ConnGuard`] carried inside its IO object
 //! ([`Guarded`]), so the place stays taken for as long as the socket is open: through every
@@ -17,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use signalgrid_actors::errors::ErrorCode;
-use signalgrid_config::Settings;
+use signalgrid_config::{AddressRange, Settings};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
@@ -34,6 +35,8 @@ pub struct ConnCaps {
     open: Mutex<Open>,
     max_total: usize,
     max_per_ip: usize,
+    /// Balancers and proxies: their connections count toward the total only.
+    proxies: Vec<AddressRange>,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +69,7 @@ impl ConnCaps {
             open: Mutex::default(),
             max_total: s.http_max_connections(),
             max_per_ip: s.http.max_connections_per_ip,
+            proxies: s.http.proxy_addresses.clone(),
         })
     }
 
@@ -75,7 +79,9 @@ impl ConnCaps {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let refused = if open.total >= self.max_total {
             Some(Refused::Total)
-        } else if open.by_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip {
+        } else if open.by_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip
+            && !self.proxies.iter().any(|p| p.contains(ip))
+        {
             Some(Refused::PerIp)
         } else {
             None

@@ -175,3 +175,16 @@ async fn connections_are_capped_per_client_address_and_in_total() {
     assert_eq!(healthz_from(&node, "127.0.0.1").await, "200");
     ws.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_proxy_is_held_to_the_total_cap_only() {
+    let node = TestNode::start_with(|s| {
+        s.http.max_connections_per_ip = 1;
+        s.http.proxy_addresses = vec!["127.0.0.6".parse().unwrap()];
+    })
+    .await;
+    // The balancer at 127.0.0.6 carries many clients; 127.0.0.7 is one client.
+    let _held = [connect_from(&node, "127.0.0.6").await, connect_from(&node, "127.0.0.7").await];
+    assert_eq!(healthz_from(&node, "127.0.0.6").await, "200");
+    refused_from(&node, "127.0.0.7").await;
+}

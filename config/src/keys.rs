@@ -73,6 +73,7 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_HTTP_WRITE_TIMEOUT_MS", "http.write_timeout_ms"),
     k("SIGNALGRID_HTTP_MAX_CONNECTIONS", "http.max_connections"),
     k("SIGNALGRID_HTTP_MAX_CONNECTIONS_PER_IP", "http.max_connections_per_ip"),
+    k("SIGNALGRID_HTTP_PROXY_ADDRESSES", "http.proxy_addresses"),
 ];
 
 pub(crate) enum SetError {
@@ -165,6 +166,10 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
         "http.write_timeout_ms" => s.http.write_timeout_ms = parse(v)?,
         "http.max_connections" => s.http.max_connections = opt_string(v).map(|v| parse(&v)).transpose()?,
         "http.max_connections_per_ip" => s.http.max_connections_per_ip = parse(v)?,
+        "http.proxy_addresses" => {
+            s.http.proxy_addresses =
+                list(v).iter().map(|a| a.parse()).collect::<Result<_, _>>().map_err(SetError::Bad)?
+        }
         _ => return Err(SetError::Unknown),
     }
     Ok(())

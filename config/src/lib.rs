@@ -196,6 +196,64 @@ pub struct HttpSettings {
     pub max_connections: Option<usize>,
     /// Open connections one client IP address may hold at once.
     pub max_connections_per_ip: usize,
+    /// Load balancers and proxies in front of the node (addresses or CIDR ranges): every
+    /// client behind one shares its address, so their connections count only toward
+    /// `max_connections`, not the per-address cap.
+    pub proxy_addresses: Vec<AddressRange>,
+}
+
+/// An IP address or a CIDR range (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AddressRange {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl AddressRange {
+    /// Whether `ip` is in the range (an IPv4 client seen as `::ffff:a.b.c.d` included).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let ip = match ip {
+            V6(v6) => v6.to_ipv4_mapped().map_or(V6(v6), V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (V4(net), V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (V6(net), V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for AddressRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected an IP address or a CIDR range (got {s:?})");
+        let (addr, prefix) = s.trim().split_once('/').map_or((s.trim(), None), |(a, p)| (a, Some(p)));
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(AddressRange { addr, prefix })
+    }
+}
+
+impl TryFrom<String> for AddressRange {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 impl Default for HttpSettings {
@@ -206,6 +264,7 @@ impl Default for HttpSettings {
             write_timeout_ms: 30_000,
             max_connections: None,
             max_connections_per_ip: 128,
+            proxy_addresses: Vec::new(),
         }
     }
 }
