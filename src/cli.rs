@@ -227,7 +227,7 @@ pub async fn run() -> ExitCode {
 }
 
 async fn serve(mut s: Settings, dev: bool) -> ExitCode {
-    if let Err(e) = crate::telemetry::init_logs(&s.log) {
+    if let Err(e) = crate::telemetry::init_logs(&s.log, crate::redact::Redactor::from_settings(&s)) {
         return fail(e);
     }
     if s.auth.jwt_secret.is_none() {

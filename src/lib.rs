@@ -4,6 +4,8 @@
 //! - [`cli`]: the command line (`serve`, `token`, `session create`, `admin`).
 //! - [`admin_cli`]: `signalgrid admin`, the operator's view of a cluster.
 //! - [`server`]: starting a node on a bound listener (plain or TLS) and shutting it down.
+//! - [`conn_caps`]: caps on open connections per client IP and in total, at accept.
+//! - [`body_deadline`]: the deadline for a whole request body.
 //! - [`app`]: the state the edges share.
 //! - [`http`]: REST on warp: routes, error shape, request context, rate limits.
 //! - [`ws`]: the WebSocket upgrade and the per-socket read/write task.
@@ -11,13 +13,17 @@
 //! - [`ice`]: STUN/TURN settings for clients.
 //! - [`store`]: `Store` implementations (the embedded SQLite store).
 //! - [`telemetry`]: logs and the Prometheus recorder.
+//! - [`redact`]: masks secrets in every log line.
 
 pub mod admin_cli;
 pub mod app;
 pub mod auth;
+pub mod body_deadline;
 pub mod cli;
+pub mod conn_caps;
 pub mod http;
 pub mod ice;
+pub mod redact;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -14,7 +14,7 @@ use signalgrid_actors::node::{ConnLimits, Node, NodeConfig};
 use signalgrid_actors::ports::{Ports, Store};
 use signalgrid_cluster::nats::NatsCluster;
 use signalgrid_cluster::{LocalBus, LocalMembership};
-use signalgrid_config::Settings;
+use signalgrid_config::{HttpSettings, Settings};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -27,6 +27,8 @@ use warp::reply::Response;
 
 use crate::app::{policy, App};
 use crate::auth::Verifier;
+use crate::body_deadline::DeadlineBody;
+use crate::conn_caps::{ConnCaps, Guarded};
 use crate::http::rate_limit::RateLimiter;
 
 /// The client's address, put on every request for the handlers.
@@ -57,6 +59,9 @@ pub struct Server {
     stop: watch::Sender<bool>,
     accept: JoinHandle<JoinSet<()>>,
 }
+
+/// Longest TLS handshake (shorter if `http.header_timeout_ms` is).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections the kernel queues before they are accepted (a burst of browsers reconnecting
 /// after a drain must not hit the default of 128 and wait for TCP's retry).
@@ -169,7 +174,9 @@ impl Server {
         });
         let (stop, stop_rx) = watch::channel(false);
         let routes = crate::http::routes(app.clone());
-        let accept = tokio::spawn(accept_loop(listener, routes, tls, stop_rx));
+        let caps = ConnCaps::new(&app.settings);
+        let http = app.settings.http.clone();
+        let accept = tokio::spawn(accept_loop(listener, routes, tls, caps, http, stop_rx));
         let clustered = app.cluster.is_some();
         tracing::info!(%addr, node = %app.node_id, tls = app.settings.tls.cert_path.is_some(), clustered, "signalgrid node serving");
         Ok(Server { app, addr, stop, accept })
@@ -213,12 +220,21 @@ impl Server {
     }
 }
 
+/// Accepts connections until `stop`. Each takes a place under the connection caps first; a
+/// connection past a cap is answered `503 CONNECTION_LIMIT` (plain HTTP) and closed.
 async fn accept_loop(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
     tls: Option<TlsAcceptor>,
+    caps: Arc<ConnCaps>,
+    http: HttpSettings,
     mut stop: watch::Receiver<bool>,
 ) -> JoinSet<()> {
+    let timeouts = Timeouts {
+        header: Duration::from_millis(http.header_timeout_ms),
+        body: Duration::from_millis(http.body_timeout_ms),
+        write: Duration::from_millis(http.write_timeout_ms),
+    };
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -234,17 +250,32 @@ async fn accept_loop(
                 }
             },
         };
+        let guard = match caps.admit(peer.ip()) {
+            Ok(g) => g,
+            Err(cap) => {
+                if tls.is_none() {
+                    // Unread request bytes would turn the close into a reset that loses
+                    // the answer: take what has arrived (best effort, no waiting).
+                    let _ = tcp.try_read(&mut [0u8; 4096]);
+                    let _ = tcp.try_write(&crate::conn_caps::refusal());
+                }
+                tracing::debug!(%peer, ?cap, "connection refused: connection cap reached");
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
+        let tcp = Guarded::new(tcp, guard, timeouts.write);
         let routes = routes.clone();
         let stop = stop.clone();
         match tls.clone() {
             None => {
-                conns.spawn(serve_conn(tcp, peer, routes, stop));
+                conns.spawn(serve_conn(tcp, peer, routes, timeouts, stop));
             }
             Some(acceptor) => {
                 conns.spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_conn(stream, peer, routes, stop).await,
+                    let limit = timeouts.header.min(TLS_HANDSHAKE_TIMEOUT);
+                    match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_conn(stream, peer, routes, timeouts, stop).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -255,10 +286,27 @@ async fn accept_loop(
     conns
 }
 
+/// The deadlines of one HTTP connection's phases (`http.*_timeout_ms`).
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// For a request head, and for the wait between keep-alive requests (hyper runs its
+    /// head timer from the moment it waits for a head).
+    header: Duration,
+    /// For a whole request body, from the end of its head.
+    body: Duration,
+    /// For a write to make progress (a client that stops reading its answers).
+    write: Duration,
+}
+
 /// Serves one HTTP/1.1 connection (which may upgrade to a WebSocket). On shutdown, a
 /// connection between requests closes and one mid-request finishes it first.
-async fn serve_conn<IO>(io: IO, peer: SocketAddr, routes: BoxedFilter<(Response,)>, mut stop: watch::Receiver<bool>)
-where
+async fn serve_conn<IO>(
+    io: IO,
+    peer: SocketAddr,
+    routes: BoxedFilter<(Response,)>,
+    timeouts: Timeouts,
+    mut stop: watch::Receiver<bool>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = warp::service(routes);
@@ -269,12 +317,13 @@ where
             let up = hyper::upgrade::on(&mut req);
             req.extensions_mut().insert(crate::ws::PendingUpgrade::new(up));
         }
+        let req = req.map(|body| DeadlineBody::new(body, timeouts.body));
         let mut svc = svc.clone();
         async move { svc.call(req).await }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(timeouts.header)
         .serve_connection(TokioIo::new(io), handler)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);

@@ -8,10 +8,13 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use signalgrid_config::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the log subscriber. Errors if the level filter does not parse.
-pub fn init_logs(cfg: &LogSettings) -> Result<(), String> {
+use crate::redact::{RedactingStderr, Redactor};
+
+/// Installs the log subscriber, writing to stderr through `redactor` (no secret reaches the
+/// output, at any level, from any crate). Errors if the level filter does not parse.
+pub fn init_logs(cfg: &LogSettings, redactor: Redactor) -> Result<(), String> {
     let filter = EnvFilter::try_new(&cfg.level).map_err(|e| format!("invalid log.level {:?}: {e}", cfg.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(RedactingStderr(redactor));
     let res = match cfg.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

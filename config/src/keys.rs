@@ -70,6 +70,14 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_MONGODB_DATABASE", "store.mongodb_database"),
     k("SIGNALGRID_STORE_START_UNREADY", "store.start_unready"),
     k("SIGNALGRID_OUTBOX_MAX", "store.outbox_max"),
+    k("SIGNALGRID_PUBLISH_QUEUE_BYTES", "cluster.queue.max_bytes"),
+    k("SIGNALGRID_RELAY_MAX_AGE_MS", "cluster.queue.relay_max_age_ms"),
+    k("SIGNALGRID_HTTP_HEADER_TIMEOUT_MS", "http.header_timeout_ms"),
+    k("SIGNALGRID_HTTP_BODY_TIMEOUT_MS", "http.body_timeout_ms"),
+    k("SIGNALGRID_HTTP_WRITE_TIMEOUT_MS", "http.write_timeout_ms"),
+    k("SIGNALGRID_HTTP_MAX_CONNECTIONS", "http.max_connections"),
+    k("SIGNALGRID_HTTP_MAX_CONNECTIONS_PER_IP", "http.max_connections_per_ip"),
+    k("SIGNALGRID_HTTP_PROXY_ADDRESSES", "http.proxy_addresses"),
 ];
 
 pub(crate) enum SetError {
@@ -159,6 +167,17 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
         "store.mongodb_database" => s.store.mongodb_database = v.trim().to_owned(),
         "store.start_unready" => s.store.start_unready = boolean(v)?,
         "store.outbox_max" => s.store.outbox_max = parse(v)?,
+        "cluster.queue.max_bytes" => s.cluster.queue.max_bytes = parse(v)?,
+        "cluster.queue.relay_max_age_ms" => s.cluster.queue.relay_max_age_ms = parse(v)?,
+        "http.header_timeout_ms" => s.http.header_timeout_ms = parse(v)?,
+        "http.body_timeout_ms" => s.http.body_timeout_ms = parse(v)?,
+        "http.write_timeout_ms" => s.http.write_timeout_ms = parse(v)?,
+        "http.max_connections" => s.http.max_connections = opt_string(v).map(|v| parse(&v)).transpose()?,
+        "http.max_connections_per_ip" => s.http.max_connections_per_ip = parse(v)?,
+        "http.proxy_addresses" => {
+            s.http.proxy_addresses =
+                list(v).iter().map(|a| a.parse()).collect::<Result<_, _>>().map_err(SetError::Bad)?
+        }
         _ => return Err(SetError::Unknown),
     }
     Ok(())

@@ -55,6 +55,7 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub cluster: ClusterSettings,
     pub store: StoreSettings,
+    pub http: HttpSettings,
     /// Origins whose pages may open a WebSocket and call the REST API cross-origin (exact
     /// match of the `Origin` header; CORS answers go to these only). Empty: any origin.
     /// Requests without an `Origin` header (non-browser clients) always pass.
@@ -186,6 +187,119 @@ pub struct ClusterSettings {
     pub presence_ms: u64,
     /// A node not heard from for this long is dead: its members leave their rooms.
     pub dead_after_ms: u64,
+    /// The queue of frames waiting to be published to NATS.
+    pub queue: PublishQueueSettings,
+}
+
+/// The node's queue of frames for other nodes (relays and room events), between the actors
+/// and the NATS client. Bounded in bytes, so that a NATS outage cannot grow a node's memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishQueueSettings {
+    /// Bytes the queue may hold (payload, subject and a fixed per-frame overhead); frames
+    /// beyond it are dropped and counted.
+    pub max_bytes: usize,
+    /// A relay that waited longer than this, in milliseconds, is dropped instead of
+    /// published: a late offer or ICE candidate is worse than a lost one (WebRTC retries).
+    pub relay_max_age_ms: u64,
+}
+
+impl Default for PublishQueueSettings {
+    fn default() -> Self {
+        PublishQueueSettings { max_bytes: 4 * 1024 * 1024, relay_max_age_ms: 1_000 }
+    }
+}
+
+/// Deadlines and connection caps of the HTTP listener, applied before any authentication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Time allowed for a request's head, in milliseconds; also how long an idle keep-alive
+    /// connection waits for its next request before it is closed.
+    pub header_timeout_ms: u64,
+    /// Time allowed for a whole request body, in milliseconds, counted from the end of the
+    /// head (not per byte: a trickled body is cut).
+    pub body_timeout_ms: u64,
+    /// Time a write to a client may wait without progress, in milliseconds (a client that
+    /// stops reading its answers, or a WebSocket's); then the connection is closed.
+    pub write_timeout_ms: u64,
+    /// Open connections (plain HTTP and WebSockets) the node holds at once; more are
+    /// answered 503 and closed at accept. Unset: `limits.max_connections` + 1,024, room for
+    /// REST calls next to a full load of WebSockets (see `Settings::http_max_connections`).
+    pub max_connections: Option<usize>,
+    /// Open connections one client IP address may hold at once.
+    pub max_connections_per_ip: usize,
+    /// Load balancers and proxies in front of the node (addresses or CIDR ranges): every
+    /// client behind one shares its address, so their connections count only toward
+    /// `max_connections`, not the per-address cap.
+    pub proxy_addresses: Vec<AddressRange>,
+}
+
+/// An IP address or a CIDR range (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AddressRange {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl AddressRange {
+    /// Whether `ip` is in the range (an IPv4 client seen as `::ffff:a.b.c.d` included).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let ip = match ip {
+            V6(v6) => v6.to_ipv4_mapped().map_or(V6(v6), V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (V4(net), V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (V6(net), V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for AddressRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected an IP address or a CIDR range (got {s:?})");
+        let (addr, prefix) = s.trim().split_once('/').map_or((s.trim(), None), |(a, p)| (a, Some(p)));
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(AddressRange { addr, prefix })
+    }
+}
+
+impl TryFrom<String> for AddressRange {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            header_timeout_ms: 30_000,
+            body_timeout_ms: 10_000,
+            write_timeout_ms: 30_000,
+            max_connections: None,
+            max_connections_per_ip: 128,
+            proxy_addresses: Vec::new(),
+        }
+    }
 }
 
 impl Default for ClusterSettings {
@@ -202,6 +316,7 @@ impl Default for ClusterSettings {
             nats_tls_key: None,
             presence_ms: 1_000,
             dead_after_ms: 5_000,
+            queue: PublishQueueSettings::default(),
         }
     }
 }
@@ -209,7 +324,7 @@ impl Default for ClusterSettings {
 impl fmt::Debug for ClusterSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterSettings")
-            .field("nats_url", &self.nats_url)
+            .field("nats_url", &self.nats_url.as_deref().map(redact_url))
             .field("name", &self.name)
             .field("nats_user", &self.nats_user)
             .field("nats_password", &redact(&self.nats_password))
@@ -220,6 +335,7 @@ impl fmt::Debug for ClusterSettings {
             .field("nats_tls_key", &self.nats_tls_key)
             .field("presence_ms", &self.presence_ms)
             .field("dead_after_ms", &self.dead_after_ms)
+            .field("queue", &self.queue)
             .finish()
     }
 }
@@ -281,6 +397,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             cluster: ClusterSettings::default(),
             store: StoreSettings::default(),
+            http: HttpSettings::default(),
             allowed_origins: Vec::new(),
         }
     }
@@ -350,6 +467,24 @@ fn redact(v: &Option<String>) -> &'static str {
     }
 }
 
+/// `url` with the password of every `user:password@` replaced by `<redacted>` (URL lists
+/// separated by commas included).
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let creds = &u[scheme + 3..at];
+                match creds.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:<redacted>{}", &u[..scheme + 3], &u[at..]),
+                    None => format!("{}<redacted>{}", &u[..scheme + 3], &u[at..]),
+                }
+            }
+            _ => u.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthSettings")
@@ -410,6 +545,12 @@ impl Settings {
         })
     }
 
+    /// The cap on open HTTP connections, WebSockets included: `http.max_connections`, or
+    /// `limits.max_connections` + 1,024 when unset.
+    pub fn http_max_connections(&self) -> usize {
+        self.http.max_connections.unwrap_or(self.limits.max_connections.saturating_add(1_024))
+    }
+
     /// Checks relations between settings that single values cannot show.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, reason: &str| ConfigError::Invalid {
@@ -450,6 +591,19 @@ impl Settings {
             |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid_name(&self.cluster.name) {
             return Err(bad("cluster.name", "letters, digits, '-' and '_' only"));
+        }
+        let h = &self.http;
+        for (key, v) in [
+            ("cluster.queue.max_bytes", self.cluster.queue.max_bytes),
+            ("http.header_timeout_ms", h.header_timeout_ms as usize),
+            ("http.body_timeout_ms", h.body_timeout_ms as usize),
+            ("http.write_timeout_ms", h.write_timeout_ms as usize),
+            ("http.max_connections", h.max_connections.unwrap_or(1)),
+            ("http.max_connections_per_ip", h.max_connections_per_ip),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be greater than 0"));
+            }
         }
         if self.store.outbox_max == 0 {
             return Err(bad("store.outbox_max", "must be greater than 0"));

@@ -134,3 +134,30 @@ fn byte_budget_keys_and_rule() {
     s.limits.max_frame_bytes = 70_001;
     assert!(s.validate().unwrap_err().to_string().contains("limits.ws_burst_bytes"));
 }
+
+#[test]
+fn urls_lose_their_passwords_in_debug_output() {
+    assert_eq!(redact_url("nats://u:pw@h:4222,nats://h2:4222"), "nats://u:<redacted>@h:4222,nats://h2:4222");
+    assert_eq!(redact_url("nats://tok@h:4222"), "nats://<redacted>@h:4222");
+    assert_eq!(redact_url("mongodb://h/db?x=1"), "mongodb://h/db?x=1");
+    let mut s = Settings::default();
+    s.cluster.nats_url = Some("nats://u:hunter2-secret@h:4222".into());
+    assert!(!format!("{s:?}").contains("hunter2-secret"));
+}
+
+#[test]
+fn proxy_addresses_are_addresses_or_ranges() {
+    let mut s = Settings::default();
+    s.set("http.proxy_addresses", "10.0.0.0/8, 192.0.2.7,2001:db8::/32", "test").unwrap();
+    let [net, one, v6] = s.http.proxy_addresses[..] else { panic!("three ranges") };
+    assert!(net.contains("10.200.1.2".parse().unwrap()));
+    assert!(net.contains("::ffff:10.1.1.1".parse().unwrap()));
+    assert!(!net.contains("11.0.0.1".parse().unwrap()));
+    assert!(one.contains("192.0.2.7".parse().unwrap()) && !one.contains("192.0.2.8".parse().unwrap()));
+    assert!(v6.contains("2001:db8::1".parse().unwrap()) && !v6.contains("2001:db9::1".parse().unwrap()));
+    assert!("0.0.0.0/0".parse::<AddressRange>().unwrap().contains("8.8.8.8".parse().unwrap()));
+    assert!(s.set("http.proxy_addresses", "10.0.0.0/33", "test").is_err());
+    assert!(s.set("http.proxy_addresses", "lb.example", "test").is_err());
+    let toml: Settings = toml::from_str("[http]\nproxy_addresses = [\"10.0.0.1\"]").unwrap();
+    assert_eq!(toml.http.proxy_addresses.len(), 1);
+}

@@ -26,18 +26,29 @@ use context::with_ctx;
 /// Largest REST request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Reads the body up to `MAX_BODY_BYTES`; a larger one yields None (PAYLOAD_TOO_LARGE).
-async fn read_limited<S, B>(s: S) -> Option<Bytes>
+/// Reads the body up to `MAX_BODY_BYTES`. A declared `Content-Length` past it is refused
+/// before anything is read (PAYLOAD_TOO_LARGE, 413), as is a longer body; a body that breaks
+/// off or misses `http.body_timeout_ms` is BAD_REQUEST (400), and hyper then closes the
+/// connection, whose body was not read to its end.
+async fn read_limited<S, B>(declared: Option<u64>, s: S) -> Result<Bytes, error::ApiError>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
+    use signalgrid_actors::errors::ErrorCode;
+    let too_large = || error::ApiError::new(ErrorCode::PayloadTooLarge);
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
     let mut s = std::pin::pin!(s);
     let mut buf = Vec::new();
     while let Some(chunk) = s.next().await {
-        let mut chunk = chunk.ok()?;
+        let mut chunk = chunk.map_err(|e| {
+            tracing::debug!(error = %e, "request body not read");
+            error::ApiError::new(ErrorCode::BadRequest).message("The request body did not arrive in full, in time.")
+        })?;
         if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
-            return None;
+            return Err(too_large());
         }
         while chunk.has_remaining() {
             let n = chunk.chunk().len();
@@ -45,7 +56,7 @@ where
             chunk.advance(n);
         }
     }
-    Some(Bytes::from(buf))
+    Ok(Bytes::from(buf))
 }
 
 /// All routes of a node.
@@ -70,14 +81,12 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
     let create = warp::path!("api" / "sessions")
         .and(warp::post())
         .and(ctx.clone())
-        .and(warp::body::stream().then(read_limited))
-        .then(|ctx: context::Ctx, body: Option<Bytes>| async move {
-            match body {
-                Some(b) => sessions::create(ctx, b).await,
-                None => ctx.respond(
-                    "sessions-create",
-                    Err(error::ApiError::new(signalgrid_actors::errors::ErrorCode::PayloadTooLarge)),
-                ),
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .then(|ctx: context::Ctx, declared: Option<u64>, body| async move {
+            match read_limited(declared, body).await {
+                Ok(b) => sessions::create(ctx, b).await,
+                Err(e) => ctx.respond("sessions-create", Err(e)),
             }
         });
     let get = warp::path!("api" / "sessions" / String).and(warp::get()).and(ctx.clone()).then(sessions::get);

@@ -131,12 +131,8 @@ const GATHER: Duration = Duration::from_millis(700);
 
 impl AdminClient {
     pub async fn connect(settings: &signalgrid_config::ClusterSettings) -> Result<AdminClient, ClusterError> {
-        let url = settings.nats_url.clone().ok_or(ClusterError::NoUrl)?;
-        let client = connect_options(settings, "signalgrid-admin")
-            .await?
-            .connect(super::server_addrs(&url)?)
-            .await
-            .map_err(|e| ClusterError::Connect(e.to_string()))?;
+        let (opts, addrs) = connect_options(settings, "signalgrid-admin").await?;
+        let client = opts.connect(addrs).await.map_err(|e| ClusterError::Connect(e.to_string()))?;
         Ok(AdminClient { client, subjects: Subjects::new(&settings.name) })
     }
 

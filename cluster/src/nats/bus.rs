@@ -1,9 +1,14 @@
 //! The bus over core NATS: deliveries to another node's inbox, room events on the room's
-//! subject. Publishing never blocks an actor: frames go through a bounded queue to one
-//! publisher task (a full queue drops the frame: delivery is at most once, see `Bus`).
+//! subject. Publishing never blocks an actor: frames go through a queue bounded in bytes to
+//! one publisher task (a full queue drops the frame: delivery is at most once, see `Bus`).
+//! While NATS is disconnected, relays are dropped at once and never published late; room
+//! events wait in the queue (they carry state that the next one or the resync repairs).
 //! Room subscriptions are counted per room and made by a manager task.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_nats::Client;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -11,18 +16,31 @@ use futures_util::StreamExt;
 use signalgrid_actors::node::Inbound;
 use signalgrid_actors::ports::{Bus, BusError, Delivery, RoomEvent};
 use signalgrid_actors::{NodeId, RoomId};
+use signalgrid_config::PublishQueueSettings;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::link::Link;
 use super::metrics;
 use super::subjects::Subjects;
 
-/// Frames waiting for the publisher task.
-const PUBLISH_QUEUE: usize = 65_536;
+/// Bytes a queued frame costs beyond its subject and payload (the queue entry itself), so
+/// that a flood of tiny frames is bounded too.
+const FRAME_OVERHEAD: usize = 128;
 
 pub(crate) struct Outgoing {
     subject: String,
     payload: Bytes,
+    /// A relay (an inbox delivery) rather than a room event: dropped when stale.
+    relay: bool,
+    queued_at: Instant,
+}
+
+impl Outgoing {
+    /// What the frame counts against `PublishQueueSettings::max_bytes`, in bytes.
+    fn cost(&self) -> usize {
+        self.subject.len() + self.payload.len() + FRAME_OVERHEAD
+    }
 }
 
 pub(crate) enum Watch {
@@ -30,25 +48,85 @@ pub(crate) enum Watch {
     Stop(RoomId),
 }
 
+/// The queue's byte count, shared by the bus (adds) and the publisher (takes away).
+struct Queued {
+    bytes: AtomicUsize,
+    max: usize,
+}
+
+impl Queued {
+    /// Reserves `cost` bytes; false (and nothing reserved) when that would pass the bound.
+    fn reserve(&self, cost: usize) -> bool {
+        let ok = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| (b + cost <= self.max).then_some(b + cost))
+            .is_ok();
+        if ok {
+            metrics::queued_bytes(cost as f64);
+        }
+        ok
+    }
+
+    fn release(&self, cost: usize) {
+        self.bytes.fetch_sub(cost, Ordering::AcqRel);
+        metrics::queued_bytes(-(cost as f64));
+    }
+}
+
 /// The `Bus` a clustered node is started with.
 pub struct NatsBus {
     subjects: Subjects,
-    out: mpsc::Sender<Outgoing>,
+    out: mpsc::UnboundedSender<Outgoing>,
+    queued: Arc<Queued>,
+    link: Arc<Link>,
     watch: mpsc::UnboundedSender<Watch>,
 }
 
+/// What the publisher task needs: the queue's receiving end and the rules for stale relays.
+pub(crate) struct PublishQueue {
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    queued: Arc<Queued>,
+    link: Arc<Link>,
+    relay_max_age: Duration,
+}
+
 impl NatsBus {
-    pub(crate) fn new(subjects: Subjects) -> (NatsBus, mpsc::Receiver<Outgoing>, mpsc::UnboundedReceiver<Watch>) {
-        let (out, out_rx) = mpsc::channel(PUBLISH_QUEUE);
+    pub(crate) fn new(
+        subjects: Subjects,
+        limits: &PublishQueueSettings,
+        link: Arc<Link>,
+    ) -> (NatsBus, PublishQueue, mpsc::UnboundedReceiver<Watch>) {
+        // Unbounded in count, bounded in bytes by `Queued` before anything is sent.
+        let (out, rx) = mpsc::unbounded_channel();
         let (watch, watch_rx) = mpsc::unbounded_channel();
-        (NatsBus { subjects, out, watch }, out_rx, watch_rx)
+        let queued = Arc::new(Queued { bytes: AtomicUsize::new(0), max: limits.max_bytes });
+        let queue = PublishQueue {
+            rx,
+            queued: queued.clone(),
+            link: link.clone(),
+            relay_max_age: Duration::from_millis(limits.relay_max_age_ms),
+        };
+        (NatsBus { subjects, out, queued, link, watch }, queue, watch_rx)
     }
 
-    fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
-        self.out.try_send(Outgoing { subject, payload }).map_err(|e| {
+    /// Queues a frame. Errors when the queue is full (the frame is dropped and counted).
+    fn send(&self, o: Outgoing) -> Result<(), BusError> {
+        let cost = o.cost();
+        if !self.queued.reserve(cost) {
+            metrics::dropped(metrics::DROP_QUEUE_FULL);
+            return Err(BusError::Unavailable(format!("publish queue full ({} bytes)", self.queued.max)));
+        }
+        if self.out.send(o).is_err() {
+            self.queued.release(cost);
             metrics::nats_error();
-            BusError::Unavailable(format!("publish queue: {e}"))
-        })
+            return Err(BusError::Unavailable("publisher stopped".into()));
+        }
+        Ok(())
+    }
+
+    /// Bytes waiting in the queue now.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.bytes.load(Ordering::Acquire)
     }
 }
 
@@ -78,15 +156,23 @@ pub(crate) fn decode_delivery(payload: &[u8]) -> Option<(Delivery<'_>, String)> 
 }
 
 impl Bus for NatsBus {
+    /// While NATS is disconnected the relay is dropped and counted (`Ok`: the loss is the
+    /// documented outage behaviour, not a per-frame fault worth a log line each).
     fn deliver(&self, node: &NodeId, delivery: Delivery<'_>, frame: String) -> Result<(), BusError> {
-        self.send(self.subjects.inbox(node), encode_delivery(delivery, &frame))?;
+        if !self.link.is_up() {
+            metrics::dropped(metrics::DROP_DISCONNECTED);
+            return Ok(());
+        }
+        let payload = encode_delivery(delivery, &frame);
+        self.send(Outgoing { subject: self.subjects.inbox(node), payload, relay: true, queued_at: Instant::now() })?;
         metrics::forward_sent();
         Ok(())
     }
 
     fn publish(&self, room: &RoomId, event: &RoomEvent) -> Result<(), BusError> {
         let payload = serde_json::to_vec(event).map_err(|e| BusError::Unavailable(e.to_string()))?;
-        self.send(self.subjects.room(room), payload.into())
+        let subject = self.subjects.room(room);
+        self.send(Outgoing { subject, payload: payload.into(), relay: false, queued_at: Instant::now() })
     }
 
     fn watch_room(&self, room: &RoomId) {
@@ -98,9 +184,19 @@ impl Bus for NatsBus {
     }
 }
 
-/// Publishes queued frames in order.
-pub(crate) async fn publisher(client: Client, mut rx: mpsc::Receiver<Outgoing>) {
-    while let Some(o) = rx.recv().await {
+/// Publishes queued frames in order. A relay is dropped instead when NATS is disconnected or
+/// it waited longer than `relay_max_age` (it would arrive after the outage, out of date).
+pub(crate) async fn publisher(client: Client, mut q: PublishQueue) {
+    while let Some(o) = q.rx.recv().await {
+        q.queued.release(o.cost());
+        if o.relay && !q.link.is_up() {
+            metrics::dropped(metrics::DROP_DISCONNECTED);
+            continue;
+        }
+        if o.relay && o.queued_at.elapsed() > q.relay_max_age {
+            metrics::dropped(metrics::DROP_STALE);
+            continue;
+        }
         if let Err(e) = client.publish(o.subject, o.payload).await {
             metrics::nats_error();
             tracing::warn!(error = %e, "NATS publish failed");
@@ -183,6 +279,17 @@ pub(crate) async fn room_watcher(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_queue_holds_at_most_its_bytes() {
+        let q = Queued { bytes: AtomicUsize::new(0), max: 1_000 };
+        assert!(q.reserve(600));
+        assert!(!q.reserve(600), "past the bound");
+        assert!(q.reserve(400), "exactly the bound");
+        q.release(600);
+        assert!(q.reserve(500));
+        assert_eq!(q.bytes.load(Ordering::Acquire), 900);
+    }
 
     #[test]
     fn deliveries_round_trip() {

@@ -29,6 +29,7 @@ impl Link {
     /// The connection was lost.
     pub fn lost(&self) {
         self.up.store(false, Ordering::Release);
+        super::metrics::connected(false);
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -37,6 +38,7 @@ impl Link {
         *self.since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.up.store(true, Ordering::Release);
+        super::metrics::connected(true);
     }
 
     pub fn is_up(&self) -> bool {

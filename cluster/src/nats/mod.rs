@@ -54,6 +54,16 @@ pub mod metrics {
     pub const NATS_RECONNECTS: &str = "signalgrid_nats_reconnects_total";
     pub const CAS_RETRIES: &str = "signalgrid_membership_cas_retries_total";
     pub const DEAD_NODES: &str = "signalgrid_dead_node_cleanups_total";
+    /// Gauge: bytes waiting in the publish queue (summed over the nodes of one process).
+    pub const PUBLISH_QUEUE_BYTES: &str = "signalgrid_nats_publish_queue_bytes";
+    /// Frames for other nodes dropped, by `reason`: `queue_full`, `disconnected` (a relay
+    /// while NATS is away), `stale` (a relay older than `cluster.queue.relay_max_age_ms`).
+    pub const PUBLISH_DROPPED: &str = "signalgrid_nats_publish_dropped_total";
+    /// Gauge: 1 while the NATS client is connected, 0 while it reconnects.
+    pub const CONNECTED: &str = "signalgrid_nats_connected";
+    pub const DROP_QUEUE_FULL: &str = "queue_full";
+    pub const DROP_DISCONNECTED: &str = "disconnected";
+    pub const DROP_STALE: &str = "stale";
 
     pub(crate) fn forward_sent() {
         ::metrics::counter!(FORWARDS_SENT).increment(1);
@@ -70,23 +80,77 @@ pub mod metrics {
     pub(crate) fn cas_retry() {
         ::metrics::counter!(CAS_RETRIES).increment(1);
     }
+    pub(crate) fn queued_bytes(delta: f64) {
+        ::metrics::gauge!(PUBLISH_QUEUE_BYTES).increment(delta);
+    }
+    pub(crate) fn dropped(reason: &'static str) {
+        ::metrics::counter!(PUBLISH_DROPPED, "reason" => reason).increment(1);
+    }
+    pub(crate) fn connected(up: bool) {
+        ::metrics::gauge!(CONNECTED).set(if up { 1.0 } else { 0.0 });
+    }
     pub(crate) fn dead_nodes(n: usize) {
         ::metrics::counter!(DEAD_NODES).increment(n as u64);
     }
 }
 
-pub(crate) fn server_addrs(urls: &str) -> Result<Vec<ServerAddr>, ClusterError> {
-    urls.split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(|u| u.parse::<ServerAddr>().map_err(|_| ClusterError::BadUrl(u.to_owned())))
-        .collect()
+/// The NATS server addresses of `urls` (comma-separated), without the credentials they may
+/// carry (`nats://user:password@host`, `nats://token@host`), and those credentials (the
+/// first URL's that has any). async-nats prints server addresses in its debug lines and
+/// ignores URL credentials, so they go to `ConnectOptions` instead, never into an address.
+pub(crate) fn server_addrs(urls: &str) -> Result<(Vec<ServerAddr>, Option<UrlAuth>), ClusterError> {
+    let mut auth = None;
+    let mut addrs = Vec::new();
+    for u in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let bad = || ClusterError::BadUrl(signalgrid_config::redact_url(u));
+        let addr = u.parse::<ServerAddr>().map_err(|_| bad())?;
+        if auth.is_none() {
+            auth = match (addr.username(), addr.password()) {
+                (Some(user), Some(pass)) => Some(UrlAuth::UserPassword(user.to_owned(), pass.to_owned())),
+                (Some(token), None) => Some(UrlAuth::Token(token.to_owned())),
+                _ => None,
+            };
+        }
+        let mut url = addr.into_inner();
+        url.set_username("").map_err(|_| bad())?;
+        url.set_password(None).map_err(|_| bad())?;
+        addrs.push(ServerAddr::from_url(url).map_err(|_| bad())?);
+    }
+    Ok((addrs, auth))
 }
 
-/// Authentication and TLS from the settings.
-pub(crate) async fn connect_options(s: &ClusterSettings, name: &str) -> Result<ConnectOptions, ClusterError> {
+/// Credentials found in a NATS URL.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum UrlAuth {
+    UserPassword(String, String),
+    Token(String),
+}
+
+impl std::fmt::Debug for UrlAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UrlAuth::UserPassword(user, _) => write!(f, "UserPassword({user:?}, <redacted>)"),
+            UrlAuth::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
+}
+
+/// Commands the NATS client buffers (its own queue, in front of the socket). While NATS is
+/// away the client reads none of them, so this bounds what it holds: at most 128 frames,
+/// 8 MiB of 64 KiB frames (the library's default, 2,048, would be 128 MiB).
+const CLIENT_CAPACITY: usize = 128;
+
+/// Authentication and TLS from the settings, and the servers to connect to. Credentials in
+/// `nats_url` apply when the settings give none (`nats_user`/`nats_password`, `nats_token`).
+pub(crate) async fn connect_options(
+    s: &ClusterSettings,
+    name: &str,
+) -> Result<(ConnectOptions, Vec<ServerAddr>), ClusterError> {
+    let url = s.nats_url.as_deref().ok_or(ClusterError::NoUrl)?;
+    let (addrs, url_auth) = server_addrs(url)?;
     let mut o = ConnectOptions::new()
         .name(name)
+        .client_capacity(CLIENT_CAPACITY)
         .connection_timeout(Duration::from_secs(5))
         .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(2_000)));
     if let (Some(u), Some(p)) = (&s.nats_user, &s.nats_password) {
@@ -94,6 +158,12 @@ pub(crate) async fn connect_options(s: &ClusterSettings, name: &str) -> Result<C
     }
     if let Some(t) = &s.nats_token {
         o = o.token(t.clone());
+    }
+    let configured = s.nats_user.is_some() || s.nats_token.is_some();
+    match url_auth {
+        Some(UrlAuth::UserPassword(u, p)) if !configured => o = o.user_and_password(u, p),
+        Some(UrlAuth::Token(t)) if !configured => o = o.token(t),
+        _ => {}
     }
     if let Some(creds) = &s.nats_creds_path {
         o = o.credentials_file(creds).await.map_err(|e| ClusterError::Connect(format!("{}: {e}", creds.display())))?;
@@ -104,7 +174,7 @@ pub(crate) async fn connect_options(s: &ClusterSettings, name: &str) -> Result<C
     if let (Some(c), Some(k)) = (&s.nats_tls_cert, &s.nats_tls_key) {
         o = o.add_client_certificate(c.clone(), k.clone()).require_tls(true);
     }
-    Ok(o)
+    Ok((o, addrs))
 }
 
 /// How long a starting node waits for JetStream to take the membership bucket. A NATS
@@ -161,7 +231,7 @@ pub struct NatsCluster {
 
 /// What `attach` consumes.
 struct Pending {
-    out_rx: mpsc::Receiver<bus::Outgoing>,
+    queue: bus::PublishQueue,
     watch_rx: mpsc::UnboundedReceiver<bus::Watch>,
     reconnected: mpsc::UnboundedReceiver<()>,
 }
@@ -169,17 +239,17 @@ struct Pending {
 impl NatsCluster {
     /// Connects and makes sure the membership bucket exists.
     pub async fn connect(settings: &ClusterSettings, node_id: &str) -> Result<NatsCluster, ClusterError> {
-        let url = settings.nats_url.clone().ok_or(ClusterError::NoUrl)?;
         let (reconnected_tx, reconnected) = mpsc::unbounded_channel();
         let was_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let link = Arc::new(link::Link::default());
         let events = link.clone();
-        let opts = connect_options(settings, node_id).await?.no_echo().event_callback(move |event| {
+        let (opts, addrs) = connect_options(settings, node_id).await?;
+        let opts = opts.no_echo().event_callback(move |event| {
             let tx = reconnected_tx.clone();
             let back = match event {
                 Event::Disconnected => {
                     metrics::nats_error();
-                    tracing::warn!("NATS connection lost; reconnecting");
+                    tracing::warn!("NATS connection lost; reconnecting (relays to other nodes are dropped meanwhile)");
                     was_down.store(true, std::sync::atomic::Ordering::Release);
                     events.lost();
                     false
@@ -197,14 +267,14 @@ impl NatsCluster {
                 }
             }
         });
-        let client = opts.connect(server_addrs(&url)?).await.map_err(|e| ClusterError::Connect(e.to_string()))?;
+        let client = opts.connect(addrs).await.map_err(|e| ClusterError::Connect(e.to_string()))?;
         let subjects = Subjects::new(&settings.name);
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_secs(3));
         let kv = wait_for_bucket(&js, &subjects.rooms_bucket()).await?;
-        let (bus, out_rx, watch_rx) = NatsBus::new(subjects.clone());
         // The link counts as up from here: the connection and the bucket both answered.
         link.back();
+        let (bus, queue, watch_rx) = NatsBus::new(subjects.clone(), &settings.queue, link.clone());
         Ok(NatsCluster {
             client,
             subjects,
@@ -216,7 +286,7 @@ impl NatsCluster {
             membership: Arc::new(KvMembership::new(kv)),
             peers: Arc::default(),
             drain: Arc::new(Notify::new()),
-            pending: std::sync::Mutex::new(Some(Pending { out_rx, watch_rx, reconnected })),
+            pending: std::sync::Mutex::new(Some(Pending { queue, watch_rx, reconnected })),
         })
     }
 
@@ -248,7 +318,7 @@ impl NatsCluster {
                 draining: s.draining,
             }
         });
-        tokio::spawn(bus::publisher(self.client.clone(), p.out_rx));
+        tokio::spawn(bus::publisher(self.client.clone(), p.queue));
         tokio::spawn(bus::inbox(self.client.clone(), self.subjects.inbox(&self.node_id), inbound.clone()));
         tokio::spawn(bus::room_watcher(self.client.clone(), self.subjects.clone(), inbound.clone(), p.watch_rx));
         tokio::spawn(presence::listen(
@@ -296,5 +366,22 @@ impl NatsCluster {
     /// Flushes what is queued for NATS (call after the node drained).
     pub async fn close(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(3), self.client.flush()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_credentials_leave_the_addresses() {
+        let (addrs, auth) = server_addrs("nats://u:pw-1@127.0.0.1:4222, nats://127.0.0.1:4223").unwrap();
+        assert_eq!(auth, Some(UrlAuth::UserPassword("u".into(), "pw-1".into())));
+        assert!(addrs.iter().all(|a| a.username().is_none() && a.password().is_none()));
+        assert!(!format!("{addrs:?}{auth:?}").contains("pw-1"));
+        let (_, auth) = server_addrs("nats://tok-1@127.0.0.1:4222").unwrap();
+        assert_eq!(auth, Some(UrlAuth::Token("tok-1".into())));
+        let err = server_addrs("nats://u:pw-2@[bad").unwrap_err().to_string();
+        assert!(!err.contains("pw-2"), "{err}");
     }
 }
