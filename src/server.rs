@@ -142,15 +142,10 @@ impl Server {
         let verifier = verifier(&settings)?;
         let tls = tls_acceptor(&settings)?;
         let node_id: signalgrid_actors::NodeId = node_id.into();
-        let l = &settings.limits;
         let cfg = NodeConfig {
             node_id: node_id.clone(),
             policy: policy(&settings),
-            limits: ConnLimits {
-                ws_messages_per_sec: l.ws_messages_per_sec,
-                ws_burst: l.ws_burst,
-                heartbeat_ms: l.heartbeat_ms,
-            },
+            limits: ConnLimits { heartbeat_ms: settings.limits.heartbeat_ms },
             audit_enabled: settings.log.audit_enabled,
         };
         let store = ports.store.clone();

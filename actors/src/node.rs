@@ -30,11 +30,10 @@ use crate::rules::JoinPolicy;
 use crate::session::{AuditAction, AuditEntry, ClientMeta};
 use crate::{new_conn_id, ConnId, NodeId, RoomId};
 
-/// Per-connection limits.
+/// Per-connection settings the actors need (the send budgets live at the edge: `budget`).
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
-    pub ws_messages_per_sec: u32,
-    pub ws_burst: u32,
+    /// WebSocket ping interval, told to clients in `connected` (ms).
     pub heartbeat_ms: u64,
 }
 
