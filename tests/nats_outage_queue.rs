@@ -20,7 +20,9 @@ use serde_json::json;
 
 /// A's publish queue bound in this test, in bytes (a handful of 60 KB relays).
 const QUEUE_BYTES: usize = 256 * 1024;
-/// Relays sent during the outage: about 9 MB of 60 KB frames, within the default burst of 200.
+/// Relays sent during the outage: about 9 MB of 60 KB frames. A's send budget is raised to
+/// let them all through (the default byte budget would refuse most of them at the edge,
+/// before they reach the publish queue this test is about).
 const OUTAGE_RELAYS: usize = 150;
 
 /// Sum of `name`'s samples whose labels contain `label` (empty: all), from a node's /metrics.
@@ -57,7 +59,9 @@ async fn relays_during_an_outage_are_dropped_within_the_bound_and_never_arrive_l
     let mut c = cmd(data.path());
     c.env("SIGNALGRID_PRESENCE_MS", "200")
         .env("SIGNALGRID_DEAD_AFTER_MS", "600000")
-        .env("SIGNALGRID_PUBLISH_QUEUE_BYTES", QUEUE_BYTES.to_string());
+        .env("SIGNALGRID_PUBLISH_QUEUE_BYTES", QUEUE_BYTES.to_string())
+        .env("SIGNALGRID_WS_BYTES_RATE", (64 << 20).to_string())
+        .env("SIGNALGRID_WS_BURST_BYTES", (64 << 20).to_string());
     let a_node = NodeProc::serve_with(c, &["--nats-url", &nats.url(), "--cluster", "oq", "--node-id", "oq-a"]);
     let (_, room) = b_node.call().await;
     let (mut a, mut b) = pair_in_room(&format!("ws://{}", a_node.addr), &ws_base(&b_node), &room).await;
