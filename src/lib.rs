@@ -6,6 +6,7 @@
 //! - [`server`]: starting a node on a bound listener (plain or TLS) and shutting it down.
 //! - [`conn_caps`]: caps on open connections per client IP and in total, at accept.
 //! - [`body_deadline`]: the deadline for a whole request body.
+//! - [`forwarded`]: the client's address behind a trusted load balancer (`X-Forwarded-For`).
 //! - [`app`]: the state the edges share.
 //! - [`http`]: REST on warp: routes, error shape, request context, rate limits.
 //! - [`ws`]: the WebSocket upgrade and the per-socket read/write task.
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod body_deadline;
 pub mod cli;
 pub mod conn_caps;
+pub mod forwarded;
 pub mod http;
 pub mod ice;
 pub mod redact;

@@ -14,7 +14,7 @@ use signalgrid_actors::node::{ConnLimits, Node, NodeConfig};
 use signalgrid_actors::ports::{Ports, Store};
 use signalgrid_cluster::nats::NatsCluster;
 use signalgrid_cluster::{LocalBus, LocalMembership};
-use signalgrid_config::{HttpSettings, Settings};
+use signalgrid_config::{AddressRange, HttpSettings, Settings};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -31,7 +31,8 @@ use crate::body_deadline::DeadlineBody;
 use crate::conn_caps::{ConnCaps, Guarded};
 use crate::http::rate_limit::RateLimiter;
 
-/// The client's address, put on every request for the handlers.
+/// The client's address, put on every request for the handlers: the connection's peer, or
+/// behind a listed proxy the address its `X-Forwarded-For` names (`forwarded`).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
@@ -230,6 +231,7 @@ async fn accept_loop(
         body: Duration::from_millis(http.body_timeout_ms),
         write: Duration::from_millis(http.write_timeout_ms),
     };
+    let proxies: Arc<[AddressRange]> = http.proxy_addresses.clone().into();
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -262,15 +264,16 @@ async fn accept_loop(
         let tcp = Guarded::new(tcp, guard, timeouts.write);
         let routes = routes.clone();
         let stop = stop.clone();
+        let proxies = proxies.clone();
         match tls.clone() {
             None => {
-                conns.spawn(serve_conn(tcp, peer, routes, timeouts, stop));
+                conns.spawn(serve_conn(tcp, peer, routes, timeouts, proxies.clone(), stop));
             }
             Some(acceptor) => {
                 conns.spawn(async move {
                     let limit = timeouts.header.min(TLS_HANDSHAKE_TIMEOUT);
                     match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_conn(stream, peer, routes, timeouts, stop).await,
+                        Ok(Ok(stream)) => serve_conn(stream, peer, routes, timeouts, proxies, stop).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -300,13 +303,15 @@ async fn serve_conn<IO>(
     peer: SocketAddr,
     routes: BoxedFilter<(Response,)>,
     timeouts: Timeouts,
+    proxies: Arc<[AddressRange]>,
     mut stop: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = warp::service(routes);
     let handler = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(PeerAddr(peer));
+        let client = crate::forwarded::client_addr(peer, req.headers(), &proxies);
+        req.extensions_mut().insert(PeerAddr(client));
         if crate::ws::wants_upgrade(req.headers()) {
             // The `/ws` route does the WebSocket handshake itself (with its own buffer sizes).
             let up = hyper::upgrade::on(&mut req);

@@ -2,7 +2,8 @@
 //! deadline (head, body, the idle wait between keep-alive requests), a body declared past
 //! the REST limit is refused before it is read, and open connections are capped per client
 //! address and in total, WebSockets included. Raw TCP sockets, some bound to other loopback
-//! addresses (127.0.0.2, 127.0.0.3) to be other clients.
+//! addresses (127.0.0.2, 127.0.0.3) to be other clients. Behind a listed proxy,
+//! `X-Forwarded-For` gives the client's address for rate limits and the audit trail.
 
 mod common;
 
@@ -187,4 +188,52 @@ async fn a_listed_proxy_is_held_to_the_total_cap_only() {
     let _held = [connect_from(&node, "127.0.0.6").await, connect_from(&node, "127.0.0.7").await];
     assert_eq!(healthz_from(&node, "127.0.0.6").await, "200");
     refused_from(&node, "127.0.0.7").await;
+}
+
+/// `GET /api/video-calls/config` with no token from `from`, with `X-Forwarded-For: xff`;
+/// the status code (a bad-token request is rate limited per client address).
+async fn untokened_from(node: &TestNode, from: &str, xff: &str) -> u16 {
+    let http = reqwest::Client::builder().local_address(from.parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let res = http.get(node.url("/api/video-calls/config")).header("x-forwarded-for", xff).send().await.unwrap();
+    res.status().as_u16()
+}
+
+#[tokio::test]
+async fn x_forwarded_for_is_believed_from_a_listed_proxy_only() {
+    let node = TestNode::start_with(|s| {
+        s.http.proxy_addresses = vec!["127.0.0.8".parse().unwrap()];
+        s.limits.rest_per_minute = 2;
+    })
+    .await;
+    // Through the balancer at 127.0.0.8, each forwarded client has its own REST budget: the
+    // first spends it, the second is untouched.
+    for _ in 0..2 {
+        assert_eq!(untokened_from(&node, "127.0.0.8", "198.51.100.1").await, 401);
+    }
+    assert_eq!(untokened_from(&node, "127.0.0.8", "198.51.100.1").await, 429);
+    assert_eq!(untokened_from(&node, "127.0.0.8", "198.51.100.2").await, 401);
+    // A client-written entry at the left end is not believed over the one the proxy added.
+    assert_eq!(untokened_from(&node, "127.0.0.8", "198.51.100.2, 198.51.100.1").await, 429);
+    // From an address that is not a listed proxy, the header is ignored: 127.0.0.9 is one
+    // client whatever it claims.
+    for _ in 0..2 {
+        assert_eq!(untokened_from(&node, "127.0.0.9", "198.51.100.3").await, 401);
+    }
+    assert_eq!(untokened_from(&node, "127.0.0.9", "198.51.100.4").await, 429);
+
+    // The audit trail records the forwarded address of a WebSocket join through the proxy.
+    let (session, room) = node.call().await;
+    let url = node.ws_url(&client_token());
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    req.headers_mut().insert("x-forwarded-for", "203.0.113.50".parse().unwrap());
+    let tcp = connect_from(&node, "127.0.0.8").await;
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(tcp)))
+        .await
+        .expect("upgrade timed out")
+        .unwrap();
+    let mut c = WsClient::from_stream(ws).await;
+    c.join(&room).await;
+    let trail = node.store.audit_trail(&session).await.unwrap();
+    let joined = trail.iter().find(|e| e.action == signalgrid_actors::session::AuditAction::JoinSuccess).expect("a join");
+    assert_eq!(joined.ip_address.as_deref(), Some("203.0.113.50"));
 }

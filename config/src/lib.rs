@@ -231,7 +231,9 @@ pub struct HttpSettings {
     pub max_connections_per_ip: usize,
     /// Load balancers and proxies in front of the node (addresses or CIDR ranges): every
     /// client behind one shares its address, so their connections count only toward
-    /// `max_connections`, not the per-address cap.
+    /// `max_connections`, not the per-address cap; and their `X-Forwarded-For` is believed
+    /// for the client's address (rate limits, audit trail). From anywhere else that header
+    /// is ignored.
     pub proxy_addresses: Vec<AddressRange>,
 }
 

@@ -220,6 +220,11 @@ impl WsClient {
             .await
             .expect("connect timed out")
             .expect("websocket connect");
+        WsClient::from_stream(ws).await
+    }
+
+    /// A client on an upgraded socket, once the node's `connected` has arrived.
+    pub async fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
         let mut c = WsClient { ws, socket_id: String::new(), node_id: String::new() };
         let hello = c.next_event("connected").await;
         c.socket_id = hello["socketId"].as_str().unwrap().to_owned();
