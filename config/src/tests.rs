@@ -123,3 +123,15 @@ fn audience_and_issuer_from_env_and_file() {
     let err = Settings::from_file(&path).unwrap().validate().unwrap_err().to_string();
     assert!(err.contains("auth.audience"), "{err}");
 }
+
+#[test]
+fn connections_must_fit_in_the_open_files_limit() {
+    let mut s = Settings::default();
+    s.limits.max_connections = 1000;
+    s.check_open_files(1000 + NON_SOCKET_FILES).unwrap();
+    let err = s.check_open_files(1000 + NON_SOCKET_FILES - 1).unwrap_err().to_string();
+    assert!(err.contains("limits.max_connections") && err.contains("SOCKET_CONNECTION_LIMIT"), "{err}");
+    assert!(err.contains("1000 connections") && err.contains(&format!("of {}", 999 + NON_SOCKET_FILES)), "{err}");
+    let err = s.check_open_files(10).unwrap_err().to_string();
+    assert!(err.contains("at most 0"), "{err}");
+}
