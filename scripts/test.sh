@@ -12,6 +12,8 @@
 #     /usr/bin/chromium is missing; never a browser download) and playwright-core from npm
 #     into tests/browser/node_modules (npm ci from its package-lock.json). They need Node.js
 #     20 or newer and npm.
+#   - for the load-balancer tests (tests/load_balancer.rs): Debian's nginx (apt-get, when
+#     /usr/sbin/nginx is missing); tests start their own on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -37,21 +39,37 @@ python_tools() {
 
 python_tools
 
+# apt-get install with a private archive cache: no race with another apt-get cleaning the
+# shared one. Updates the package lists once if the first try fails.
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    local cache
+    cache=$(mktemp -d)
+    mkdir -p "$cache/partial"
+    if ! $sudo apt-get install -y -q -o Dir::Cache::Archives="$cache" "$@"; then
+        $sudo apt-get update -q
+        $sudo apt-get install -y -q -o Dir::Cache::Archives="$cache" "$@"
+    fi
+    rm -rf "$cache"
+}
+
+nginx_tools() {
+    local nginx="${SIGNALGRID_NGINX:-/usr/sbin/nginx}"
+    if [ ! -x "$nginx" ]; then
+        echo "scripts/test.sh: installing Debian's nginx"
+        apt_install nginx
+    fi
+    export SIGNALGRID_NGINX="$nginx"
+}
+
+nginx_tools
+
 browser_tools() {
     local chromium="${SIGNALGRID_CHROMIUM:-/usr/bin/chromium}"
     if [ ! -x "$chromium" ]; then
         echo "scripts/test.sh: installing Debian's chromium"
-        local sudo=""
-        [ "$(id -u)" -ne 0 ] && sudo=sudo
-        # A private archive cache: no race with another apt-get cleaning the shared one.
-        local cache
-        cache=$(mktemp -d)
-        mkdir -p "$cache/partial"
-        if ! $sudo apt-get install -y -q -o Dir::Cache::Archives="$cache" chromium; then
-            $sudo apt-get update -q
-            $sudo apt-get install -y -q -o Dir::Cache::Archives="$cache" chromium
-        fi
-        rm -rf "$cache"
+        apt_install chromium
     fi
     export SIGNALGRID_CHROMIUM="$chromium"
     local dir="$root/tests/browser"
