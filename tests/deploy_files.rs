@@ -2,8 +2,16 @@
 //! Kubernetes manifests against the Kubernetes schemas (kubernetes-validate --strict), the
 //! Dockerfile by hadolint and its structure (it cannot be built: no container engine here),
 //! the compose file parsed (PyYAML) and its structure, the systemd unit by
-//! `systemd-analyze verify`. scripts/test.sh installs the checkers into .tools/venv.
+//! `systemd-analyze verify`. The Grafana dashboard and the Prometheus rules query only metrics
+//! a real node exports. scripts/test.sh installs the checkers into .tools/venv.
 
+mod common;
+use common::*;
+
+#[path = "common/proc.rs"]
+mod proc;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -91,7 +99,7 @@ fn the_dockerfile_passes_hadolint_and_builds_a_non_root_image_with_a_health_chec
     assert_eq!(stages.len(), 2, "{stages:?}");
     assert!(stages[0].starts_with("FROM rust:") && stages[0].ends_with(" AS builder"), "{stages:?}");
     assert!(text.contains("COPY --from=builder /signalgrid /usr/local/bin/signalgrid"));
-    let user = text.lines().filter(|l| l.starts_with("USER ")).last().expect("a USER");
+    let user = text.lines().rfind(|l| l.starts_with("USER ")).expect("a USER");
     assert!(!user.contains("root") && !user.contains(" 0"), "{user}");
     assert!(text.contains("HEALTHCHECK") && text.contains("/healthz"));
 }
@@ -137,4 +145,99 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     std::fs::write(&path, unit).unwrap();
     let (ok, out) = run("systemd-analyze", &["verify".as_ref(), path.as_os_str()]);
     assert!(ok && out.trim().is_empty(), "systemd-analyze verify: {out}");
+}
+
+/// Every string under an `expr` key, at any depth.
+fn exprs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("expr", Value::String(e)) => out.push(e.clone()),
+                    _ => exprs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| exprs(x, out)),
+        _ => {}
+    }
+}
+
+/// Metric names a PromQL expression selects: identifiers followed by `{`, `[` or `)` that
+/// are not functions, labels or keywords (`sum by (le) (rate(x_bucket{...}[5m]))` gives
+/// x_bucket). Our expressions always give a metric a label matcher or a range.
+fn metric_names(expr: &str) -> Vec<String> {
+    let bytes = expr.as_bytes();
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b':') {
+            i += 1;
+        }
+        if i > start {
+            let word = &expr[start..i];
+            let preceded_by_quote_or_dollar = start > 0 && matches!(bytes[start - 1], b'"' | b'$' | b'.');
+            let starts_alpha = bytes[start].is_ascii_alphabetic();
+            if starts_alpha && !preceded_by_quote_or_dollar && matches!(bytes.get(i), Some(b'{') | Some(b'[')) {
+                names.push(word.to_owned());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn metric_names_come_out_of_promql() {
+    let e = r#"histogram_quantile(0.99, sum by (le) (rate(a_bucket{job=~"$job"}[$__rate_interval]))) / up{x="y"}"#;
+    assert_eq!(metric_names(e), ["a_bucket", "up"]);
+}
+
+#[tokio::test]
+async fn every_metric_the_dashboard_and_the_alert_rules_query_is_on_a_nodes_metrics() {
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(deploy("grafana/signalgrid.json")).unwrap()).unwrap();
+    let mut queries = Vec::new();
+    exprs(&dashboard, &mut queries);
+    let dashboard_queries = queries.len();
+    assert!(dashboard_queries >= 10, "{queries:?}");
+    for doc in yaml_docs(&deploy("prometheus/alerts.yaml")) {
+        exprs(&doc, &mut queries);
+    }
+    assert!(queries.len() > dashboard_queries, "alert rules have expressions");
+    let wanted: BTreeSet<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
+    // Prometheus's own `up` aside, every name is one of ours.
+    let ours: BTreeSet<&String> = wanted.iter().filter(|n| n.as_str() != "up").collect();
+    assert!(ours.iter().all(|n| n.starts_with("signalgrid_")), "{ours:?}");
+    for topic in [
+        "signalgrid_connections",
+        "signalgrid_rooms",
+        "signalgrid_messages_relayed_total",
+        "signalgrid_relay_latency_seconds_bucket",
+        "signalgrid_ws_events_total",
+        "signalgrid_ws_errors_total",
+        "signalgrid_nats_errors_total",
+        "signalgrid_store_outbox_pending",
+    ] {
+        assert!(ours.contains(&topic.to_owned()), "the dashboard or rules show {topic}");
+    }
+
+    // A fresh node, no traffic yet: every metric is already there.
+    let dir = tempfile::tempdir().unwrap();
+    let node = proc::NodeProc::serve(proc::cmd(dir.path()));
+    let res = tokio::time::timeout(WAIT, reqwest::get(format!("http://{}/metrics", node.addr)))
+        .await
+        .expect("/metrics answers")
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let exported: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .collect();
+    let missing: Vec<&&String> = ours.iter().filter(|n| !exported.contains(n.as_str())).collect();
+    assert!(missing.is_empty(), "queried but not exported: {missing:?}\n{text}");
 }
