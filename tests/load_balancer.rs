@@ -1,12 +1,16 @@
 //! signalgrid behind a real nginx with the shipped configuration (deploy/nginx/signalgrid.conf,
 //! issue 13 item 1): `nginx -t` accepts it; a two-person call runs through it across two
-//! nodes on a real nats-server; a drained node gets no new connections through it.
+//! nodes on a real nats-server; a drained node gets no new connections through it. The same
+//! with node processes stopped by the operator's `admin drain`: clients reconnect through
+//! nginx to the other node and the call goes on.
 
 #[path = "common/cluster.rs"]
 mod cluster_support;
 mod common;
 #[path = "common/nginx.rs"]
 mod nginx;
+#[path = "common/proc.rs"]
+mod proc;
 
 use std::sync::Arc;
 
@@ -98,4 +102,56 @@ async fn a_call_runs_through_nginx_and_a_drained_node_gets_no_new_connections() 
     }
     let log = lb.error_log();
     assert!(log.contains("upstream server temporarily disabled"), "passive health left node-a out:\n{log}");
+}
+
+/// A `serve` process of cluster `name` on `data` (one SQLite store shared by the nodes).
+fn node_proc(nats: &str, name: &str, data: &std::path::Path, id: &str) -> proc::NodeProc {
+    let mut c = proc::cmd(data);
+    c.env("SIGNALGRID_PRESENCE_MS", "200").env("SIGNALGRID_DEAD_AFTER_MS", "1500");
+    proc::NodeProc::serve_with(c, &["--nats-url", nats, "--cluster", name, "--node-id", id])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_drain_of_a_node_process_moves_its_clients_through_nginx_to_the_other() {
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let p1 = node_proc(&nats.url(), "lbp", data.path(), "proc-a");
+    let p2 = node_proc(&nats.url(), "lbp", data.path(), "proc-b");
+    let lb = Nginx::start(&[p1.addr.parse().unwrap(), p2.addr.parse().unwrap()]);
+
+    let room = call_through(&lb).await;
+    let (mut a, mut b) = pair_in_room(&lb.ws(), &lb.ws(), &room).await;
+    let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
+    a.send("offer", json!({"to": b.socket_id, "offer": offer})).await;
+    assert_eq!(b.next_event("offer").await["offer"], offer);
+
+    // The operator drains proc-a over NATS; it tells its clients and exits.
+    let out = proc::cmd(data.path())
+        .args(["admin", "--nats-url", &nats.url(), "--cluster", "lbp", "drain", "proc-a"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(p1.exited().await.success());
+
+    // Whoever was on proc-a reconnects through nginx, lands on proc-b and joins again; the
+    // other sees it leave and come back, and the call goes on.
+    assert_ne!(a.node_id, b.node_id, "round robin put the two on different nodes");
+    let (mut moved, token, mut stayed) =
+        if a.node_id == "proc-a" { (a, client_token(), b) } else { (b, psy_token(), a) };
+    let (code, frames) = moved.closed().await;
+    assert_eq!(code, Some(1012), "{frames:?}");
+    assert!(frames.iter().any(|f| f["data"]["code"] == "NODE_DRAINING"), "{frames:?}");
+    assert_eq!(stayed.next_event("user-left").await["socketId"], moved.socket_id.as_str());
+    let mut back = WsClient::connect_url(&format!("{}/ws?token={token}", lb.ws())).await;
+    assert_eq!(back.node_id, "proc-b");
+    back.join(&room).await;
+    assert_eq!(stayed.next_event("user-joined").await["socketId"], back.socket_id.as_str());
+    back.send("offer", json!({"to": stayed.socket_id, "offer": offer})).await;
+    assert_eq!(stayed.next_event("offer").await["from"], back.socket_id.as_str());
+
+    for _ in 0..4 {
+        let c = WsClient::connect_url(&format!("{}/ws?token={}", lb.ws(), admin())).await;
+        assert_eq!(c.node_id, "proc-b", "a new connection after the drain");
+        c.close().await;
+    }
 }
