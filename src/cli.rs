@@ -230,6 +230,13 @@ async fn serve(mut s: Settings, dev: bool) -> ExitCode {
     if let Err(e) = crate::telemetry::init_logs(&s.log, crate::redact::Redactor::from_settings(&s)) {
         return fail(e);
     }
+    let open_files = match raise_open_files() {
+        Ok(n) => n,
+        Err(e) => return fail(format!("cannot read or raise the open-files limit (RLIMIT_NOFILE): {e}")),
+    };
+    if let Err(e) = s.check_open_files(open_files) {
+        return fail(e);
+    }
     if s.auth.jwt_secret.is_none() {
         if !dev {
             return fail(
@@ -263,6 +270,16 @@ async fn serve(mut s: Settings, dev: bool) -> ExitCode {
     }
     server.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Raises the soft open-files limit (RLIMIT_NOFILE) to the hard one, logs both figures and
+/// returns the limit now in force (a count of file descriptors). A node holds one socket per
+/// connection; distributions start processes with a soft limit of 1,024.
+fn raise_open_files() -> std::io::Result<u64> {
+    let (soft, hard) = rlimit::Resource::NOFILE.get()?;
+    let now = rlimit::increase_nofile_limit(hard)?;
+    tracing::info!(from = soft, to = now, hard, "open-files limit (RLIMIT_NOFILE) raised to {now}");
+    Ok(now)
 }
 
 async fn shutdown_signal() {

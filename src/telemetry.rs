@@ -4,7 +4,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use signalgrid_actors::telemetry as node;
+use signalgrid_cluster::nats::metrics as cluster;
 use signalgrid_config::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;
 
@@ -37,6 +40,7 @@ pub fn metrics() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
+            announce();
             let h = handle.clone();
             std::thread::Builder::new()
                 .name("metrics-upkeep".into())
@@ -48,4 +52,50 @@ pub fn metrics() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Every metric a node exports, with its help text: counters, gauges, histograms. Docs:
+/// docs/operations.md (Metrics) and docs/cluster.md (Cluster metrics).
+const COUNTERS: &[(&str, &str)] = &[
+    (node::MESSAGES_RELAYED, "Offers, answers and ICE candidates relayed, by event"),
+    (node::WS_EVENTS, "join-room, leave-room and call-ended handled, by event"),
+    (node::WS_ERRORS, "error frames sent to WebSocket clients, by code"),
+    (node::SLOW_CONSUMERS, "Clients closed because their outbound queue overflowed"),
+    (node::ROOM_RESTARTS, "Room actors restarted after a failure"),
+    (node::REST_REQUESTS, "REST requests, by route and status"),
+    (node::AUTH_FAILURES, "Refused tokens, by edge (rest, ws)"),
+    (node::RATE_LIMITED, "Requests or frames refused by a rate limit, by edge"),
+    (cluster::FORWARDS_SENT, "Frames forwarded to other nodes over NATS"),
+    (cluster::FORWARDS_RECEIVED, "Frames received from other nodes over NATS"),
+    (cluster::NATS_ERRORS, "NATS operations that failed"),
+    (cluster::NATS_RECONNECTS, "Reconnections to NATS"),
+    (cluster::CAS_RETRIES, "Membership compare-and-set retries"),
+    (cluster::DEAD_NODES, "Members removed because their node stopped answering"),
+];
+const GAUGES: &[(&str, &str)] = &[
+    (node::CONNECTIONS, "Open WebSockets on this node"),
+    (node::ROOMS, "Rooms with members on this node"),
+    (crate::store::outbox::PENDING_GAUGE, "Call records waiting in the outbox for MongoDB"),
+];
+const HISTOGRAMS: &[(&str, &str)] = &[
+    (node::RELAY_LATENCY, "From reading a relay frame to queueing it for its target"),
+    (node::REST_LATENCY, "REST handling time, by route"),
+];
+
+/// Describes every metric and registers it at zero (without labels), so `/metrics` lists
+/// each from the start: dashboards and alert rules (deploy/grafana, deploy/prometheus) then
+/// see 0 instead of no data on a node that has not yet used one.
+fn announce() {
+    for &(name, help) in COUNTERS {
+        describe_counter!(name, help);
+        counter!(name).increment(0);
+    }
+    for &(name, help) in GAUGES {
+        describe_gauge!(name, help);
+        gauge!(name).increment(0.0);
+    }
+    for &(name, help) in HISTOGRAMS {
+        describe_histogram!(name, Unit::Seconds, help);
+        let _registered = histogram!(name);
+    }
 }

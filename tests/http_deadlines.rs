@@ -227,13 +227,19 @@ async fn x_forwarded_for_is_believed_from_a_listed_proxy_only() {
     let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
     req.headers_mut().insert("x-forwarded-for", "203.0.113.50".parse().unwrap());
     let tcp = connect_from(&node, "127.0.0.8").await;
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(tcp)))
-        .await
-        .expect("upgrade timed out")
-        .unwrap();
+    let (ws, _) =
+        tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(tcp)))
+            .await
+            .expect("upgrade timed out")
+            .unwrap();
     let mut c = WsClient::from_stream(ws).await;
     c.join(&room).await;
-    let trail = node.store.audit_trail(&session).await.unwrap();
-    let joined = trail.iter().find(|e| e.action == signalgrid_actors::session::AuditAction::JoinSuccess).expect("a join");
+    // A graceful stop waits for audit writes under way.
+    let store = node.store.clone();
+    c.close().await;
+    node.stop().await;
+    let trail = signalgrid_actors::ports::Store::audit_trail(&*store, &session).await.unwrap();
+    let joined =
+        trail.iter().find(|e| e.action == signalgrid_actors::session::AuditAction::JoinSuccess).expect("a join");
     assert_eq!(joined.ip_address.as_deref(), Some("203.0.113.50"));
 }

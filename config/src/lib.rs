@@ -27,6 +27,13 @@ pub enum ConfigError {
     Unknown(String),
 }
 
+/// Open files a node keeps for what is not a client WebSocket: the listener, the NATS
+/// connection, the store's files or MongoDB pool (up to 10 sockets per host plus monitors),
+/// stdio, the runtime's epoll and event fds, REST requests in flight. Subtracted from the
+/// open-files limit before `limits.max_connections` is compared with it
+/// ([`Settings::check_open_files`]).
+pub const NON_SOCKET_FILES: u64 = 64;
+
 /// Where the log output goes and how it looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -551,6 +558,27 @@ impl Settings {
     /// `limits.max_connections` + 1,024 when unset.
     pub fn http_max_connections(&self) -> usize {
         self.http.max_connections.unwrap_or(self.limits.max_connections.saturating_add(1_024))
+    }
+
+    /// Checks that `limits.max_connections` WebSocket connections fit in `open_files`, the
+    /// node's open-files limit (RLIMIT_NOFILE, after `serve` raised its soft limit to the hard
+    /// one). Each connection holds one socket; [`NON_SOCKET_FILES`] more are kept for
+    /// everything else. Errors with `Invalid` on `limits.max_connections`, naming both numbers.
+    pub fn check_open_files(&self, open_files: u64) -> Result<(), ConfigError> {
+        let wanted = self.limits.max_connections as u64;
+        let room = open_files.saturating_sub(NON_SOCKET_FILES);
+        if wanted <= room {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            key: "limits.max_connections".into(),
+            source_name: "SOCKET_CONNECTION_LIMIT".into(),
+            reason: format!(
+                "{wanted} connections do not fit in the open-files limit (RLIMIT_NOFILE) of {open_files}: \
+                 with {NON_SOCKET_FILES} kept for other files, at most {room}; lower SOCKET_CONNECTION_LIMIT \
+                 or raise the hard limit (systemd LimitNOFILE=, docker --ulimit nofile=, ulimit -Hn)"
+            ),
+        })
     }
 
     /// Checks relations between settings that single values cannot show.

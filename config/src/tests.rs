@@ -161,3 +161,15 @@ fn proxy_addresses_are_addresses_or_ranges() {
     let toml: Settings = toml::from_str("[http]\nproxy_addresses = [\"10.0.0.1\"]").unwrap();
     assert_eq!(toml.http.proxy_addresses.len(), 1);
 }
+
+#[test]
+fn connections_must_fit_in_the_open_files_limit() {
+    let mut s = Settings::default();
+    s.limits.max_connections = 1000;
+    s.check_open_files(1000 + NON_SOCKET_FILES).unwrap();
+    let err = s.check_open_files(1000 + NON_SOCKET_FILES - 1).unwrap_err().to_string();
+    assert!(err.contains("limits.max_connections") && err.contains("SOCKET_CONNECTION_LIMIT"), "{err}");
+    assert!(err.contains("1000 connections") && err.contains(&format!("of {}", 999 + NON_SOCKET_FILES)), "{err}");
+    let err = s.check_open_files(10).unwrap_err().to_string();
+    assert!(err.contains("at most 0"), "{err}");
+}
