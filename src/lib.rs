@@ -3,6 +3,7 @@
 //! This crate is a node's edges and wiring; the domain lives in `signalgrid-actors`.
 //! - [`cli`]: the command line (`serve`, `token`, `session create`, `admin`).
 //! - [`admin_cli`]: `signalgrid admin`, the operator's view of a cluster.
+//! - [`audit_cli`]: `signalgrid audit export`, `store purge`, and a node's retention task.
 //! - [`server`]: starting a node on a bound listener (plain or TLS) and shutting it down.
 //! - [`app`]: the state the edges share.
 //! - [`http`]: REST on warp: routes, error shape, request context, rate limits.
@@ -14,6 +15,7 @@
 
 pub mod admin_cli;
 pub mod app;
+pub mod audit_cli;
 pub mod auth;
 pub mod cli;
 pub mod http;

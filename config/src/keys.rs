@@ -70,6 +70,9 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_MONGODB_DATABASE", "store.mongodb_database"),
     k("SIGNALGRID_STORE_START_UNREADY", "store.start_unready"),
     k("SIGNALGRID_OUTBOX_MAX", "store.outbox_max"),
+    k("SIGNALGRID_AUDIT_RETENTION_DAYS", "retention.audit_days"),
+    k("SIGNALGRID_PURGE_EVERY_SECS", "retention.purge_every_secs"),
+    k("SIGNALGRID_PURGE_BATCH", "retention.purge_batch"),
 ];
 
 pub(crate) enum SetError {
@@ -159,6 +162,9 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
         "store.mongodb_database" => s.store.mongodb_database = v.trim().to_owned(),
         "store.start_unready" => s.store.start_unready = boolean(v)?,
         "store.outbox_max" => s.store.outbox_max = parse(v)?,
+        "retention.audit_days" => s.retention.audit_days = parse(v)?,
+        "retention.purge_every_secs" => s.retention.purge_every_secs = parse(v)?,
+        "retention.purge_batch" => s.retention.purge_batch = parse(v)?,
         _ => return Err(SetError::Unknown),
     }
     Ok(())
