@@ -112,7 +112,7 @@ impl Purger {
                 next_purge = tokio::time::Instant::now() + every;
                 match self.round(Utc::now()).await {
                     Ok(Round::Purged(n)) => tracing::info!(removed = n, "retention purge done"),
-                    Ok(Round::NotLeader) => tracing::debug!("retention purge left to the lock holder"),
+                    Ok(Round::NotLeader) => tracing::info!("retention purge left to the node holding the lock"),
                     Err(e) => tracing::warn!(error = %e, "retention purge failed; retried next round"),
                 }
             } else if let Some(l) = &mut self.lease {
