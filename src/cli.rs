@@ -1,4 +1,5 @@
-//! The command line: `serve`, `token`, `session create`. A thin layer: it resolves settings
+//! The command line: `serve`, `token`, `session create`, `admin`, `audit export`,
+//! `store purge`. A thin layer: it resolves settings
 //! (defaults < `--config` file < environment < flags) and calls the library.
 
 use std::path::PathBuf;

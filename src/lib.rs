@@ -1,7 +1,7 @@
 //! signalgrid: WebRTC signaling for a therapy platform's video calls.
 //!
 //! This crate is a node's edges and wiring; the domain lives in `signalgrid-actors`.
-//! - [`cli`]: the command line (`serve`, `token`, `session create`, `admin`).
+//! - [`cli`]: the command line (`serve`, `token`, `session create`, `admin`, `audit`, `store`).
 //! - [`admin_cli`]: `signalgrid admin`, the operator's view of a cluster.
 //! - [`audit_cli`]: `signalgrid audit export`, `store purge`, and a node's retention task.
 //! - [`server`]: starting a node on a bound listener (plain or TLS) and shutting it down.
