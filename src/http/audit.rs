@@ -149,12 +149,18 @@ pub fn read_entry(who: &str, f: &AuditFilter, metadata: Value, ip: Option<String
     }
 }
 
-pub async fn get(params: Vec<(String, String)>, ctx: Ctx) -> Response {
+/// The handler; `params` is None when the query string could not be read (never silently
+/// dropped filters: that would widen the read).
+pub async fn get(params: Option<Vec<(String, String)>>, ctx: Ctx) -> Response {
     let res = async {
         let who: Identity = ctx.caller()?;
         if !who.is_admin() {
             return Err(ApiError::new(ErrorCode::Forbidden).message("Only an admin may read the audit log."));
         }
+        let params = params.ok_or_else(|| {
+            ApiError::new(ErrorCode::ValidationError)
+                .details(json!({ "fields": { "query": "not a valid query string" } }))
+        })?;
         let q = parse_query(&params)?;
         let meta = ctx.meta();
         let metadata = json!({

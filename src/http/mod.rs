@@ -84,7 +84,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
     let get = warp::path!("api" / "sessions" / String).and(warp::get()).and(ctx.clone()).then(sessions::get);
     let audit = warp::path!("api" / "audit")
         .and(warp::get())
-        .and(warp::query::<Vec<(String, String)>>().or(warp::any().map(Vec::new)).unify())
+        .and(warp::query::<Vec<(String, String)>>().map(Some).or(warp::any().map(|| None)).unify())
         .and(ctx.clone())
         .then(audit::get);
     let healthz = warp::path!("healthz").and(ctx.clone()).then(ops::healthz);
