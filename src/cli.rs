@@ -1,4 +1,5 @@
-//! The command line: `serve`, `token`, `session create`. A thin layer: it resolves settings
+//! The command line: `serve`, `token`, `session create`, `admin`, `audit export`,
+//! `store purge`. A thin layer: it resolves settings
 //! (defaults < `--config` file < environment < flags) and calls the library.
 
 use std::path::PathBuf;
@@ -43,6 +44,33 @@ enum Command {
     },
     /// Operate a cluster over NATS: list nodes and rooms, kick, close, drain.
     Admin(AdminArgs),
+    /// The audit trail in the configured store.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Maintenance of the configured store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print every matching entry, newest first, one JSON object per line (what
+    /// `GET /api/audit?format=ndjson` answers). Records one `audit_read` entry.
+    Export(crate::audit_cli::ExportArgs),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Delete audit entries older than retention.audit_days, in batches; print how many.
+    Purge {
+        /// Count what would go; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Args)]
@@ -223,6 +251,8 @@ pub async fn run() -> ExitCode {
         Command::Token(a) => token(&s, a),
         Command::Session { command: SessionCommand::Create(a) } => create_session(&s, a).await,
         Command::Admin(a) => crate::admin_cli::run(&s, a.json, a.command.into()).await,
+        Command::Audit { command: AuditCommand::Export(a) } => crate::audit_cli::export(&s, a).await,
+        Command::Store { command: StoreCommand::Purge { dry_run } } => crate::audit_cli::purge(&s, dry_run).await,
     }
 }
 
@@ -264,10 +294,12 @@ async fn serve(mut s: Settings, dev: bool) -> ExitCode {
         Err(e) => return fail(e),
     };
     eprintln!("signalgrid listening on {}", server.addr());
+    let retention = crate::audit_cli::start_retention(&server.app).await;
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutdown signal received; draining"),
         _ = server.drain_requested() => tracing::info!("drain requested by an operator; draining"),
     }
+    retention.stop().await;
     server.shutdown().await;
     ExitCode::SUCCESS
 }

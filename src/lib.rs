@@ -1,8 +1,9 @@
 //! signalgrid: WebRTC signaling for a therapy platform's video calls.
 //!
 //! This crate is a node's edges and wiring; the domain lives in `signalgrid-actors`.
-//! - [`cli`]: the command line (`serve`, `token`, `session create`, `admin`).
+//! - [`cli`]: the command line (`serve`, `token`, `session create`, `admin`, `audit`, `store`).
 //! - [`admin_cli`]: `signalgrid admin`, the operator's view of a cluster.
+//! - [`audit_cli`]: `signalgrid audit export`, `store purge`, and a node's retention task.
 //! - [`server`]: starting a node on a bound listener (plain or TLS) and shutting it down.
 //! - [`conn_caps`]: caps on open connections per client IP and in total, at accept.
 //! - [`body_deadline`]: the deadline for a whole request body.
@@ -18,6 +19,7 @@
 
 pub mod admin_cli;
 pub mod app;
+pub mod audit_cli;
 pub mod auth;
 pub mod body_deadline;
 pub mod cli;

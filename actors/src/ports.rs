@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::session::{AuditEntry, NewSession, Session};
+use crate::session::{AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session};
 use crate::{ConnId, NodeId, RoomId};
 
 /// A store failure. `Unavailable` is transient (retry later; REST says 503).
@@ -54,6 +54,21 @@ pub trait Store: Send + Sync + 'static {
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
     /// The audit trail of one session, oldest first.
     async fn audit_trail(&self, session_id: &str) -> Result<Vec<AuditEntry>, StoreError>;
+    /// At most `limit` entries matching `filter`, newest first (by timestamp, then by the
+    /// store's id), strictly after `after` when given: a seek on (timestamp, id), never an
+    /// offset, so pages stay stable while entries arrive (PROTOCOL.md section 10).
+    async fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        after: Option<&AuditCursor>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError>;
+    /// How many entries match `filter`.
+    async fn audit_count(&self, filter: &AuditFilter) -> Result<u64, StoreError>;
+    /// Deletes up to `max` of the oldest entries with a timestamp before `before`; returns
+    /// how many went. One bounded batch, so a caller purging a large backlog loops and
+    /// other store calls run between its batches (retention, PROTOCOL.md section 9).
+    async fn purge_audit(&self, before: DateTime<Utc>, max: usize) -> Result<u64, StoreError>;
     /// Answers when the store can serve requests (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// Makes every acknowledged write durable (called on shutdown).

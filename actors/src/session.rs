@@ -89,7 +89,8 @@ pub struct NewSession {
     pub status: SessionStatus,
 }
 
-/// The audit trail's actions (the seed's enum).
+/// The audit trail's actions: the seed's five, then v2's (PROTOCOL.md section 10, "Audit
+/// API"). `AuditRead` is someone reading the trail through `GET /api/audit` or the CLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditAction {
@@ -98,10 +99,18 @@ pub enum AuditAction {
     CallStart,
     CallEnd,
     Error,
+    AuditRead,
+    Waiting,
+    Admitted,
+    Denied,
+    Kicked,
+    Ejected,
+    Resumed,
 }
 wire_names!(AuditAction {
     JoinAttempt => "join_attempt", JoinSuccess => "join_success", CallStart => "call_start",
-    CallEnd => "call_end", Error => "error"
+    CallEnd => "call_end", Error => "error", AuditRead => "audit_read", Waiting => "waiting",
+    Admitted => "admitted", Denied => "denied", Kicked => "kicked", Ejected => "ejected", Resumed => "resumed"
 });
 
 /// One audit record: who did what to which session, from where.
@@ -115,6 +124,34 @@ pub struct AuditEntry {
     pub metadata: serde_json::Value,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
+}
+
+/// Which audit entries a read or a count covers (PROTOCOL.md section 10, "Audit API"). Every
+/// field set must match; `from` and `to` are inclusive, at millisecond precision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub action: Option<AuditAction>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A place in the audit trail read newest first: the last entry a page returned, as its
+/// timestamp (ms since the epoch) and the store's unique id for it (SQLite row id in decimal,
+/// MongoDB ObjectId in hex). The next page holds the entries strictly older in
+/// (timestamp, id) order, so entries written meanwhile are neither repeated nor skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCursor {
+    pub timestamp_ms: i64,
+    pub id: String,
+}
+
+/// One page of the audit trail, newest first. `next` is None on the last page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next: Option<AuditCursor>,
 }
 
 /// Where a request or connection came from, for the audit trail.

@@ -78,6 +78,9 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_HTTP_MAX_CONNECTIONS", "http.max_connections"),
     k("SIGNALGRID_HTTP_MAX_CONNECTIONS_PER_IP", "http.max_connections_per_ip"),
     k("SIGNALGRID_HTTP_PROXY_ADDRESSES", "http.proxy_addresses"),
+    k("SIGNALGRID_AUDIT_RETENTION_DAYS", "retention.audit_days"),
+    k("SIGNALGRID_PURGE_EVERY_SECS", "retention.purge_every_secs"),
+    k("SIGNALGRID_PURGE_BATCH", "retention.purge_batch"),
 ];
 
 pub(crate) enum SetError {
@@ -178,6 +181,9 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
             s.http.proxy_addresses =
                 list(v).iter().map(|a| a.parse()).collect::<Result<_, _>>().map_err(SetError::Bad)?
         }
+        "retention.audit_days" => s.retention.audit_days = parse(v)?,
+        "retention.purge_every_secs" => s.retention.purge_every_secs = parse(v)?,
+        "retention.purge_batch" => s.retention.purge_batch = parse(v)?,
         _ => return Err(SetError::Unknown),
     }
     Ok(())

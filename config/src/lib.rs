@@ -63,6 +63,7 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     pub store: StoreSettings,
     pub http: HttpSettings,
+    pub retention: RetentionSettings,
     /// Origins whose pages may open a WebSocket and call the REST API cross-origin (exact
     /// match of the `Origin` header; CORS answers go to these only). Empty: any origin.
     /// Requests without an `Origin` header (non-browser clients) always pass.
@@ -385,6 +386,27 @@ impl fmt::Debug for StoreSettings {
     }
 }
 
+/// How long signalgrid keeps what it writes, and how it purges the rest (PROTOCOL.md
+/// section 9). One node of a cluster purges at a time (a lock in NATS); docs/security.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Audit entries older than this many days are purged; 0 keeps them forever. Default
+    /// 2190 (six years): HIPAA keeps required documentation six years (45 CFR
+    /// 164.316(b)(2)(i)), and an audit trail is commonly held to the same.
+    pub audit_days: u32,
+    /// How often a node checks for entries to purge, in seconds.
+    pub purge_every_secs: u64,
+    /// Most entries deleted in one store call; calls for joins run between batches.
+    pub purge_batch: usize,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings { audit_days: 2190, purge_every_secs: 3600, purge_batch: 1000 }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
@@ -407,6 +429,7 @@ impl Default for Settings {
             cluster: ClusterSettings::default(),
             store: StoreSettings::default(),
             http: HttpSettings::default(),
+            retention: RetentionSettings::default(),
             allowed_origins: Vec::new(),
         }
     }
@@ -637,6 +660,12 @@ impl Settings {
         }
         if self.store.outbox_max == 0 {
             return Err(bad("store.outbox_max", "must be greater than 0"));
+        }
+        if !(1..=100_000).contains(&self.retention.purge_batch) {
+            return Err(bad("retention.purge_batch", "must be 1 to 100000"));
+        }
+        if self.retention.purge_every_secs == 0 {
+            return Err(bad("retention.purge_every_secs", "must be greater than 0"));
         }
         if self.tls.cert_path.is_some() != self.tls.key_path.is_some() {
             return Err(bad("tls", "cert_path and key_path go together"));

@@ -3,6 +3,7 @@
 //! Every route ends in a handler that answers (never rejects), through `Ctx::respond`, so
 //! that every answer, errors and the 404 included, has the error shape and `x-request-id`.
 
+pub mod audit;
 pub mod context;
 pub mod cors;
 pub mod error;
@@ -90,6 +91,11 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             }
         });
     let get = warp::path!("api" / "sessions" / String).and(warp::get()).and(ctx.clone()).then(sessions::get);
+    let audit = warp::path!("api" / "audit")
+        .and(warp::get())
+        .and(warp::query::<Vec<(String, String)>>().map(Some).or(warp::any().map(|| None)).unify())
+        .and(ctx.clone())
+        .then(audit::get);
     let healthz = warp::path!("healthz").and(ctx.clone()).then(ops::healthz);
     let readyz = warp::path!("readyz").and(ctx.clone()).then(ops::readyz);
     let metrics = warp::path!("metrics").and(ctx.clone()).then(ops::metrics);
@@ -108,6 +114,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .or(create)
         .unify()
         .or(get)
+        .unify()
+        .or(audit)
         .unify()
         .or(healthz)
         .unify()

@@ -10,6 +10,7 @@
 pub mod embedded;
 pub mod mongo;
 pub mod outbox;
+pub mod retention;
 
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@
 pub mod admin;
 mod bus;
 mod link;
+pub mod lock;
 mod membership;
 mod presence;
 pub mod subjects;
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, Notify};
 
 pub use admin::{AdminClient, RoomSummary};
 pub use bus::NatsBus;
+pub use lock::KvLease;
 pub use membership::KvMembership;
 pub use presence::NodeInfo;
 use subjects::Subjects;
@@ -356,6 +358,14 @@ impl NatsCluster {
             drain: self.drain.clone(),
         };
         tokio::spawn(responders.run());
+    }
+
+    /// A handle on the cluster-wide lock `key` (in the cluster's lock bucket), held by this
+    /// node's id; see [`lock`]. Creates the bucket with `ttl` if missing.
+    pub async fn lease(&self, key: &str, ttl: Duration) -> Result<KvLease, ClusterError> {
+        let mut js = jetstream::new(self.client.clone());
+        js.set_timeout(Duration::from_secs(3));
+        KvLease::open(&js, &self.subjects.locks_bucket(), key, &self.node_id, ttl).await
     }
 
     /// Completes when an operator asked this node to drain.

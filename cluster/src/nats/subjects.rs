@@ -52,6 +52,11 @@ impl Subjects {
         format!("{}.admin.node.{node}.{verb}", self.prefix)
     }
 
+    /// The JetStream key-value bucket of cluster-wide locks (`lock`: retention purges).
+    pub fn locks_bucket(&self) -> String {
+        format!("signalgrid_{}_locks", self.cluster)
+    }
+
     /// The JetStream key-value bucket of room membership.
     pub fn rooms_bucket(&self) -> String {
         format!("signalgrid_{}_rooms", self.cluster)

@@ -100,6 +100,9 @@ impl Db {
         self.sessions.create_index(link).await.map_err(store_err)?;
         let trail = IndexModel::builder().keys(doc! { "sessionId": 1, "timestamp": 1 }).build();
         self.audit.create_index(trail).await.map_err(store_err)?;
+        // Audit reads page newest first and retention purges oldest first, both on this.
+        let by_time = IndexModel::builder().keys(doc! { "timestamp": 1, "_id": 1 }).build();
+        self.audit.create_index(by_time).await.map_err(store_err)?;
         Ok(())
     }
 
@@ -279,5 +282,10 @@ impl Db {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The `auditlogs` collection (read and purged by [`super::audit`]).
+    pub fn audit_logs(&self) -> &Collection<Document> {
+        &self.audit
     }
 }

@@ -12,7 +12,9 @@
 //!
 //! - [`docs`]: document shapes and conversions.
 //! - [`db`]: the driver calls, each one guarded write.
+//! - [`audit`]: audit trail pages, counts and purge batches.
 
+pub mod audit;
 pub mod db;
 pub mod docs;
 
@@ -26,7 +28,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use signalgrid_actors::ports::{EndOutcome, Store, StoreError};
 use signalgrid_actors::rules::call_duration_minutes;
-use signalgrid_actors::session::{now_ms, AuditEntry, NewSession, Session, SessionStatus};
+use signalgrid_actors::session::{
+    now_ms, AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session, SessionStatus,
+};
 
 use self::db::Db;
 use super::outbox::{Outbox, OutboxOp};
@@ -384,6 +388,29 @@ impl Store for MongoStore {
 
     async fn audit_trail(&self, session_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let res = self.inner.db.audit_trail(session_id).await;
+        self.inner.note(&res);
+        res
+    }
+
+    async fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        after: Option<&AuditCursor>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        let res = audit::page(self.inner.db.audit_logs(), filter, after, limit).await;
+        self.inner.note(&res);
+        res
+    }
+
+    async fn audit_count(&self, filter: &AuditFilter) -> Result<u64, StoreError> {
+        let res = audit::count(self.inner.db.audit_logs(), filter).await;
+        self.inner.note(&res);
+        res
+    }
+
+    async fn purge_audit(&self, before: DateTime<Utc>, max: usize) -> Result<u64, StoreError> {
+        let res = audit::purge(self.inner.db.audit_logs(), before, max).await;
         self.inner.note(&res);
         res
     }

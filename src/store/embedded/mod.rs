@@ -8,6 +8,10 @@
 //! blocking-pool threads waiting on a lock). Statements are prepared once and cached. Audit
 //! entries that arrive together are written in one transaction (group commit): each caller
 //! still gets its answer only once its entry is committed.
+//!
+//! - [`audit`]: reading, counting and purging the audit trail.
+
+mod audit;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -20,8 +24,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use signalgrid_actors::ports::{EndOutcome, Store, StoreError};
 use signalgrid_actors::rules::call_duration_minutes;
 use signalgrid_actors::session::{
-    new_object_id, now_ms, AuditAction, AuditEntry, NewSession, Party, PaymentStatus, Session, SessionStatus,
-    SessionType,
+    new_object_id, now_ms, AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Party, PaymentStatus, Session,
+    SessionStatus, SessionType,
 };
 
 /// File name of the store inside the data directory.
@@ -61,6 +65,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
     user_agent TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_log_by_session ON audit_log (session_id, id);
+CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (timestamp, id);
 ";
 
 macro_rules! columns {
@@ -382,26 +387,32 @@ impl Store for EmbeddedStore {
     async fn audit_trail(&self, session_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let id = session_id.to_owned();
         self.with(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT session_id, user_id, action, timestamp, metadata, ip_address, user_agent \
-                 FROM audit_log WHERE session_id = ?1 ORDER BY id",
-            )?;
-            let rows = st.query_map([id], |r| {
-                let action: String = r.get(2)?;
-                let meta: String = r.get(4)?;
-                Ok(AuditEntry {
-                    session_id: r.get(0)?,
-                    user_id: r.get(1)?,
-                    action: AuditAction::parse(&action).ok_or_else(|| bad_column(2, "action"))?,
-                    timestamp: time(Some(r.get(3)?)).ok_or_else(|| bad_column(3, "timestamp"))?,
-                    metadata: serde_json::from_str(&meta).unwrap_or(serde_json::Value::Null),
-                    ip_address: r.get(5)?,
-                    user_agent: r.get(6)?,
-                })
-            })?;
+            let sql = format!("SELECT {} FROM audit_log WHERE session_id = ?1 ORDER BY id", audit::ENTRY_COLUMNS);
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = st.query_map([id], audit::entry_from_row)?;
             rows.collect()
         })
         .await
+    }
+
+    async fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        after: Option<&AuditCursor>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        let (f, a) = (filter.clone(), after.cloned());
+        self.with(move |c| audit::page(c, &f, a.as_ref(), limit)).await
+    }
+
+    async fn audit_count(&self, filter: &AuditFilter) -> Result<u64, StoreError> {
+        let f = filter.clone();
+        self.with(move |c| audit::count(c, &f)).await
+    }
+
+    async fn purge_audit(&self, before: DateTime<Utc>, max: usize) -> Result<u64, StoreError> {
+        let before = ms(before);
+        self.with(move |c| audit::purge(c, before, max)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -416,6 +427,7 @@ impl Store for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use signalgrid_actors::session::AuditAction;
 
     fn entry(session: &str, n: usize) -> AuditEntry {
         AuditEntry {
