@@ -6,6 +6,8 @@
 //! Must not: read the process environment or files on its own initiative. The binary passes
 //! the environment in (`apply_env`), so tests and library users stay in control.
 
+mod cluster;
+mod http;
 mod keys;
 
 use std::fmt;
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use cluster::{ClusterSettings, PublishQueueSettings};
+pub use http::{AddressRange, HttpSettings};
 pub use keys::{EnvKey, ENV_KEYS};
 
 /// A setting that could not be accepted; always names the key (and the source of the value).
@@ -171,183 +175,6 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// Write the audit trail (join attempts, joins, call start/end, errors) to the store.
     pub audit_enabled: bool,
-}
-
-/// Clustering over NATS. Without `nats_url` a node runs alone.
-#[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClusterSettings {
-    /// NATS server(s), comma-separated (`nats://host:4222`).
-    pub nats_url: Option<String>,
-    /// Nodes with the same name form one cluster; subjects start `signalgrid.<name>.`.
-    pub name: String,
-    pub nats_user: Option<String>,
-    pub nats_password: Option<String>,
-    pub nats_token: Option<String>,
-    /// A NATS credentials file (JWT + nkey).
-    pub nats_creds_path: Option<PathBuf>,
-    /// CA certificate (PEM) to verify the NATS server; implies TLS.
-    pub nats_tls_ca: Option<PathBuf>,
-    /// Client certificate and key (PEM) for mutual TLS with NATS.
-    pub nats_tls_cert: Option<PathBuf>,
-    pub nats_tls_key: Option<PathBuf>,
-    /// How often a node announces itself, in milliseconds.
-    pub presence_ms: u64,
-    /// A node not heard from for this long is dead: its members leave their rooms.
-    pub dead_after_ms: u64,
-    /// The queue of frames waiting to be published to NATS.
-    pub queue: PublishQueueSettings,
-}
-
-/// The node's queue of frames for other nodes (relays and room events), between the actors
-/// and the NATS client. Bounded in bytes, so that a NATS outage cannot grow a node's memory.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PublishQueueSettings {
-    /// Bytes the queue may hold (payload, subject and a fixed per-frame overhead); frames
-    /// beyond it are dropped and counted.
-    pub max_bytes: usize,
-    /// A relay that waited longer than this, in milliseconds, is dropped instead of
-    /// published: a late offer or ICE candidate is worse than a lost one (WebRTC retries).
-    pub relay_max_age_ms: u64,
-}
-
-impl Default for PublishQueueSettings {
-    fn default() -> Self {
-        PublishQueueSettings { max_bytes: 4 * 1024 * 1024, relay_max_age_ms: 1_000 }
-    }
-}
-
-/// Deadlines and connection caps of the HTTP listener, applied before any authentication.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpSettings {
-    /// Time allowed for a request's head, in milliseconds; also how long an idle keep-alive
-    /// connection waits for its next request before it is closed.
-    pub header_timeout_ms: u64,
-    /// Time allowed for a whole request body, in milliseconds, counted from the end of the
-    /// head (not per byte: a trickled body is cut).
-    pub body_timeout_ms: u64,
-    /// Time a write to a client may wait without progress, in milliseconds (a client that
-    /// stops reading its answers, or a WebSocket's); then the connection is closed.
-    pub write_timeout_ms: u64,
-    /// Open connections (plain HTTP and WebSockets) the node holds at once; more are
-    /// answered 503 and closed at accept. Unset: `limits.max_connections` + 1,024, room for
-    /// REST calls next to a full load of WebSockets (see `Settings::http_max_connections`).
-    pub max_connections: Option<usize>,
-    /// Open connections one client IP address may hold at once.
-    pub max_connections_per_ip: usize,
-    /// Load balancers and proxies in front of the node (addresses or CIDR ranges): every
-    /// client behind one shares its address, so their connections count only toward
-    /// `max_connections`, not the per-address cap; and their `X-Forwarded-For` is believed
-    /// for the client's address (rate limits, audit trail). From anywhere else that header
-    /// is ignored.
-    pub proxy_addresses: Vec<AddressRange>,
-}
-
-/// An IP address or a CIDR range (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct AddressRange {
-    addr: std::net::IpAddr,
-    prefix: u8,
-}
-
-impl AddressRange {
-    /// Whether `ip` is in the range (an IPv4 client seen as `::ffff:a.b.c.d` included).
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr::{V4, V6};
-        let ip = match ip {
-            V6(v6) => v6.to_ipv4_mapped().map_or(V6(v6), V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (V4(net), V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (V6(net), V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::str::FromStr for AddressRange {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("expected an IP address or a CIDR range (got {s:?})");
-        let (addr, prefix) = s.trim().split_once('/').map_or((s.trim(), None), |(a, p)| (a, Some(p)));
-        let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
-            None => max,
-        };
-        Ok(AddressRange { addr, prefix })
-    }
-}
-
-impl TryFrom<String> for AddressRange {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        HttpSettings {
-            header_timeout_ms: 30_000,
-            body_timeout_ms: 10_000,
-            write_timeout_ms: 30_000,
-            max_connections: None,
-            max_connections_per_ip: 128,
-            proxy_addresses: Vec::new(),
-        }
-    }
-}
-
-impl Default for ClusterSettings {
-    fn default() -> Self {
-        ClusterSettings {
-            nats_url: None,
-            name: "default".into(),
-            nats_user: None,
-            nats_password: None,
-            nats_token: None,
-            nats_creds_path: None,
-            nats_tls_ca: None,
-            nats_tls_cert: None,
-            nats_tls_key: None,
-            presence_ms: 1_000,
-            dead_after_ms: 5_000,
-            queue: PublishQueueSettings::default(),
-        }
-    }
-}
-
-impl fmt::Debug for ClusterSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterSettings")
-            .field("nats_url", &self.nats_url.as_deref().map(redact_url))
-            .field("name", &self.name)
-            .field("nats_user", &self.nats_user)
-            .field("nats_password", &redact(&self.nats_password))
-            .field("nats_token", &redact(&self.nats_token))
-            .field("nats_creds_path", &self.nats_creds_path)
-            .field("nats_tls_ca", &self.nats_tls_ca)
-            .field("nats_tls_cert", &self.nats_tls_cert)
-            .field("nats_tls_key", &self.nats_tls_key)
-            .field("presence_ms", &self.presence_ms)
-            .field("dead_after_ms", &self.dead_after_ms)
-            .field("queue", &self.queue)
-            .finish()
-    }
 }
 
 /// Where sessions are stored. Without `mongodb_uri`, the embedded store in `data_dir`.
