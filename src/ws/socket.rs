@@ -96,8 +96,8 @@ async fn write_batch(sink: &mut SplitSink<WsStream, Message>, first: Out, rx: &m
                     return Written::Done;
                 }
             }
-            Out::Close { code, reason } => {
-                let _ = sink.send(close_with(code, reason)).await;
+            Out::Close(c) => {
+                let _ = sink.send(close_with(c.code, c.reason)).await;
                 return Written::Done;
             }
         }
