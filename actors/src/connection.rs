@@ -18,7 +18,7 @@ use crate::node::NodeCtx;
 use crate::outbound::Outbound;
 use crate::ports::{Delivery, EndOutcome, Member};
 use crate::protocol::{relay_frame, ClientEvent, RelayKind, ServerFrame};
-use crate::room::{room_details, LocalConn, RoomMsg, RoomView, Route};
+use crate::room::{room_details, JoinRequest, LocalConn, RoomMsg, RoomView, Route};
 use crate::rooms::RoomsMsg;
 use crate::session::{now_ms, AuditAction, ClientMeta, Session};
 use crate::{rules, telemetry, ConnId, RoomId};
@@ -204,8 +204,12 @@ impl ConnState {
             {
                 let conn = LocalConn { out: self.out.clone(), actor: me.clone(), member: member.clone() };
                 let m = member.clone();
-                let res =
-                    room.call(|reply| RoomMsg::Join { member: m, conn, capacity, reply }, Some(CALL_TIMEOUT)).await;
+                let res = room
+                    .call(
+                        |reply| RoomMsg::Join(Box::new(JoinRequest { member: m, conn, capacity, reply })),
+                        Some(CALL_TIMEOUT),
+                    )
+                    .await;
                 if let Ok(ractor::rpc::CallResult::Success(res)) = res {
                     return res.map(|_| view);
                 }

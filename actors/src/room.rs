@@ -56,14 +56,10 @@ pub struct LocalConn {
 
 pub enum RoomMsg {
     /// Admit a member (rules already checked). Replies after `room-joined` is queued to the
-    /// joiner and `user-joined` to the local others.
-    Join {
-        member: Member,
-        conn: LocalConn,
-        /// How many members the room holds (from the session's type).
-        capacity: usize,
-        reply: RpcReplyPort<Result<Vec<Member>, ErrorCode>>,
-    },
+    /// joiner and `user-joined` to the local others. Boxed: it is by far the largest message,
+    /// and ractor's processing loop keeps room for a message, several times over, for the
+    /// actor's whole life.
+    Join(Box<JoinRequest>),
     /// A connection leaves (leave-room, close, or a second room).
     Leave { conn_id: ConnId, reply: Option<RpcReplyPort<()>> },
     /// Send a frame to every member (on every node), except `except`.
@@ -83,6 +79,15 @@ pub enum RoomMsg {
     Deliver { from: ConnId, to: ConnId, frame: String, seq: u64 },
     /// Test hook: panic inside the handler, to exercise supervision.
     InjectFault,
+}
+
+/// A join for `RoomMsg::Join`.
+pub struct JoinRequest {
+    pub member: Member,
+    pub conn: LocalConn,
+    /// How many members the room holds (from the session's type).
+    pub capacity: usize,
+    pub reply: RpcReplyPort<Result<Vec<Member>, ErrorCode>>,
 }
 
 pub struct RoomActor;
@@ -205,6 +210,13 @@ impl RoomState {
             except.push(&a.conn_id);
             self.tell_locals(&ServerFrame::UserJoined(&participant(a)).encode(), &except);
         }
+    }
+
+    /// Admits the member of a `JoinRequest` and answers it.
+    async fn answer_join(&mut self, req: Box<JoinRequest>) {
+        let JoinRequest { member, conn, capacity, reply } = *req;
+        let res = self.join(member, conn, capacity).await;
+        let _ = reply.send(res);
     }
 
     async fn join(&mut self, member: Member, conn: LocalConn, capacity: usize) -> Result<Vec<Member>, ErrorCode> {
@@ -399,14 +411,11 @@ impl Actor for RoomActor {
     async fn handle(&self, me: ActorRef<RoomMsg>, msg: RoomMsg, st: &mut RoomState) -> Result<(), ActorProcessingErr> {
         // A room started for a join stops when that join fails, or when no join came by the
         // first resync; an active room stops when its last local member is gone.
-        let settles = matches!(msg, RoomMsg::Join { .. } | RoomMsg::Resync);
+        let settles = matches!(msg, RoomMsg::Join(_) | RoomMsg::Resync);
         match msg {
             // The arms that await are boxed: the processing loop lives as long as the room,
             // and would otherwise reserve, while idle, room for its largest await.
-            RoomMsg::Join { member, conn, capacity, reply } => {
-                let res = Box::pin(st.join(member, conn, capacity)).await;
-                let _ = reply.send(res);
-            }
+            RoomMsg::Join(req) => Box::pin(st.answer_join(req)).await,
             RoomMsg::Leave { conn_id, reply } => {
                 Box::pin(st.leave(&[conn_id])).await;
                 if let Some(r) = reply {

@@ -11,7 +11,7 @@ use base64::Engine;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -168,16 +168,8 @@ async fn upgrade(hs: Handshake, ctx: Ctx, query: HashMap<String, String>) -> Res
             .max_frame_size(Some(cap));
         match hs.upgrade.take() {
             Some(on_upgrade) => {
-                tokio::spawn(async move {
-                    match on_upgrade.await {
-                        Ok(upgraded) => {
-                            let io = TokioIo::new(upgraded);
-                            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                            socket::run(socket, app, who, meta, slot).await;
-                        }
-                        Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
-                    }
-                });
+                // One allocation carries what only the start needs (see `socket::serve`).
+                tokio::spawn(socket::serve(Box::new(socket::Start { on_upgrade, config, app, who, meta, slot })));
             }
             None => tracing::debug!("websocket upgrade already taken"),
         }
