@@ -135,7 +135,9 @@ impl Verifier {
 
     /// The identity a token proves.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        // `alg: none` and unknown algorithms fail here too, as a header that does not parse.
+        let header =
+            decode_header(token).map_err(|_| invalid("malformed token, or its algorithm is not accepted (alg)"))?;
         let (key, alg) = match (&self.public, header.alg) {
             (_, Algorithm::HS256) => (&self.hs256, Algorithm::HS256),
             (Some((key, alg)), a) if a == *alg => (key, *alg),
@@ -172,6 +174,9 @@ fn reason(e: jsonwebtoken::errors::Error) -> AuthError {
         ErrorKind::MissingRequiredClaim(c) => AuthError::Invalid(format!("missing claim {c}")),
         ErrorKind::InvalidClaimFormat(c) => AuthError::Invalid(format!("claim {c} is not a NumericDate")),
         ErrorKind::InvalidSignature => invalid("bad signature"),
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
+            invalid("malformed token")
+        }
         _ => AuthError::Invalid(e.to_string()),
     }
 }

@@ -9,6 +9,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use signalgrid_actors::telemetry as node;
 use signalgrid_cluster::nats::metrics as cluster;
 use signalgrid_config::{LogFormat, LogSettings};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::redact::{RedactingStderr, Redactor};
@@ -19,10 +21,20 @@ pub fn init_logs(cfg: &LogSettings, redactor: Redactor) -> Result<(), String> {
     let filter = EnvFilter::try_new(&cfg.level).map_err(|e| format!("invalid log.level {:?}: {e}", cfg.level))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(RedactingStderr(redactor));
     let res = match cfg.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.finish().with(no_frame_traces()).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).finish().with(no_frame_traces()).try_init(),
     };
     res.map_err(|e| e.to_string())
+}
+
+/// Drops the WebSocket library's trace lines, whatever `log.level` says: they hold every
+/// frame in full (clients' SDP and ICE candidates, with their addresses; and a client's junk
+/// frames, so a client could inflate the log at will). Our own lines say what happened to a
+/// frame without its contents.
+fn no_frame_traces<S: tracing::Subscriber>() -> impl tracing_subscriber::Layer<S> {
+    tracing_subscriber::filter::filter_fn(|meta| {
+        !(*meta.level() == tracing::Level::TRACE && meta.target().contains("tungstenite"))
+    })
 }
 
 /// The process's metrics handle; the first call installs the recorder and its upkeep task.
