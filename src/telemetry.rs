@@ -21,19 +21,23 @@ pub fn init_logs(cfg: &LogSettings, redactor: Redactor) -> Result<(), String> {
     let filter = EnvFilter::try_new(&cfg.level).map_err(|e| format!("invalid log.level {:?}: {e}", cfg.level))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(RedactingStderr(redactor));
     let res = match cfg.format {
-        LogFormat::Text => builder.finish().with(no_frame_traces()).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).finish().with(no_frame_traces()).try_init(),
+        LogFormat::Text => builder.finish().with(no_payload_traces()).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).finish().with(no_payload_traces()).try_init(),
     };
     res.map_err(|e| e.to_string())
 }
 
-/// Drops the WebSocket library's trace lines, whatever `log.level` says: they hold every
-/// frame in full (clients' SDP and ICE candidates, with their addresses; and a client's junk
-/// frames, so a client could inflate the log at will). Our own lines say what happened to a
-/// frame without its contents.
-fn no_frame_traces<S: tracing::Subscriber>() -> impl tracing_subscriber::Layer<S> {
+/// Libraries whose `trace` lines hold whole payloads: the WebSocket library (every frame:
+/// clients' SDP and ICE candidates, with their addresses, and a client's junk frames, so a
+/// client could inflate the log at will) and the NATS client (every message between nodes:
+/// relayed frames and room membership, with display names).
+const PAYLOAD_TRACERS: [&str; 2] = ["tungstenite", "async_nats"];
+
+/// Drops those libraries' `trace` lines, whatever `log.level` says. Our own lines say what
+/// happened to a frame or message without its contents.
+fn no_payload_traces<S: tracing::Subscriber>() -> impl tracing_subscriber::Layer<S> {
     tracing_subscriber::filter::filter_fn(|meta| {
-        !(*meta.level() == tracing::Level::TRACE && meta.target().contains("tungstenite"))
+        !(*meta.level() == tracing::Level::TRACE && PAYLOAD_TRACERS.iter().any(|t| meta.target().contains(t)))
     })
 }
 

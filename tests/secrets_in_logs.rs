@@ -74,6 +74,8 @@ async fn no_secret_or_token_reaches_the_output_at_trace_level() {
         .env("SIGNALGRID_NATS_URL", &nats_url)
         .env("SIGNALGRID_MONGODB_URI", &mongo_uri)
         .env("SIGNALGRID_MONGODB_DATABASE", "sgsecrets")
+        // Behind a "balancer" at 127.0.0.1, so that clients have addresses of their own.
+        .env("SIGNALGRID_HTTP_PROXY_ADDRESSES", "127.0.0.1")
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .stdout(Stdio::piped())
@@ -125,10 +127,15 @@ async fn no_secret_or_token_reaches_the_output_at_trace_level() {
 
     // REST: a session created by an admin, a room, the ICE config with TURN credentials.
     let http = reqwest::Client::new();
+    let mut body = SessionSpec::default().body();
+    body["client"]["name"] = json!(CLIENT_NAME);
+    body["psychologist"]["name"] = json!(PSY_NAME);
     let res = http
         .post(format!("http://{addr}/api/sessions"))
         .header("x-auth-token", &admin_token)
-        .json(&SessionSpec::default().body())
+        .header("user-agent", USER_AGENT)
+        .header("x-forwarded-for", CLIENT_IP)
+        .json(&body)
         .send()
         .await
         .unwrap();
@@ -138,6 +145,8 @@ async fn no_secret_or_token_reaches_the_output_at_trace_level() {
     let res = http
         .post(format!("http://{addr}/api/video-calls/generate-room/{id}"))
         .header("x-auth-token", &client_token)
+        .header("user-agent", USER_AGENT)
+        .header("x-forwarded-for", CLIENT_IP)
         .send()
         .await
         .unwrap();
@@ -154,9 +163,10 @@ async fn no_secret_or_token_reaches_the_output_at_trace_level() {
     assert_eq!(res.unwrap().status(), 401);
 
     // WebSockets with the token in the query, a join and a relay.
-    let mut a = WsClient::connect_url(&format!("ws://{addr}/ws?token={client_token}")).await;
+    let mut a = client_with_headers(&format!("ws://{addr}/ws?token={client_token}")).await;
     let mut b = WsClient::connect_url(&format!("ws://{addr}/ws?token={psy_token}")).await;
-    a.join(&room).await;
+    a.send("join-room", json!({"roomId": room, "userName": CLIENT_NAME})).await;
+    a.next_event("room-joined").await;
     b.join(&room).await;
     a.next_event("user-joined").await;
     // A call's SDP names the participants' addresses: it is relayed, never logged (the
@@ -176,4 +186,31 @@ async fn no_secret_or_token_reaches_the_output_at_trace_level() {
     assert!(output.contains("TRACE") || output.contains("DEBUG"), "the node did not log at trace level");
     assert_no_secret(&output, &secrets);
     assert!(!output.contains("sdp-never-logged"), "an SDP reached the node's output");
+    // No names, user agents or (forwarded) client addresses either, at any level: libraries'
+    // payload traces are dropped (the NATS client traced room membership, names included).
+    for (what, value) in [
+        ("a client name", CLIENT_NAME),
+        ("a psychologist name", PSY_NAME),
+        ("a client address", CLIENT_IP),
+        ("a user agent", USER_AGENT),
+    ] {
+        let lines: Vec<&str> =
+            output.lines().filter(|l| l.contains(value)).take(5).map(|l| &l[..l.len().min(400)]).collect();
+        assert!(lines.is_empty(), "{what} ({value}) reached the node's output:\n{}", lines.join("\n"));
+    }
+}
+
+const CLIENT_NAME: &str = "Zelda Quixote-Unwin";
+const PSY_NAME: &str = "Dr. Ottoline Brackenbury";
+const CLIENT_IP: &str = "203.0.113.99";
+const USER_AGENT: &str = "Mozilla/5.0 (Minimise; test) UA-4711";
+
+/// A WebSocket client whose upgrade carries a user agent and a forwarded address.
+async fn client_with_headers(url: &str) -> WsClient {
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    req.headers_mut().insert("user-agent", USER_AGENT.parse().unwrap());
+    req.headers_mut().insert("x-forwarded-for", CLIENT_IP.parse().unwrap());
+    let (ws, _) =
+        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("connect timed out").unwrap();
+    WsClient::from_stream(ws).await
 }
