@@ -172,7 +172,8 @@ impl Server {
         let routes = crate::http::routes(app.clone());
         let caps = ConnCaps::new(&app.settings);
         let http = app.settings.http.clone();
-        let accept = tokio::spawn(accept_loop(listener, routes, tls, caps, http, stop_rx));
+        let minimise = app.settings.privacy.minimise_logs;
+        let accept = tokio::spawn(accept_loop(listener, routes, tls, caps, http, minimise, stop_rx));
         let clustered = app.cluster.is_some();
         tracing::info!(%addr, node = %app.node_id, tls = app.settings.tls.cert_path.is_some(), clustered, "signalgrid node serving");
         Ok(Server { app, addr, stop, accept })
@@ -224,6 +225,7 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     caps: Arc<ConnCaps>,
     http: HttpSettings,
+    minimise_logs: bool,
     mut stop: watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let timeouts = Timeouts {
@@ -247,6 +249,7 @@ async fn accept_loop(
                 }
             },
         };
+        let shown = Logged::new(peer, minimise_logs);
         let guard = match caps.admit(peer.ip()) {
             Ok(g) => g,
             Err(cap) => {
@@ -256,7 +259,7 @@ async fn accept_loop(
                     let _ = tcp.try_read(&mut [0u8; 4096]);
                     let _ = tcp.try_write(&crate::conn_caps::refusal());
                 }
-                tracing::debug!(%peer, ?cap, "connection refused: connection cap reached");
+                tracing::debug!(peer = %shown, ?cap, "connection refused: connection cap reached");
                 continue;
             }
         };
@@ -267,21 +270,41 @@ async fn accept_loop(
         let proxies = proxies.clone();
         match tls.clone() {
             None => {
-                conns.spawn(serve_conn(tcp, peer, routes, timeouts, proxies.clone(), stop));
+                conns.spawn(serve_conn(tcp, peer, shown, routes, timeouts, proxies.clone(), stop));
             }
             Some(acceptor) => {
                 conns.spawn(async move {
                     let limit = timeouts.header.min(TLS_HANDSHAKE_TIMEOUT);
                     match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_conn(stream, peer, routes, timeouts, proxies, stop).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Ok(stream)) => serve_conn(stream, peer, shown, routes, timeouts, proxies, stop).await,
+                        Ok(Err(e)) => tracing::debug!(peer = %shown, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(peer = %shown, "TLS handshake timed out"),
                     }
                 });
             }
         }
     }
     conns
+}
+
+/// A connection's address as the node's log lines show it: hidden under
+/// `privacy.minimise_logs` (on by default), where log lines name people by id only.
+#[derive(Debug, Clone, Copy)]
+struct Logged(Option<SocketAddr>);
+
+impl Logged {
+    fn new(peer: SocketAddr, minimise: bool) -> Logged {
+        Logged((!minimise).then_some(peer))
+    }
+}
+
+impl std::fmt::Display for Logged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("<minimised>"),
+        }
+    }
 }
 
 /// The deadlines of one HTTP connection's phases (`http.*_timeout_ms`).
@@ -301,6 +324,7 @@ struct Timeouts {
 async fn serve_conn<IO>(
     io: IO,
     peer: SocketAddr,
+    shown: Logged,
     routes: BoxedFilter<(Response,)>,
     timeouts: Timeouts,
     proxies: Arc<[AddressRange]>,
@@ -338,6 +362,6 @@ async fn serve_conn<IO>(
         }
     };
     if let Err(e) = res {
-        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+        tracing::debug!(peer = %shown, error = %e, "HTTP connection ended with an error");
     }
 }

@@ -76,6 +76,9 @@ async fn no_secret_or_token_reaches_the_output_at_trace_level() {
         .env("SIGNALGRID_MONGODB_DATABASE", "sgsecrets")
         // Behind a "balancer" at 127.0.0.1, so that clients have addresses of their own.
         .env("SIGNALGRID_HTTP_PROXY_ADDRESSES", "127.0.0.1")
+        // One connection per other address: a second one from DIRECT_IP is refused, and the
+        // refusal is logged (at debug) without the address (`privacy.minimise_logs`).
+        .env("SIGNALGRID_HTTP_MAX_CONNECTIONS_PER_IP", "1")
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .stdout(Stdio::piped())
@@ -162,6 +165,17 @@ async fn no_secret_or_token_reaches_the_output_at_trace_level() {
     let res = http.get(format!("http://{addr}/api/sessions/{id}")).header("x-auth-token", &refused).send().await;
     assert_eq!(res.unwrap().status(), 401);
 
+    // A client connecting straight to the node, past its per-address cap.
+    let held = direct_connection(&addr).await;
+    let mut refused_conn = direct_connection(&addr).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_to_end(&mut refused_conn, &mut answer))
+        .await
+        .expect("the node closes a connection past its cap")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&answer).contains("CONNECTION_LIMIT"));
+    drop(held);
+
     // WebSockets with the token in the query, a join and a relay.
     let mut a = client_with_headers(&format!("ws://{addr}/ws?token={client_token}")).await;
     let mut b = WsClient::connect_url(&format!("ws://{addr}/ws?token={psy_token}")).await;
@@ -186,12 +200,14 @@ async fn no_secret_or_token_reaches_the_output_at_trace_level() {
     assert!(output.contains("TRACE") || output.contains("DEBUG"), "the node did not log at trace level");
     assert_no_secret(&output, &secrets);
     assert!(!output.contains("sdp-never-logged"), "an SDP reached the node's output");
-    // No names, user agents or (forwarded) client addresses either, at any level: libraries'
-    // payload traces are dropped (the NATS client traced room membership, names included).
+    // No names, user agents or client addresses either, at any level: libraries' payload
+    // traces are dropped (the NATS client traced room membership, names included), and the
+    // node's own lines hide addresses under `privacy.minimise_logs` (on by default).
     for (what, value) in [
         ("a client name", CLIENT_NAME),
         ("a psychologist name", PSY_NAME),
         ("a client address", CLIENT_IP),
+        ("a direct client's address", DIRECT_IP),
         ("a user agent", USER_AGENT),
     ] {
         let lines: Vec<&str> =
@@ -203,6 +219,14 @@ async fn no_secret_or_token_reaches_the_output_at_trace_level() {
 const CLIENT_NAME: &str = "Zelda Quixote-Unwin";
 const PSY_NAME: &str = "Dr. Ottoline Brackenbury";
 const CLIENT_IP: &str = "203.0.113.99";
+const DIRECT_IP: &str = "127.0.0.33";
+
+/// A TCP connection to the node at `addr` from `DIRECT_IP`.
+async fn direct_connection(addr: &str) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(std::net::SocketAddr::new(DIRECT_IP.parse().unwrap(), 0)).unwrap();
+    tokio::time::timeout(WAIT, s.connect(addr.parse().unwrap())).await.expect("connect timed out").unwrap()
+}
 const USER_AGENT: &str = "Mozilla/5.0 (Minimise; test) UA-4711";
 
 /// A WebSocket client whose upgrade carries a user agent and a forwarded address.

@@ -29,6 +29,7 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SOCKET_CONNECTION_LIMIT", "limits.max_connections"),
     k("VIDEO_CALL_LOG_LEVEL", "log.level"),
     k("AUDIT_LOG_ENABLED", "log.audit_enabled"),
+    k("SIGNALGRID_MINIMISE_LOGS", "privacy.minimise_logs"),
     k("SIGNALGRID_LISTEN", "listen"),
     k("SIGNALGRID_DATA_DIR", "data_dir"),
     k("SIGNALGRID_NODE_ID", "node_id"),
@@ -153,6 +154,7 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
             }
         }
         "log.audit_enabled" => s.log.audit_enabled = boolean(v)?,
+        "privacy.minimise_logs" => s.privacy.minimise_logs = boolean(v)?,
         "tls.cert_path" => s.tls.cert_path = opt_string(v).map(PathBuf::from),
         "tls.key_path" => s.tls.key_path = opt_string(v).map(PathBuf::from),
         "cluster.nats_url" => s.cluster.nats_url = opt_string(v),

@@ -63,6 +63,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub rooms: RoomSettings,
     pub log: LogSettings,
+    pub privacy: PrivacySettings,
     pub tls: TlsSettings,
     pub cluster: ClusterSettings,
     pub store: StoreSettings,
@@ -177,6 +178,22 @@ pub struct LogSettings {
     pub audit_enabled: bool,
 }
 
+/// What the node's own log lines may say about people (issue: data minimisation, as HIPAA
+/// modes of other video products do).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// Ids only: no client addresses in the node's log lines (names and user agents are never
+    /// logged, and libraries' payload traces are always dropped).
+    pub minimise_logs: bool,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        PrivacySettings { minimise_logs: true }
+    }
+}
+
 /// Where sessions are stored. Without `mongodb_uri`, the embedded store in `data_dir`.
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -252,6 +269,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             rooms: RoomSettings::default(),
             log: LogSettings::default(),
+            privacy: PrivacySettings::default(),
             tls: TlsSettings::default(),
             cluster: ClusterSettings::default(),
             store: StoreSettings::default(),
