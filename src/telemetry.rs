@@ -87,11 +87,15 @@ const COUNTERS: &[(&str, &str)] = &[
     (cluster::NATS_RECONNECTS, "Reconnections to NATS"),
     (cluster::CAS_RETRIES, "Membership compare-and-set retries"),
     (cluster::DEAD_NODES, "Members removed because their node stopped answering"),
+    (cluster::PUBLISH_DROPPED, "Frames for other nodes dropped, by reason (queue_full, disconnected, stale)"),
+    (crate::conn_caps::CONNECTIONS_REFUSED, "Connections refused at accept by a cap, by reason (per_ip, total)"),
 ];
 const GAUGES: &[(&str, &str)] = &[
     (node::CONNECTIONS, "Open WebSockets on this node"),
     (node::ROOMS, "Rooms with members on this node"),
     (crate::store::outbox::PENDING_GAUGE, "Call records waiting in the outbox for MongoDB"),
+    (cluster::PUBLISH_QUEUE_BYTES, "Bytes waiting in the publish queue for NATS"),
+    (crate::conn_caps::CONNECTIONS_OPEN, "Open HTTP connections, WebSockets included"),
 ];
 const HISTOGRAMS: &[(&str, &str)] = &[
     (node::RELAY_LATENCY, "From reading a relay frame to queueing it for its target"),
@@ -110,6 +114,8 @@ fn announce() {
         describe_gauge!(name, help);
         gauge!(name).increment(0.0);
     }
+    // Described only: a node without NATS must not report itself disconnected.
+    describe_gauge!(cluster::CONNECTED, "1 while the node's NATS connection is up, 0 while it is lost");
     for &(name, help) in HISTOGRAMS {
         describe_histogram!(name, Unit::Seconds, help);
         let _registered = histogram!(name);

@@ -49,15 +49,6 @@ async fn members(node: &TestNode, room: &str) -> Vec<String> {
     sorted(app.node.room_members(&room.into()).await.into_iter().map(|m| m.conn_id.to_string()).collect())
 }
 
-/// Waits (bounded) until `node`'s metric `name` is above `above`.
-async fn metric_above(node: &TestNode, name: &str, above: f64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while metric(node, name).await.unwrap_or(0.0) <= above {
-        assert!(tokio::time::Instant::now() < deadline, "{name} never went above {above}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Sends tagged `ice-candidate`s from `from` to `to` until one arrives (bounded attempts,
 /// each awaited with a timeout). Returns every other frame `to` got meanwhile, apart from
 /// late copies of earlier attempts: after a fault that left the room intact, none.
@@ -105,14 +96,14 @@ async fn a_nats_outage_longer_than_the_liveness_timeout_never_removes_a_live_mem
             nats.terminate();
         }
         // Both nodes noticed the loss ...
-        metric_above(&n1, "signalgrid_nats_errors_total", lost1).await;
-        metric_above(&n2, "signalgrid_nats_errors_total", lost2).await;
+        metric_until(n1.addr, "signalgrid_nats_errors_total", "", |v| v > lost1).await;
+        metric_until(n2.addr, "signalgrid_nats_errors_total", "", |v| v > lost2).await;
         // ... and NATS stays away this long: the fault itself, not a synchronisation.
         tokio::time::sleep(Duration::from_millis(outage)).await;
         nats.start_again();
         // Both nodes handled the reconnect (after any sweep that was under way).
-        metric_above(&n1, "signalgrid_nats_reconnects_total", back1).await;
-        metric_above(&n2, "signalgrid_nats_reconnects_total", back2).await;
+        metric_until(n1.addr, "signalgrid_nats_reconnects_total", "", |v| v > back1).await;
+        metric_until(n2.addr, "signalgrid_nats_reconnects_total", "", |v| v > back2).await;
 
         // Each side reads until a relay from the other arrives; the last relay goes to `b`
         // again, so that anything the server told `b` about its own relays is read too.
@@ -208,7 +199,7 @@ async fn a_leave_made_during_an_outage_reaches_the_peers_when_nats_is_back() {
 
     let lost = nats_errors(&n2).await;
     nats.kill();
-    metric_above(&n2, "signalgrid_nats_errors_total", lost).await;
+    metric_until(n2.addr, "signalgrid_nats_errors_total", "", |v| v > lost).await;
     b.close().await;
     // The connection is gone from its node (its room with it) while NATS is still away.
     let app2 = &n2.server.as_ref().unwrap().app;

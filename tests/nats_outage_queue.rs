@@ -25,32 +25,6 @@ const QUEUE_BYTES: usize = 256 * 1024;
 /// before they reach the publish queue this test is about).
 const OUTAGE_RELAYS: usize = 150;
 
-/// Sum of `name`'s samples whose labels contain `label` (empty: all), from a node's /metrics.
-async fn metric_at(addr: &str, name: &str, label: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-    let mut sum = 0.0;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else { continue };
-        if (rest.starts_with(' ') || rest.starts_with('{')) && rest.contains(label) {
-            sum += rest.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
-        }
-    }
-    sum
-}
-
-/// Polls (bounded) until `name` reaches `want` on the node at `addr`. No event tells a
-/// client that a node noticed NATS went away, so the gauge is the thing to await.
-async fn metric_reaches(addr: &str, name: &str, label: &str, want: impl Fn(f64) -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if want(metric_at(addr, name, label).await) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{name}{label} never reached the expected value");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_during_an_outage_are_dropped_within_the_bound_and_never_arrive_late() {
     let mut nats = NatsServer::start();
@@ -69,7 +43,7 @@ async fn relays_during_an_outage_are_dropped_within_the_bound_and_never_arrive_l
     marker(&mut a, &mut b, "before").await;
 
     nats.kill();
-    metric_reaches(&a_node.addr, "signalgrid_nats_connected", "", |v| v == 0.0).await;
+    metric_until(a_node.addr.as_str(), "signalgrid_nats_connected", "", |v| v == 0.0).await;
     let pad = "x".repeat(60_000);
     for i in 0..OUTAGE_RELAYS {
         a.send("ice-candidate", json!({"candidate": {"marker": format!("outage-{i}"), "pad": pad}, "to": b.socket_id}))
@@ -77,12 +51,12 @@ async fn relays_during_an_outage_are_dropped_within_the_bound_and_never_arrive_l
     }
     // A handled every one of them: each was dropped and counted, none was queued.
     let dropped = "signalgrid_nats_publish_dropped_total";
-    metric_reaches(&a_node.addr, dropped, "reason=\"disconnected\"", |v| v >= OUTAGE_RELAYS as f64).await;
-    let queued = metric_at(&a_node.addr, "signalgrid_nats_publish_queue_bytes", "").await;
+    metric_until(a_node.addr.as_str(), dropped, "reason=\"disconnected\"", |v| v >= OUTAGE_RELAYS as f64).await;
+    let queued = metric_at(&a_node.addr, "signalgrid_nats_publish_queue_bytes", "").await.unwrap_or(0.0);
     assert!(queued <= QUEUE_BYTES as f64, "A queues {queued} bytes, past its bound of {QUEUE_BYTES}");
 
     nats.restart();
-    metric_reaches(&a_node.addr, "signalgrid_nats_connected", "", |v| v == 1.0).await;
+    metric_until(a_node.addr.as_str(), "signalgrid_nats_connected", "", |v| v == 1.0).await;
     // B may resubscribe its inbox after A is back: send markers (bounded) until one arrives.
     // Whatever B's client gets first must be a marker sent after the return.
     let mut arrived = false;

@@ -319,18 +319,34 @@ pub fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 /// Sum of a metric's samples (all label sets) in the node's `/metrics`, if it is there.
 pub async fn metric(node: &TestNode, name: &str) -> Option<f64> {
-    let res = node.get("/metrics", None).send().await.unwrap();
+    metric_at(node.addr, name, "").await
+}
+
+/// Sum of `name`'s samples whose label set contains `label` (`""`: all of them) in the
+/// `/metrics` of the node at `addr` (an in-process node or a node process), if any.
+pub async fn metric_at(addr: impl std::fmt::Display, name: &str, label: &str) -> Option<f64> {
+    let res = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
     assert_eq!(res.status(), 200);
     let text = res.text().await.unwrap();
     let mut found = None;
     for line in text.lines() {
         let Some(rest) = line.strip_prefix(name) else { continue };
-        if rest.starts_with(' ') || rest.starts_with('{') {
+        if (rest.starts_with(' ') || rest.starts_with('{')) && rest.contains(label) {
             let v: f64 = rest.rsplit(' ').next().unwrap().parse().unwrap();
             *found.get_or_insert(0.0) += v;
         }
     }
     found
+}
+
+/// Waits (bounded by `WAIT`) until `metric_at(addr, name, label)` (0 while absent) satisfies
+/// `want`. For faults no client event reports, such as a node noticing NATS went away.
+pub async fn metric_until(addr: impl std::fmt::Display + Copy, name: &str, label: &str, want: impl Fn(f64) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !want(metric_at(addr, name, label).await.unwrap_or(0.0)) {
+        assert!(tokio::time::Instant::now() < deadline, "{name}{label} never reached the expected value");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The session's client connected to `a_ws` and its psychologist to `b_ws` (base URLs like
