@@ -131,12 +131,16 @@ async fn cli_tokens_and_sessions_work_against_a_served_node_which_drains_on_sigt
     assert!(s.video_call_started.is_some());
     assert!(s.access_count >= 2);
     let trail = store.audit_trail(&session_id).await.unwrap();
-    for (user, action) in [("client-1", "join_success"), ("psy-1", "join_success"), ("client-1", "call_start")] {
+    for (user, action) in [("client-1", "join_success"), ("psy-1", "join_success")] {
         assert!(
             trail.iter().any(|e| e.user_id == user && e.action.as_str() == action),
             "{action} by {user} in the audit trail: {trail:?}"
         );
     }
+    // Both joins race to record the start; whichever wins, the call starts exactly once.
+    let starts: Vec<_> = trail.iter().filter(|e| e.action.as_str() == "call_start").collect();
+    assert_eq!(starts.len(), 1, "one call_start in the audit trail: {trail:?}");
+    assert!(["client-1", "psy-1"].contains(&starts[0].user_id.as_str()), "{starts:?}");
 }
 
 #[tokio::test]
