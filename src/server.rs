@@ -11,7 +11,9 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use signalgrid_actors::node::{ConnLimits, Node, NodeConfig};
+use signalgrid_actors::outbound::SeatLimits;
 use signalgrid_actors::ports::{Ports, Store};
+use signalgrid_actors::seat::ResumeKeys;
 use signalgrid_cluster::nats::NatsCluster;
 use signalgrid_cluster::{LocalBus, LocalMembership};
 use signalgrid_config::{AddressRange, HttpSettings, Settings};
@@ -48,6 +50,21 @@ pub enum StartError {
     Node(String),
     #[error("cluster: {0}")]
     Cluster(String),
+}
+
+/// The key resume tokens are signed with: `resume.secret`, else derived from
+/// `auth.jwt_secret` (every node of a cluster shares it), else one for this process alone
+/// (seats then resume only on the node that holds them; said once in the log when clustered).
+fn resume_keys(settings: &Settings) -> ResumeKeys {
+    match settings.resume.secret.as_ref().or(settings.auth.jwt_secret.as_ref()) {
+        Some(secret) => ResumeKeys::from_secret(secret.as_bytes()),
+        None => {
+            if settings.cluster.nats_url.is_some() {
+                tracing::warn!("neither resume.secret nor auth.jwt_secret is set: seats resume only on their own node");
+            }
+            ResumeKeys::random()
+        }
+    }
 }
 
 /// How long shutdown waits for clients to leave and requests to finish.
@@ -146,8 +163,17 @@ impl Server {
         let cfg = NodeConfig {
             node_id: node_id.clone(),
             policy: policy(&settings),
-            limits: ConnLimits { heartbeat_ms: settings.limits.heartbeat_ms },
+            limits: ConnLimits {
+                heartbeat_ms: settings.limits.heartbeat_ms,
+                resume_window_ms: settings.resume.window_ms,
+                seat: SeatLimits {
+                    queue: settings.limits.outbound_queue,
+                    frames: settings.resume.buffer_frames.max(settings.limits.outbound_queue),
+                    bytes: settings.resume.buffer_bytes,
+                },
+            },
             audit_enabled: settings.log.audit_enabled,
+            resume_keys: resume_keys(&settings),
         };
         let store = ports.store.clone();
         let node = Node::start(cfg, ports).await.map_err(|e| StartError::Node(e.to_string()))?;

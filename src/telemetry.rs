@@ -81,6 +81,9 @@ const COUNTERS: &[(&str, &str)] = &[
     (node::REST_REQUESTS, "REST requests, by route and status"),
     (node::AUTH_FAILURES, "Refused tokens, by edge (rest, ws)"),
     (node::RATE_LIMITED, "Requests or frames refused by a rate limit, by edge"),
+    (node::RESUMES, "Resume attempts, by result (resumed, lost, or the RESUME_FAILED reason)"),
+    (node::REPLAYED, "Frames replayed to resumed sockets"),
+    (node::BUFFER_OVERFLOWS, "Seats that dropped a frame they owed (their buffer's bounds)"),
     (cluster::FORWARDS_SENT, "Frames forwarded to other nodes over NATS"),
     (cluster::FORWARDS_RECEIVED, "Frames received from other nodes over NATS"),
     (cluster::NATS_ERRORS, "NATS operations that failed"),
@@ -93,6 +96,7 @@ const COUNTERS: &[(&str, &str)] = &[
 const GAUGES: &[(&str, &str)] = &[
     (node::CONNECTIONS, "Open WebSockets on this node"),
     (node::ROOMS, "Rooms with members on this node"),
+    (node::SEATS_AWAY, "Seats on this node waiting for their client to resume"),
     (crate::store::outbox::PENDING_GAUGE, "Call records waiting in the outbox for MongoDB"),
     (cluster::PUBLISH_QUEUE_BYTES, "Bytes waiting in the publish queue for NATS"),
     (crate::conn_caps::CONNECTIONS_OPEN, "Open HTTP connections, WebSockets included"),
@@ -100,6 +104,7 @@ const GAUGES: &[(&str, &str)] = &[
 const HISTOGRAMS: &[(&str, &str)] = &[
     (node::RELAY_LATENCY, "From reading a relay frame to queueing it for its target"),
     (node::REST_LATENCY, "REST handling time, by route"),
+    (node::RESUME_LATENCY, "From a resume request to the seat's new socket attached"),
 ];
 
 /// Describes every metric and registers it at zero (without labels), so `/metrics` lists

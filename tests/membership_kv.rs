@@ -11,10 +11,10 @@ use cluster_support::NatsServer;
 #[allow(unused_imports)] // the cluster support module reaches the harness through the crate root
 use common::*;
 use futures_util::StreamExt;
-use signalgrid_actors::ports::{Member, Membership};
+use signalgrid_actors::ports::{LeaveReason, Member, Membership};
 use signalgrid_actors::RoomId;
 use signalgrid_cluster::nats::subjects::{room_token, Subjects};
-use signalgrid_cluster::nats::KvMembership;
+use signalgrid_cluster::nats::{KvMembership, Verdict};
 
 fn member(conn: &str, user: &str, node: &str) -> Member {
     Member {
@@ -23,6 +23,7 @@ fn member(conn: &str, user: &str, node: &str) -> Member {
         user_name: user.into(),
         user_role: "client".into(),
         node_id: node.into(),
+        away_since_ms: None,
     }
 }
 
@@ -52,8 +53,8 @@ async fn an_emptied_room_leaves_no_key_and_can_be_joined_again() {
     assert_eq!(keys(&kv).await, vec![room_token(&room)]);
     assert_eq!(ms.rooms().await.unwrap(), vec![room.clone()]);
 
-    let half = ms.leave(&room, &["c1".into()]).await.unwrap();
-    let empty = ms.leave(&room, &["c2".into()]).await.unwrap();
+    let half = ms.leave(&room, &["c1".into()], LeaveReason::Left).await.unwrap();
+    let empty = ms.leave(&room, &["c2".into()], LeaveReason::Left).await.unwrap();
     assert!(empty.members.is_empty());
     // Revisions keep growing through the delete, so nodes apply it as the newest state.
     assert!(one.revision < two.revision && two.revision < half.revision && half.revision < empty.revision);
@@ -81,7 +82,13 @@ async fn the_sweep_changes_only_rooms_with_a_member_on_a_dead_node() {
     ms.join(&orphaned, member("o1", "u1", "dead"), 2).await.unwrap();
     let healthy_before = ms.snapshot(&healthy).await.unwrap();
 
-    let dead = |_: &str, m: &Member| &*m.node_id != "alive";
+    let dead = |_: &str, m: &Member| {
+        if &*m.node_id == "alive" {
+            Verdict::Keep
+        } else {
+            Verdict::Remove(LeaveReason::Timeout)
+        }
+    };
     // A sweep whose decision no longer holds (the NATS link broke since) writes nothing.
     let (none, stopped) = ms.sweep(dead, || false).await;
     assert!(none.is_empty() && stopped.is_some());
@@ -94,6 +101,7 @@ async fn the_sweep_changes_only_rooms_with_a_member_on_a_dead_node() {
     assert_eq!(rooms, vec!["mixed", "orphaned"], "only rooms that lost a member are reported");
     let mixed_now: Vec<&str> = changed[0].1.members.iter().map(|m| &*m.conn_id).collect();
     assert_eq!(mixed_now, vec!["m1"]);
+    assert_eq!(changed[0].1.reason("m2"), Some(LeaveReason::Timeout), "the snapshot says why m2 left");
     assert!(changed[1].1.members.is_empty());
     assert_eq!(ms.snapshot(&healthy).await.unwrap(), healthy_before, "an untouched room is not rewritten");
     assert_eq!(keys(&kv).await.len(), 2, "the orphaned room's key is gone");

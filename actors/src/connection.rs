@@ -1,9 +1,12 @@
-//! ConnectionActor: one per WebSocket. Owns the connection's state (which room it is in),
-//! the join flow (store lookup, rules, then the RoomActor), relays
-//! (routed through the room's view straight to the target's queue), and the call-ended flow.
+//! ConnectionActor: one per seat (see `seat`). Owns the seat's state (which room it is in,
+//! whether a socket is attached), the join flow (store lookup, rules, then the RoomActor),
+//! relays (routed through the room's view straight to the target's buffer), the call-ended
+//! flow, and the seat's life without a socket: away for the resume window, resumed by a new
+//! socket here, handed over to another node, or ended when the window runs out
+//! (PROTOCOL.md section 6).
 //!
 //! Must not: read the socket (the edge does, and sends decoded events here) or wait on a
-//! slow peer (all sends are bounded `try_send`s).
+//! slow peer (all sends go to bounded buffers).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +19,12 @@ use crate::identity::Identity;
 use crate::intake::Intake;
 use crate::node::NodeCtx;
 use crate::outbound::Outbound;
-use crate::ports::{Delivery, EndOutcome, Member};
-use crate::protocol::{relay_frame, ClientEvent, RelayKind, ServerFrame};
+use crate::outbound::SeatReader;
+use crate::ports::{Delivery, EndOutcome, HandOverRequest, HandedOver, LeaveReason, Member};
+use crate::protocol::{relay_frame, ClientEvent, RelayKind, Resumed, ServerFrame};
 use crate::room::{room_details, JoinRequest, LocalConn, RoomMsg, RoomView, Route};
 use crate::rooms::RoomsMsg;
+use crate::seat::{ResumeFailure, TokenClaims};
 use crate::session::{now_ms, AuditAction, ClientMeta, Session};
 use crate::{rules, telemetry, ConnId, RoomId};
 
@@ -27,6 +32,8 @@ use crate::{rules, telemetry, ConnId, RoomId};
 /// docs/protocol.md). Every path that ends a socket sends one of these first.
 pub mod close {
     pub const NORMAL: u16 = 1000;
+    /// The client's page went away (a tab closed): like `NORMAL`, the seat leaves at once.
+    pub const GOING_AWAY: u16 = 1001;
     /// The client broke the WebSocket framing: reserved bits or opcodes, an unmasked frame,
     /// a fragmented or oversized control frame, a continuation without a start.
     pub const PROTOCOL: u16 = 1002;
@@ -57,13 +64,50 @@ pub enum ConnMsg {
     Client { event: ClientEvent, received: Instant, len: usize },
     /// This connection's place in `room_id` was taken by the same user's new connection.
     Replaced { room_id: RoomId },
-    /// Close with an `error` frame (drain, kick).
+    /// Close the socket with an `error` frame (drain, kick, room close). Unless the code is
+    /// `NodeDraining`, the seat ends with the socket.
     Disconnect { code: ErrorCode, close_code: u16 },
-    /// The socket is gone: leave the room and stop.
-    SocketClosed,
+    /// Socket `socket` is gone. `clean`: the client closed it with 1000/1001 (the seat
+    /// leaves); otherwise the seat waits for a resume, if that socket was its current one.
+    SocketClosed { socket: u64, clean: bool },
+    /// A new socket takes this seat back (a resume on this node).
+    Resume(Box<ResumeRequest>),
+    /// Another node takes this seat (a resume that arrived there).
+    HandOver { req: HandOverRequest, reply: RpcReplyPort<Result<HandedOver, ResumeFailure>> },
+    /// The seat's resume window, started at away number `away`, ran out.
+    Expire { away: u64 },
     /// Test hook: the handler panics (see `Node::inject_conn_fault`).
     #[doc(hidden)]
     InjectFault,
+}
+
+/// A socket that resumes a seat on this node.
+pub struct ResumeRequest {
+    pub claims: TokenClaims,
+    pub last_seq: u64,
+    pub intake: Arc<Intake>,
+    /// When the resume was asked for (for the latency metric).
+    pub started: Instant,
+    /// For a seat arriving from another node: what that node handed over.
+    pub claim: Option<Box<Claim>>,
+    pub reply: RpcReplyPort<Result<SeatReader, ResumeFailure>>,
+}
+
+/// How a seat comes to be.
+pub enum Origin {
+    /// A new connection. `failed`: the client asked to resume and could not (it gets
+    /// `resumed: false` and `RESUME_FAILED` first).
+    New { failed: Option<ResumeFailure> },
+    /// Arriving from another node (or from a dead one): registered here while its old node
+    /// is asked; the first `ConnMsg::Resume` brings its `Claim` and completes it.
+    Arriving,
+}
+
+/// A seat arriving from another node.
+pub struct Claim {
+    pub handed: HandedOver,
+    /// Frames addressed to the seat may be gone (its node died).
+    pub lost: bool,
 }
 
 pub struct ConnectionActor;
@@ -75,6 +119,7 @@ pub struct ConnArgs {
     pub out: Outbound,
     pub intake: Arc<Intake>,
     pub ctx: Arc<NodeCtx>,
+    pub origin: Origin,
 }
 
 struct Joined {
@@ -94,6 +139,18 @@ pub struct ConnState {
     intake: Arc<Intake>,
     ctx: Arc<NodeCtx>,
     room: Option<Joined>,
+    /// The attached socket (0: the seat is away).
+    socket: u64,
+    /// The generation of the last resume token issued; only it resumes.
+    generation: u64,
+    /// Counts the times the seat went away (to match `Expire`).
+    aways: u64,
+    /// Why the seat ends once its socket closes (a final disconnect under way).
+    ending: Option<LeaveReason>,
+    /// The seat went to another node (or never arrived): leave nothing behind.
+    moved: bool,
+    /// Arriving from another node, until the first `Resume` completes the claim.
+    arriving: bool,
 }
 
 impl ConnState {
@@ -112,14 +169,15 @@ impl ConnState {
 
     /// Leaves the current room. A room actor that is failing and being restarted drops the
     /// request, so this retries (bounded) until a live room actor confirms the leave.
-    async fn leave_current(&mut self) {
+    async fn leave_current(&mut self, reason: LeaveReason) {
         let Some(j) = self.room.take() else { return };
         self.ctx.conns.set_room(&self.id, None);
         for _ in 0..ROOM_RETRIES {
             match self.ctx.room(&j.room_id) {
                 Some(room) => {
                     let conn_id = self.id.clone();
-                    let done = room.call(|r| RoomMsg::Leave { conn_id, reply: Some(r) }, Some(CALL_TIMEOUT)).await;
+                    let done =
+                        room.call(|r| RoomMsg::Leave { conn_id, reason, reply: Some(r) }, Some(CALL_TIMEOUT)).await;
                     if matches!(done, Ok(ractor::rpc::CallResult::Success(()))) {
                         return;
                     }
@@ -130,7 +188,7 @@ impl ConnState {
             }
             tokio::time::sleep(ROOM_RETRY_PAUSE).await;
         }
-        if let Err(e) = self.ctx.ports.membership.leave(&j.room_id, std::slice::from_ref(&self.id)).await {
+        if let Err(e) = self.ctx.ports.membership.leave(&j.room_id, std::slice::from_ref(&self.id), reason).await {
             tracing::warn!(room = %j.room_id, error = %e, "leave without a room actor failed");
         }
     }
@@ -145,7 +203,7 @@ impl ConnState {
         let room_id: RoomId = room_id.into();
         if let Err(code) = self.try_join(room_id.clone(), user_name).await {
             if self.room.as_ref().is_some_and(|j| j.room_id == room_id) {
-                self.leave_current().await;
+                self.leave_current(LeaveReason::Left).await;
             }
             self.error(code, room_details(&room_id));
         }
@@ -167,7 +225,7 @@ impl ConnState {
         }
         let current = self.room.as_ref().filter(|j| j.room_id == room_id).map(|j| j.user_name.clone());
         if self.room.is_some() && current.is_none() {
-            self.leave_current().await;
+            self.leave_current(LeaveReason::Left).await;
         }
         let user_name = current.or(user_name).or_else(|| self.identity.name.clone());
         let member = Member {
@@ -176,10 +234,11 @@ impl ConnState {
             user_name: user_name.unwrap_or_else(|| display_name(&session, &self.identity)),
             user_role: self.identity.role.as_str().to_owned(),
             node_id: self.ctx.node_id.clone(),
+            away_since_ms: None,
         };
         let capacity = rules::capacity(session.session_type, &self.ctx.policy);
         let name = member.user_name.clone();
-        match self.enter_room(&room_id, member, capacity).await {
+        match self.enter_room(&room_id, member, capacity, false).await {
             Ok(view) => {
                 let session_id = session.id.clone();
                 self.room = Some(Joined { room_id: room_id.clone(), session_id, user_name: name, view });
@@ -195,7 +254,15 @@ impl ConnState {
     }
 
     /// Asks the room to admit us; retries (bounded) while a failed room actor is replaced.
-    async fn enter_room(&self, room_id: &RoomId, member: Member, capacity: usize) -> Result<Arc<RoomView>, ErrorCode> {
+    /// `resume`: the seat is already a member (it arrives from another node), so the room
+    /// sends it no `room-joined`.
+    async fn enter_room(
+        &self,
+        room_id: &RoomId,
+        member: Member,
+        capacity: usize,
+        resume: bool,
+    ) -> Result<Arc<RoomView>, ErrorCode> {
         let me = self.ctx.conns.get(&self.id).map(|c| c.actor.clone()).ok_or(ErrorCode::Internal)?;
         for _ in 0..ROOM_RETRIES {
             let rid = room_id.clone();
@@ -206,7 +273,7 @@ impl ConnState {
                 let m = member.clone();
                 let res = room
                     .call(
-                        |reply| RoomMsg::Join(Box::new(JoinRequest { member: m, conn, capacity, reply })),
+                        |reply| RoomMsg::Join(Box::new(JoinRequest { member: m, conn, capacity, resume, reply })),
                         Some(CALL_TIMEOUT),
                     )
                     .await;
@@ -299,10 +366,11 @@ impl ConnState {
             ClientEvent::LeaveRoom { room_id } => {
                 telemetry::ws_event("leave-room");
                 if self.room.as_ref().is_some_and(|j| *j.room_id == *room_id) {
-                    self.leave_current().await;
+                    self.leave_current(LeaveReason::Left).await;
                 }
             }
             ClientEvent::CallEnded { room_id } => self.call_ended(room_id).await,
+            ClientEvent::Ack { seq } => self.out.ack(seq),
         }
     }
 }
@@ -326,11 +394,35 @@ impl Actor for ConnectionActor {
     async fn pre_start(&self, me: ActorRef<ConnMsg>, a: ConnArgs) -> Result<ConnState, ActorProcessingErr> {
         a.ctx.conns.insert(a.id.clone(), a.identity.user_id.clone(), a.out.clone(), me);
         telemetry::connections(1.0);
-        let l = &a.ctx.limits;
-        let hello = ServerFrame::Connected { socket_id: &a.id, node_id: &a.ctx.node_id, heartbeat_ms: l.heartbeat_ms };
-        a.out.send(hello.encode());
         let (id, identity, meta, out, intake, ctx) = (a.id, a.identity, a.meta, a.out, a.intake, a.ctx);
-        Ok(ConnState { id, identity, meta, out, intake, ctx, room: None })
+        let mut st = ConnState {
+            id,
+            identity,
+            meta,
+            out,
+            intake,
+            ctx,
+            room: None,
+            socket: 0,
+            generation: 0,
+            aways: 0,
+            ending: None,
+            moved: false,
+            arriving: false,
+        };
+        match a.origin {
+            Origin::New { failed } => {
+                st.socket = st.out.socket();
+                let resume = failed.map(|_| Resumed { resumed: false, lost: false });
+                let hello = st.hello(resume);
+                st.out.send_raw(hello);
+                if let Some(f) = failed {
+                    st.error(ErrorCode::ResumeFailed, json!({ "reason": f.as_str() }));
+                }
+            }
+            Origin::Arriving => st.arriving = true,
+        }
+        Ok(st)
     }
 
     async fn handle(&self, me: ActorRef<ConnMsg>, msg: ConnMsg, st: &mut ConnState) -> Result<(), ActorProcessingErr> {
@@ -351,22 +443,70 @@ impl Actor for ConnectionActor {
                     st.ctx.conns.set_room(&st.id, None);
                 }
                 st.error(ErrorCode::SessionReplaced, room_details(&room_id));
-                st.out.close(close::REPLACED, "session replaced");
+                st.end(&me, LeaveReason::Replaced, close::REPLACED, "session replaced");
+            }
+            ConnMsg::Disconnect { code: ErrorCode::NodeDraining, close_code } => {
+                // Not the seat's end: its client resumes on another node.
+                st.out.send_raw(ServerFrame::error(ErrorCode::NodeDraining, json!({})));
+                st.out.close(close_code, ErrorCode::NodeDraining.as_str());
             }
             ConnMsg::Disconnect { code, close_code } => {
                 st.error(code, json!({}));
-                st.out.close(close_code, code.as_str());
+                let reason = match code {
+                    ErrorCode::RoomClosed => LeaveReason::RoomClosed,
+                    ErrorCode::Kicked => LeaveReason::Kicked,
+                    ErrorCode::OutsideTimeWindow => LeaveReason::Ejected,
+                    _ => LeaveReason::Left,
+                };
+                st.end(&me, reason, close_code, code.as_str());
             }
-            ConnMsg::SocketClosed => me.stop(Some("socket closed".into())),
+            ConnMsg::SocketClosed { socket, clean } => {
+                if clean || st.ending.is_some() {
+                    if socket == st.socket || st.ending.is_some() {
+                        me.stop(Some("socket closed".into()));
+                    }
+                } else if st.out.detach(socket) {
+                    Box::pin(st.go_away(&me)).await;
+                }
+            }
+            ConnMsg::Resume(req) => Box::pin(st.resume(req)).await,
+            ConnMsg::HandOver { req, reply } => {
+                let res = st.hand_over(req);
+                let moved = res.is_ok();
+                let _ = reply.send(res);
+                if moved {
+                    me.stop(Some("seat handed over".into()));
+                }
+            }
+            ConnMsg::Expire { away } => {
+                if st.socket == 0 && st.aways == away && !st.arriving {
+                    st.ending = Some(LeaveReason::Timeout);
+                    me.stop(Some("resume window ran out".into()));
+                }
+            }
             ConnMsg::InjectFault => panic!("injected fault in connection {}", st.id),
+        }
+        if st.arriving && st.moved {
+            // A claim that did not complete.
+            me.stop(Some("claim failed".into()));
         }
         Ok(())
     }
 
     async fn post_stop(&self, _me: ActorRef<ConnMsg>, st: &mut ConnState) -> Result<(), ActorProcessingErr> {
-        Box::pin(st.leave_current()).await;
+        if st.socket == 0 && !st.moved && !st.arriving {
+            telemetry::seats_away(-1.0);
+        }
+        // A seat left behind by a node that stops while draining stays in shared
+        // membership: its client resumes on another node, which claims it.
+        let keep = st.moved || st.arriving || (st.ending.is_none() && st.ctx.is_draining());
+        if !keep {
+            Box::pin(st.leave_current(st.ending.unwrap_or(LeaveReason::Left))).await;
+        }
         st.ctx.conns.remove(&st.id);
         telemetry::connections(-1.0);
         Ok(())
     }
 }
+
+mod life;

@@ -14,6 +14,7 @@ use crate::connection::{close, ConnMsg};
 use crate::errors::ErrorCode;
 use crate::node::NodeCtx;
 use crate::outbound::Outbound;
+use crate::ports::LeaveReason;
 use crate::protocol::ServerFrame;
 use crate::room::RoomMsg;
 use crate::{ConnId, RoomId};
@@ -111,17 +112,17 @@ impl Actor for ConnectionSupervisor {
             };
             tracing::error!(conn = %conn_id, error = %err, "connection actor failed; closing its socket");
             crate::telemetry::connections(-1.0);
-            entry.out.send(ServerFrame::error(ErrorCode::Internal, serde_json::json!({})));
+            entry.out.send_raw(ServerFrame::error(ErrorCode::Internal, serde_json::json!({})));
             entry.out.close(close::INTERNAL, "internal error");
             if let Some(room_id) = entry.room {
                 match ctx.room(&room_id) {
                     Some(room) => {
-                        let _ = room.send_message(RoomMsg::Leave { conn_id, reply: None });
+                        let _ = room.send_message(RoomMsg::Leave { conn_id, reason: LeaveReason::Left, reply: None });
                     }
                     None => {
                         let ctx = ctx.clone();
                         tokio::spawn(async move {
-                            let _ = ctx.ports.membership.leave(&room_id, &[conn_id]).await;
+                            let _ = ctx.ports.membership.leave(&room_id, &[conn_id], LeaveReason::Left).await;
                         });
                     }
                 }

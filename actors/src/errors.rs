@@ -34,6 +34,7 @@ pub enum ErrorCode {
     OriginNotAllowed,
     SlowConsumer,
     HeartbeatTimeout,
+    ResumeFailed,
     StoreUnavailable,
     Internal,
 }
@@ -69,6 +70,7 @@ impl ErrorCode {
             OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
             SlowConsumer => "SLOW_CONSUMER",
             HeartbeatTimeout => "HEARTBEAT_TIMEOUT",
+            ResumeFailed => "RESUME_FAILED",
             StoreUnavailable => "STORE_UNAVAILABLE",
             Internal => "INTERNAL",
         }
@@ -84,7 +86,7 @@ impl ErrorCode {
             Forbidden | OutsideTimeWindow | OriginNotAllowed => 403,
             SessionNotFound | NotFound | PeerNotFound => 404,
             MethodNotAllowed => 405,
-            SessionClosed | RoomFull | CallNotStarted | SessionReplaced => 409,
+            SessionClosed | RoomFull | CallNotStarted | SessionReplaced | ResumeFailed => 409,
             RoomClosed | Kicked => 410,
             PayloadTooLarge => 413,
             RateLimited => 429,
@@ -123,6 +125,7 @@ impl ErrorCode {
             OriginNotAllowed => "This page is not allowed to connect.",
             SlowConsumer => "The connection could not keep up and was closed.",
             HeartbeatTimeout => "The connection stopped answering and was closed.",
+            ResumeFailed => "The call could not be resumed; joining it again.",
             StoreUnavailable => "The service is temporarily unavailable. Please try again.",
             Internal => "Something went wrong on our side.",
         }

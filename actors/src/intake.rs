@@ -34,8 +34,11 @@ impl Intake {
 
     /// The actor has handled a frame of `len` bytes (as given to `taken`).
     pub fn handled(&self, len: usize) {
-        let frames = self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let bytes = self.bytes.fetch_sub(len, Ordering::AcqRel);
+        // Saturating: after a resume, frames the old socket read are handed back to the new
+        // socket's intake.
+        let sub = |n: usize| move |v: usize| Some(v.saturating_sub(n));
+        let frames = self.waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, sub(1)).unwrap_or(0);
+        let bytes = self.bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, sub(len)).unwrap_or(0);
         if frames >= INTAKE || bytes >= INTAKE_BYTES {
             self.room.notify_one();
         }

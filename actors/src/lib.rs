@@ -31,6 +31,7 @@ pub mod protocol;
 pub mod room;
 pub mod rooms;
 pub mod rules;
+pub mod seat;
 pub mod session;
 pub mod telemetry;
 

@@ -17,16 +17,17 @@ use chrono::Utc;
 use ractor::{Actor, ActorRef};
 use serde_json::Value;
 
-use crate::connection::{close, ConnArgs, ConnMsg, ConnectionActor};
+use crate::connection::{close, Claim, ConnArgs, ConnMsg, ConnectionActor, Origin, ResumeRequest};
 use crate::connections::{ConnRegistry, ConnectionSupervisor};
 use crate::errors::ErrorCode;
 use crate::identity::Identity;
 use crate::intake::Intake;
-use crate::outbound::Outbound;
-use crate::ports::{Delivery, Member, Ports, RoomEvent};
+use crate::outbound::{self, Outbound, SeatLimits, SeatReader};
+use crate::ports::{Delivery, HandOverError, HandOverRequest, HandedOver, Member, Ports, RoomEvent, SeatRoom};
 use crate::room::{RoomMsg, RoomView};
 use crate::rooms::{RoomSupervisor, RoomsMsg};
 use crate::rules::JoinPolicy;
+use crate::seat::{ResumeFailure, ResumeKeys, TokenClaims};
 use crate::session::{AuditAction, AuditEntry, ClientMeta};
 use crate::{new_conn_id, ConnId, NodeId, RoomId};
 
@@ -35,6 +36,11 @@ use crate::{new_conn_id, ConnId, NodeId, RoomId};
 pub struct ConnLimits {
     /// WebSocket ping interval, told to clients in `connected` (ms).
     pub heartbeat_ms: u64,
+    /// How long a seat waits for a resume once its socket is lost (ms; PROTOCOL.md
+    /// section 6), told to clients in `connected`.
+    pub resume_window_ms: u64,
+    /// The bounds of each seat's buffer.
+    pub seat: SeatLimits,
 }
 
 /// What a node is started with, besides its ports.
@@ -44,6 +50,8 @@ pub struct NodeConfig {
     pub policy: JoinPolicy,
     pub limits: ConnLimits,
     pub audit_enabled: bool,
+    /// The key resume tokens are signed with (the same on every node of a cluster).
+    pub resume_keys: ResumeKeys,
 }
 
 /// A running RoomActor and the routing view it publishes.
@@ -56,6 +64,7 @@ pub struct NodeCtx {
     pub policy: JoinPolicy,
     pub limits: ConnLimits,
     pub conns: ConnRegistry,
+    pub resume_keys: ResumeKeys,
     audit_enabled: bool,
     /// Audit writes under way (shutdown waits for them).
     audits: Arc<AuditTracker>,
@@ -173,6 +182,11 @@ impl Inbound {
     /// straight to the target's queue.
     pub fn deliver(&self, d: Delivery<'_>, frame: String) -> bool {
         let Some(c) = self.ctx.conns.get(d.to) else { return false };
+        if d.from == d.to {
+            // Forwarded by the seat's old node after a hand-over: straight into its buffer.
+            c.out.send(frame);
+            return true;
+        }
         // Only the rare path (a member not announced yet, or frames queued before this one)
         // takes the room's actor and view.
         let path = self.ctx.with_room(d.room, |r| match r {
@@ -228,6 +242,21 @@ impl Inbound {
             None => false,
             Some(c) => c.room.as_deref() == Some(room) || self.ctx.room(room).is_some(),
         }
+    }
+
+    /// Another node asks for seat `req.conn_id` (a resume that arrived there). The seat
+    /// checks the token; `Expired` if it is not on this node.
+    pub async fn hand_over(&self, req: HandOverRequest) -> Result<HandedOver, ResumeFailure> {
+        let Some(c) = self.ctx.conns.get(&req.conn_id) else { return Err(ResumeFailure::Expired) };
+        match c.actor.call(|reply| ConnMsg::HandOver { req, reply }, Some(Duration::from_secs(5))).await {
+            Ok(ractor::rpc::CallResult::Success(res)) => res,
+            _ => Err(ResumeFailure::Expired),
+        }
+    }
+
+    /// How long a seat waits for a resume (`resume.window_ms`).
+    pub fn resume_window(&self) -> Duration {
+        Duration::from_millis(self.ctx.limits.resume_window_ms)
     }
 
     /// Disconnects a connection of this node (operator's kick); false if it is not here.
@@ -368,10 +397,33 @@ pub struct Node {
     room_sup: ActorRef<RoomsMsg>,
 }
 
-/// What `connect` gives the socket edge.
+/// What `connect` and `resume` give the socket edge.
 pub struct Connection {
     pub id: ConnId,
     pub actor: ActorRef<ConnMsg>,
+    /// The seat's buffer (refusals, acks and closes go through it).
+    pub out: Outbound,
+    /// What the socket writes.
+    pub reader: SeatReader,
+}
+
+/// Asks seat `actor` to take a new socket.
+async fn attach(
+    actor: &ActorRef<ConnMsg>,
+    claims: TokenClaims,
+    last_seq: u64,
+    intake: Arc<Intake>,
+    started: std::time::Instant,
+    claim: Option<Box<Claim>>,
+) -> Result<SeatReader, ResumeFailure> {
+    let call = actor.call(
+        |reply| ConnMsg::Resume(Box::new(ResumeRequest { claims, last_seq, intake, started, claim, reply })),
+        Some(Duration::from_secs(10)),
+    );
+    match call.await {
+        Ok(ractor::rpc::CallResult::Success(res)) => res,
+        _ => Err(ResumeFailure::Expired),
+    }
 }
 
 impl Node {
@@ -382,6 +434,7 @@ impl Node {
             policy: cfg.policy,
             limits: cfg.limits,
             conns: ConnRegistry::default(),
+            resume_keys: cfg.resume_keys,
             audit_enabled: cfg.audit_enabled,
             audits: Arc::default(),
             draining: AtomicBool::new(false),
@@ -404,27 +457,157 @@ impl Node {
         &self.ctx
     }
 
-    /// Starts the ConnectionActor of a new socket. Its first frame (`connected`) is queued.
-    /// Frames go to the client through `out`; the socket reads the client's frames no faster
-    /// than `intake` lets it.
+    /// Starts the seat of a new socket; its first frame (`connected`) is queued. `failed`:
+    /// the client asked to resume and could not (PROTOCOL.md section 6). The socket reads
+    /// the client's frames no faster than `intake` lets it, and writes what `reader` gives.
     pub async fn connect(
         &self,
         identity: Identity,
         meta: ClientMeta,
-        out: Outbound,
         intake: Arc<Intake>,
+        failed: Option<ResumeFailure>,
     ) -> Result<Connection, ErrorCode> {
         if self.ctx.is_draining() {
             return Err(ErrorCode::NodeDraining);
         }
+        let (out, reader) = outbound::channel(self.ctx.limits.seat);
         let id = new_conn_id();
-        let args = ConnArgs { id: id.clone(), identity, meta, out, intake, ctx: self.ctx.clone() };
+        let origin = Origin::New { failed };
+        let actor = self.spawn_seat(id.clone(), identity, meta, out.clone(), intake, origin).await?;
+        Ok(Connection { id, actor, out, reader })
+    }
+
+    async fn spawn_seat(
+        &self,
+        id: ConnId,
+        identity: Identity,
+        meta: ClientMeta,
+        out: Outbound,
+        intake: Arc<Intake>,
+        origin: Origin,
+    ) -> Result<ActorRef<ConnMsg>, ErrorCode> {
+        let args = ConnArgs { id, identity, meta, out, intake, ctx: self.ctx.clone(), origin };
         let (actor, _) =
             Actor::spawn_linked(None, ConnectionActor, args, self.conn_sup.get_cell()).await.map_err(|e| {
                 tracing::error!(error = %e, "connection actor failed to start");
                 ErrorCode::Internal
             })?;
-        Ok(Connection { id, actor })
+        Ok(actor)
+    }
+
+    /// Resumes seat `token` for a new socket: here if the seat is here, else taken over from
+    /// the node that holds it, or from shared membership if that node is gone (then `lost`).
+    /// Errors with the `RESUME_FAILED` reason; the seat named is then left as it was.
+    pub async fn resume(
+        &self,
+        identity: Identity,
+        meta: ClientMeta,
+        intake: Arc<Intake>,
+        token: &str,
+        last_seq: u64,
+    ) -> Result<Connection, ResumeFailure> {
+        let started = std::time::Instant::now();
+        let res = self.try_resume(identity, meta, intake, token, last_seq, started).await;
+        if let Err(f) = &res {
+            crate::telemetry::resume(f.as_str());
+        }
+        res
+    }
+
+    async fn try_resume(
+        &self,
+        identity: Identity,
+        meta: ClientMeta,
+        intake: Arc<Intake>,
+        token: &str,
+        last_seq: u64,
+        started: std::time::Instant,
+    ) -> Result<Connection, ResumeFailure> {
+        let claims = self.ctx.resume_keys.verify(token)?;
+        if claims.user_id != identity.user_id {
+            return Err(ResumeFailure::WrongUser);
+        }
+        if let Some(c) = self.ctx.conns.get(&claims.conn_id) {
+            let reader = attach(&c.actor, claims.clone(), last_seq, intake, started, None).await?;
+            return Ok(Connection { id: claims.conn_id, actor: c.actor, out: c.out, reader });
+        }
+        if self.ctx.is_draining() {
+            return Err(ResumeFailure::Expired);
+        }
+        // The seat is registered here before its old node is asked, so that what that node
+        // forwards once it let go of the seat finds it (and waits for its history).
+        let out = outbound::claiming(self.ctx.limits.seat);
+        let id = claims.conn_id.clone();
+        let actor = self
+            .spawn_seat(id.clone(), identity.clone(), meta, out.clone(), intake.clone(), Origin::Arriving)
+            .await
+            .map_err(|_| ResumeFailure::Expired)?;
+        let res = match self.claim(&claims, token, last_seq, &identity).await {
+            Ok(claim) => attach(&actor, claims, last_seq, intake, started, Some(Box::new(claim))).await,
+            Err(f) => Err(f),
+        };
+        match res {
+            Ok(reader) => Ok(Connection { id, actor, out, reader }),
+            Err(f) => {
+                actor.stop(None);
+                Err(f)
+            }
+        }
+    }
+
+    /// Takes seat `claims.conn_id` from its node, or from shared membership if no node
+    /// holds it any more.
+    async fn claim(
+        &self,
+        claims: &TokenClaims,
+        token: &str,
+        last_seq: u64,
+        identity: &Identity,
+    ) -> Result<Claim, ResumeFailure> {
+        let req = |_: ()| HandOverRequest {
+            conn_id: claims.conn_id.clone(),
+            token: token.to_owned(),
+            last_seq,
+            user_id: identity.user_id.clone(),
+            to_node: self.ctx.node_id.clone(),
+        };
+        let bus = &self.ctx.ports.bus;
+        if claims.node_id != self.ctx.node_id {
+            match bus.hand_over(&claims.node_id, req(())).await {
+                Ok(handed) => return Ok(Claim { handed, lost: false }),
+                Err(HandOverError::Refused(f)) => return Err(f),
+                Err(HandOverError::Unreachable) => {}
+            }
+        }
+        // Its node is gone (or is this node, restarted): the seat lives on in shared
+        // membership only, if its window has not run out.
+        let found = self.ctx.ports.membership.find(&claims.conn_id).await.map_err(|e| {
+            tracing::warn!(error = %e, "membership unavailable for a resume");
+            ResumeFailure::Expired
+        })?;
+        let Some((room_id, member)) = found else { return Err(ResumeFailure::Expired) };
+        if member.user_id != claims.user_id {
+            return Err(ResumeFailure::WrongUser);
+        }
+        if member.node_id != claims.node_id {
+            // It moved since this token was issued: ask its new node, which checks the token.
+            return match bus.hand_over(&member.node_id, req(())).await {
+                Ok(handed) => Ok(Claim { handed, lost: false }),
+                Err(HandOverError::Refused(f)) => Err(f),
+                Err(HandOverError::Unreachable) => Err(ResumeFailure::Used),
+            };
+        }
+        let session_id = match self.ctx.ports.store.session_by_room(&room_id).await {
+            Ok(Some(s)) => s.id,
+            _ => return Err(ResumeFailure::Expired),
+        };
+        let handed = HandedOver {
+            next_seq: last_seq + 1,
+            frames: Vec::new(),
+            room: Some(SeatRoom { room_id, session_id, member }),
+            generation: claims.generation + 1,
+        };
+        Ok(Claim { handed, lost: true })
     }
 
     /// The handle the cluster layer uses for what arrives from other nodes.
@@ -480,8 +663,9 @@ impl Node {
         self.ctx.conns.get(conn).is_some_and(|c| c.actor.send_message(ConnMsg::InjectFault).is_ok())
     }
 
-    /// Stops taking connections and joins, tells every client NODE_DRAINING, closes them,
-    /// and waits (up to `timeout`) until every connection has left its room.
+    /// Stops taking connections and joins, tells every client NODE_DRAINING, closes them
+    /// (their seats wait for a resume on another node), and waits (up to `timeout`) until
+    /// every seat has been handed over or has left.
     pub async fn drain(&self, timeout: Duration) {
         self.ctx.draining.store(true, Ordering::Release);
         for (_, c) in self.ctx.conns.all() {
@@ -492,11 +676,8 @@ impl Node {
         while !self.ctx.conns.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if !self.ctx.conns.is_empty() {
-            for (_, c) in self.ctx.conns.all() {
-                let _ = c.actor.send_message(ConnMsg::SocketClosed);
-            }
-        }
+        // Seats still here (their clients did not resume elsewhere in time) stay in shared
+        // membership when the node stops: another node claims them on resume.
     }
 
     /// Stops the supervision tree.

@@ -75,7 +75,7 @@ pub trait Store: Send + Sync + 'static {
     async fn flush(&self) -> Result<(), StoreError>;
 }
 
-/// One member of a room, wherever it is connected.
+/// One member of a room (a seat), wherever it is connected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub conn_id: ConnId,
@@ -83,14 +83,73 @@ pub struct Member {
     pub user_name: String,
     pub user_role: String,
     pub node_id: NodeId,
+    /// Since when the seat has had no socket (Unix ms), while it waits for a resume
+    /// (PROTOCOL.md section 6); None while connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub away_since_ms: Option<i64>,
+}
+
+impl Member {
+    pub fn is_away(&self) -> bool {
+        self.away_since_ms.is_some()
+    }
+}
+
+/// Why a member left a room: `user-left`'s `reason` (PROTOCOL.md section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// `leave-room`, or a close frame 1000/1001 from the client.
+    Left,
+    /// The same user joined from another connection.
+    Replaced,
+    /// An operator removed the participant.
+    Kicked,
+    /// An operator closed the room.
+    RoomClosed,
+    /// The resume window ran out while the seat was away.
+    Timeout,
+    /// Removed by the session's rules (section 8).
+    Ejected,
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Replaced => "replaced",
+            LeaveReason::Kicked => "kicked",
+            LeaveReason::RoomClosed => "room_closed",
+            LeaveReason::Timeout => "timeout",
+            LeaveReason::Ejected => "ejected",
+        }
+    }
+}
+
+/// A member that the change producing a snapshot removed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Departure {
+    pub conn_id: ConnId,
+    pub reason: LeaveReason,
 }
 
 /// A room's members at one revision. Revisions grow with every change, so a node that sees
 /// snapshots out of order (or twice) keeps the newest and notifies each change once.
+/// `departed` says why members left in the change that made this revision (a node that
+/// missed a revision falls back to `left`, or `timeout` for a member that was away).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomSnapshot {
     pub revision: u64,
     pub members: Vec<Member>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub departed: Vec<Departure>,
+}
+
+impl RoomSnapshot {
+    /// Why `conn` left in the change that made this snapshot, if it said.
+    pub fn reason(&self, conn: &str) -> Option<LeaveReason> {
+        self.departed.iter().find(|d| *d.conn_id == *conn).map(|d| d.reason)
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -108,12 +167,28 @@ pub trait Membership: Send + Sync + 'static {
     /// Admits `member`, removing any other connection of the same user, unless the room
     /// would then hold more than `capacity` members. Returns the room after the change.
     async fn join(&self, room: &RoomId, member: Member, capacity: usize) -> Result<RoomSnapshot, MembershipError>;
-    /// Removes these connections (those present); returns the room after the change.
-    async fn leave(&self, room: &RoomId, conns: &[ConnId]) -> Result<RoomSnapshot, MembershipError>;
+    /// Removes these connections (those present) for `reason`; returns the room after the
+    /// change.
+    async fn leave(
+        &self,
+        room: &RoomId,
+        conns: &[ConnId],
+        reason: LeaveReason,
+    ) -> Result<RoomSnapshot, MembershipError>;
     /// The room as it is now (revision 0 and no members for an unknown room).
     async fn snapshot(&self, room: &RoomId) -> Result<RoomSnapshot, MembershipError>;
     /// Every room that has members.
     async fn rooms(&self) -> Result<Vec<RoomId>, MembershipError>;
+    /// The room that holds seat `conn`, and its entry: one read per room with members (only
+    /// a resume whose node died asks).
+    async fn find(&self, conn: &str) -> Result<Option<(RoomId, Member)>, MembershipError> {
+        for room in self.rooms().await? {
+            if let Some(m) = self.snapshot(&room).await?.members.into_iter().find(|m| *m.conn_id == *conn) {
+                return Ok(Some((room, m)));
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -159,6 +234,62 @@ pub trait Bus: Send + Sync + 'static {
     fn watch_room(&self, room: &RoomId);
     /// Stops receiving them (the room's last local member left).
     fn unwatch_room(&self, room: &RoomId);
+    /// Asks `node` to hand seat `req.conn_id` over to this node (a resume that arrived here,
+    /// PROTOCOL.md section 6). `Unreachable` when no node answers (it died, or there is no
+    /// cluster).
+    fn hand_over(&self, node: &NodeId, req: HandOverRequest) -> BoxFuture<Result<HandedOver, HandOverError>> {
+        let _ = (node, req);
+        Box::pin(async { Err(HandOverError::Unreachable) })
+    }
+}
+
+/// A boxed future, for the async parts of object-safe ports.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// A resume that arrived on another node: "give me this seat".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandOverRequest {
+    pub conn_id: ConnId,
+    /// The client's resume token, checked by the node that holds the seat.
+    pub token: String,
+    /// The last `seq` the client processed.
+    pub last_seq: u64,
+    /// The user of the resuming client's JWT.
+    pub user_id: String,
+    /// The node that takes the seat.
+    pub to_node: NodeId,
+}
+
+/// A seat's room, as a hand-over carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatRoom {
+    pub room_id: RoomId,
+    pub session_id: String,
+    pub member: Member,
+}
+
+/// What a seat's old node gives its new one: everything to carry on with nothing lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HandedOver {
+    /// The `seq` the next frame gets.
+    pub next_seq: u64,
+    /// The frames owed: `seq > last_seq`, in order, as sent (each with its `seq`).
+    pub frames: Vec<(u64, String)>,
+    pub room: Option<SeatRoom>,
+    /// The resume token generation the new node issues next.
+    pub generation: u64,
+}
+
+/// Why a hand-over did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum HandOverError {
+    #[error("resume refused: {0}")]
+    Refused(crate::seat::ResumeFailure),
+    #[error("the seat's node did not answer")]
+    Unreachable,
 }
 
 /// The ports a node is started with.

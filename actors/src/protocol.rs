@@ -9,7 +9,7 @@ mod decode;
 mod encode;
 
 pub use decode::{decode, ClientEvent, DecodeError, RelayKind};
-pub use encode::{relay_frame, Participant, ServerFrame};
+pub use encode::{relay_frame, Participant, Resumed, ServerFrame};
 
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,7 @@ use crate::connection::{close, ConnMsg};
 use crate::errors::ErrorCode;
 use crate::node::NodeCtx;
 use crate::outbound::Outbound;
-use crate::ports::{Member, MembershipError, RoomEvent, RoomSnapshot};
+use crate::ports::{LeaveReason, Member, MembershipError, RoomEvent, RoomSnapshot};
 use crate::protocol::{Participant, ServerFrame};
 use crate::{ConnId, RoomId};
 
@@ -41,8 +41,12 @@ const RESYNC_EVERY: Duration = Duration::from_secs(5);
 
 /// What a new snapshot changed.
 struct Change {
-    removed: Vec<Member>,
+    /// Who left, and why.
+    removed: Vec<(Member, LeaveReason)>,
     added: Vec<Member>,
+    /// Members whose seat went away, and members whose seat came back.
+    away: Vec<Member>,
+    back: Vec<Member>,
 }
 
 /// A member connected to this node.
@@ -60,8 +64,11 @@ pub enum RoomMsg {
     /// and ractor's processing loop keeps room for a message, several times over, for the
     /// actor's whole life.
     Join(Box<JoinRequest>),
-    /// A connection leaves (leave-room, close, or a second room).
-    Leave { conn_id: ConnId, reply: Option<RpcReplyPort<()>> },
+    /// A connection leaves (leave-room, close, or a second room), for `reason`.
+    Leave { conn_id: ConnId, reason: LeaveReason, reply: Option<RpcReplyPort<()>> },
+    /// A local seat lost its socket (`away`) or got one back: shared membership says so,
+    /// and the others hear `user-reconnecting` / `user-reconnected`.
+    Away { conn_id: ConnId, away: bool, reply: RpcReplyPort<()> },
     /// Send a frame to every member (on every node), except `except`.
     Broadcast { frame: String, except: Option<ConnId> },
     /// An event from another node (or this one, echoed by the bus).
@@ -87,6 +94,8 @@ pub struct JoinRequest {
     pub conn: LocalConn,
     /// How many members the room holds (from the session's type).
     pub capacity: usize,
+    /// The seat is already a member (it arrives from another node): no `room-joined`.
+    pub resume: bool,
     pub reply: RpcReplyPort<Result<Vec<Member>, ErrorCode>>,
 }
 
@@ -179,11 +188,34 @@ impl RoomState {
     fn update(&mut self, snap: RoomSnapshot) -> Change {
         let old = std::mem::replace(&mut self.members, snap.members);
         self.revision = snap.revision;
-        let removed: Vec<Member> =
-            old.iter().filter(|o| !self.members.iter().any(|m| m.conn_id == o.conn_id)).cloned().collect();
+        let departed = snap.departed;
+        let reason = |o: &Member, members: &[Member]| {
+            departed.iter().find(|d| d.conn_id == o.conn_id).map(|d| d.reason).unwrap_or(if o.is_away() {
+                LeaveReason::Timeout
+            } else if members.iter().any(|m| m.user_id == o.user_id) {
+                LeaveReason::Replaced
+            } else {
+                LeaveReason::Left
+            })
+        };
+        let removed: Vec<(Member, LeaveReason)> = old
+            .iter()
+            .filter(|o| !self.members.iter().any(|m| m.conn_id == o.conn_id))
+            .map(|o| (o.clone(), reason(o, &self.members)))
+            .collect();
         let added: Vec<Member> =
             self.members.iter().filter(|m| !old.iter().any(|o| o.conn_id == m.conn_id)).cloned().collect();
-        for r in &removed {
+        let (mut away, mut back) = (Vec::new(), Vec::new());
+        for m in &self.members {
+            if let Some(o) = old.iter().find(|o| o.conn_id == m.conn_id) {
+                match (o.is_away(), m.is_away()) {
+                    (false, true) => away.push(m.clone()),
+                    (true, false) => back.push(m.clone()),
+                    _ => {}
+                }
+            }
+        }
+        for (r, _) in &removed {
             if let Some(l) = self.locals.remove(&r.conn_id) {
                 if self.members.iter().any(|m| m.user_id == r.user_id) {
                     let _ = l.actor.send_message(ConnMsg::Replaced { room_id: self.room_id.clone() });
@@ -195,32 +227,61 @@ impl RoomState {
                 }
             }
         }
+        // A seat that moved to another node (a resume there) is no longer local; what is
+        // still sent to it here is forwarded by its buffer.
+        let me = &self.ctx.node_id;
+        let moved: Vec<ConnId> = self
+            .members
+            .iter()
+            .filter(|m| m.node_id != *me && self.locals.contains_key(&m.conn_id))
+            .map(|m| m.conn_id.clone())
+            .collect();
+        for c in moved {
+            self.locals.remove(&c);
+        }
         self.publish_view();
-        Change { removed, added }
+        Change { removed, added, away, back }
     }
 
     /// Tells local members (but `joiner`) what changed.
     fn announce(&self, change: &Change, joiner: Option<&ConnId>) {
         let quiet: Vec<&ConnId> = joiner.into_iter().collect();
-        for r in change.removed.iter().filter(|r| !self.locals.contains_key(&r.conn_id)) {
-            self.tell_locals(&ServerFrame::UserLeft { socket_id: &r.conn_id, user_id: &r.user_id }.encode(), &quiet);
+        for (r, reason) in change.removed.iter().filter(|(r, _)| !self.locals.contains_key(&r.conn_id)) {
+            let frame = ServerFrame::UserLeft { socket_id: &r.conn_id, user_id: &r.user_id, reason: *reason };
+            self.tell_locals(&frame.encode(), &quiet);
         }
         for a in &change.added {
             let mut except = quiet.clone();
             except.push(&a.conn_id);
             self.tell_locals(&ServerFrame::UserJoined(&participant(a)).encode(), &except);
         }
+        for m in &change.away {
+            let frame = ServerFrame::UserReconnecting { socket_id: &m.conn_id, user_id: &m.user_id };
+            self.tell_locals(&frame.encode(), &[&m.conn_id]);
+        }
+        for m in &change.back {
+            let frame = ServerFrame::UserReconnected { socket_id: &m.conn_id, user_id: &m.user_id };
+            self.tell_locals(&frame.encode(), &[&m.conn_id]);
+        }
     }
 
     /// Admits the member of a `JoinRequest` and answers it.
     async fn answer_join(&mut self, req: Box<JoinRequest>) {
-        let JoinRequest { member, conn, capacity, reply } = *req;
-        let res = self.join(member, conn, capacity).await;
+        let JoinRequest { member, conn, capacity, resume, reply } = *req;
+        let res = self.join(member, conn, capacity, resume).await;
         let _ = reply.send(res);
     }
 
-    async fn join(&mut self, member: Member, conn: LocalConn, capacity: usize) -> Result<Vec<Member>, ErrorCode> {
-        self.capacity = capacity;
+    async fn join(
+        &mut self,
+        member: Member,
+        conn: LocalConn,
+        capacity: usize,
+        resume: bool,
+    ) -> Result<Vec<Member>, ErrorCode> {
+        if capacity != usize::MAX {
+            self.capacity = capacity;
+        }
         let snap = match self.ctx.ports.membership.join(&self.room_id, member.clone(), capacity).await {
             Ok(s) => s,
             Err(MembershipError::Full) => return Err(ErrorCode::RoomFull),
@@ -239,17 +300,19 @@ impl RoomState {
         let change = self.update(snap);
         // `room-joined` before anything else reaches the joiner: before the room event
         // leaves this node, and before the local members hear of them.
-        joiner.send(ServerFrame::RoomJoined { room_id: &self.room_id, participants: &participants }.encode());
+        if !resume {
+            joiner.send(ServerFrame::RoomJoined { room_id: &self.room_id, participants: &participants }.encode());
+        }
         self.publish(&event);
         self.announce(&change, Some(&member.conn_id));
         Ok(self.members.clone())
     }
 
-    async fn leave(&mut self, conn_ids: &[ConnId]) {
+    async fn leave(&mut self, conn_ids: &[ConnId], reason: LeaveReason) {
         for c in conn_ids {
             self.locals.remove(c);
         }
-        match self.ctx.ports.membership.leave(&self.room_id, conn_ids).await {
+        match self.ctx.ports.membership.leave(&self.room_id, conn_ids, reason).await {
             Ok(snap) => {
                 self.publish(&RoomEvent::Membership(snap.clone()));
                 self.apply(snap, None);
@@ -259,7 +322,36 @@ impl RoomState {
                 // resync removes it from shared membership once it is back.
                 tracing::warn!(room = %self.room_id, error = %e, "membership leave failed; announcing locally");
                 let members = self.members.iter().filter(|m| !conn_ids.contains(&m.conn_id)).cloned().collect();
-                self.apply_any(RoomSnapshot { revision: self.revision, members }, None);
+                let departed =
+                    conn_ids.iter().map(|c| crate::ports::Departure { conn_id: c.clone(), reason }).collect();
+                self.apply_any(RoomSnapshot { revision: self.revision, members, departed }, None);
+            }
+        }
+    }
+
+    /// Marks local seat `conn_id` away (or back) in shared membership and tells the others.
+    async fn set_away(&mut self, conn_id: &ConnId, away: bool) {
+        let Some(l) = self.locals.get_mut(conn_id) else { return };
+        if l.member.is_away() == away {
+            return;
+        }
+        l.member.away_since_ms = away.then(|| chrono::Utc::now().timestamp_millis());
+        let member = l.member.clone();
+        match self.ctx.ports.membership.join(&self.room_id, member.clone(), usize::MAX).await {
+            Ok(snap) => {
+                self.publish(&RoomEvent::Membership(snap.clone()));
+                self.apply(snap, None);
+            }
+            Err(e) => {
+                // Shared membership is unreachable: tell the members here; the resync puts the
+                // seat's state into shared membership once it is back.
+                tracing::warn!(room = %self.room_id, error = %e, "seat state not shared; announcing locally");
+                let members = self
+                    .members
+                    .iter()
+                    .map(|m| if m.conn_id == *conn_id { member.clone() } else { m.clone() })
+                    .collect();
+                self.apply_any(RoomSnapshot { revision: self.revision, members, departed: Vec::new() }, None);
             }
         }
     }
@@ -291,7 +383,7 @@ impl RoomState {
         // `missing` below covers what this snapshot dropped.
         self.readmit = false;
         if !gone.is_empty() {
-            self.leave(&gone).await;
+            self.leave(&gone, LeaveReason::Left).await;
         }
         for m in missing {
             match self.ctx.ports.membership.join(&self.room_id, m.clone(), self.capacity.max(1)).await {
@@ -416,11 +508,15 @@ impl Actor for RoomActor {
             // The arms that await are boxed: the processing loop lives as long as the room,
             // and would otherwise reserve, while idle, room for its largest await.
             RoomMsg::Join(req) => Box::pin(st.answer_join(req)).await,
-            RoomMsg::Leave { conn_id, reply } => {
-                Box::pin(st.leave(&[conn_id])).await;
+            RoomMsg::Leave { conn_id, reason, reply } => {
+                Box::pin(st.leave(&[conn_id], reason)).await;
                 if let Some(r) = reply {
                     let _ = r.send(());
                 }
+            }
+            RoomMsg::Away { conn_id, away, reply } => {
+                Box::pin(st.set_away(&conn_id, away)).await;
+                let _ = reply.send(());
             }
             RoomMsg::Broadcast { frame, except } => {
                 let skip: Vec<&ConnId> = except.iter().collect();

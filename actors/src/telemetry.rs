@@ -21,6 +21,11 @@ pub const REST_REQUESTS: &str = "signalgrid_rest_requests_total";
 pub const REST_LATENCY: &str = "signalgrid_rest_latency_seconds";
 pub const AUTH_FAILURES: &str = "signalgrid_auth_failures_total";
 pub const RATE_LIMITED: &str = "signalgrid_rate_limited_total";
+pub const RESUMES: &str = "signalgrid_resumes_total";
+pub const SEATS_AWAY: &str = "signalgrid_seats_away";
+pub const REPLAYED: &str = "signalgrid_replay_frames_total";
+pub const BUFFER_OVERFLOWS: &str = "signalgrid_seat_buffer_overflows_total";
+pub const RESUME_LATENCY: &str = "signalgrid_resume_latency_seconds";
 
 struct Hot {
     relayed: [Counter; 3],
@@ -58,6 +63,32 @@ pub fn rooms(delta: f64) {
 
 pub fn slow_consumer() {
     hot().slow.increment(1);
+}
+
+/// A resume attempt, by result: `resumed`, `lost` (resumed, frames may be gone) or the
+/// failure's reason.
+pub fn resume(result: &'static str) {
+    counter!(RESUMES, "result" => result).increment(1);
+}
+
+/// Seats without a socket (PROTOCOL.md section 6), up or down.
+pub fn seats_away(delta: f64) {
+    gauge!(SEATS_AWAY).increment(delta);
+}
+
+/// Frames replayed to a resumed socket.
+pub fn replayed(n: usize) {
+    counter!(REPLAYED).increment(n as u64);
+}
+
+/// A seat dropped a frame it owed (its buffer's bounds): its next resume fails.
+pub fn seat_buffer_overflow() {
+    counter!(BUFFER_OVERFLOWS).increment(1);
+}
+
+/// From a resume request to the seat's socket attached, in seconds.
+pub fn resume_latency(d: Duration) {
+    histogram!(RESUME_LATENCY).record(d.as_secs_f64());
 }
 
 /// A client event handled (by event name) or refused (by error code).

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use signalgrid_actors::ports::{Bus, BusError, Delivery, Member, Membership, MembershipError, RoomEvent, RoomSnapshot};
+use signalgrid_actors::ports::{
+    Bus, BusError, Delivery, Departure, LeaveReason, Member, Membership, MembershipError, RoomEvent, RoomSnapshot,
+};
 use signalgrid_actors::{ConnId, NodeId, RoomId};
 
 /// Room membership held in this process.
@@ -25,11 +27,20 @@ impl LocalMembership {
 }
 
 /// The membership rule shared by every implementation: admit `member` into `members`,
-/// replacing the same user's other connection, within `capacity`. False if full.
-pub fn admit(members: &mut Vec<Member>, member: Member, capacity: usize) -> bool {
-    let stays = |m: &Member| m.conn_id != member.conn_id && m.user_id != member.user_id;
+/// replacing the same user's other connection (noted in `departed` as `replaced`), within
+/// `capacity`. An entry with the same connection id is updated in place (a seat that went
+/// away, came back, or moved node). False if full.
+pub fn admit(members: &mut Vec<Member>, member: Member, capacity: usize, departed: &mut Vec<Departure>) -> bool {
+    if let Some(m) = members.iter_mut().find(|m| m.conn_id == member.conn_id) {
+        *m = member;
+        return true;
+    }
+    let stays = |m: &Member| m.user_id != member.user_id;
     if members.iter().filter(|m| stays(m)).count() >= capacity {
         return false;
+    }
+    for m in members.iter().filter(|m| !stays(m)) {
+        departed.push(Departure { conn_id: m.conn_id.clone(), reason: LeaveReason::Replaced });
     }
     members.retain(stays);
     members.push(member);
@@ -42,20 +53,28 @@ impl Membership for LocalMembership {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let snap = rooms.entry(room.clone()).or_default();
         let mut members = snap.members.clone();
-        if !admit(&mut members, member, capacity) {
+        let mut departed = Vec::new();
+        if !admit(&mut members, member, capacity, &mut departed) {
             return Err(MembershipError::Full);
         }
         snap.members = members;
+        snap.departed = departed;
         snap.revision += 1;
         Ok(snap.clone())
     }
 
-    async fn leave(&self, room: &RoomId, conns: &[ConnId]) -> Result<RoomSnapshot, MembershipError> {
+    async fn leave(
+        &self,
+        room: &RoomId,
+        conns: &[ConnId],
+        reason: LeaveReason,
+    ) -> Result<RoomSnapshot, MembershipError> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let Some(snap) = rooms.get_mut(room) else { return Ok(RoomSnapshot::default()) };
-        let before = snap.members.len();
-        snap.members.retain(|m| !conns.contains(&m.conn_id));
-        if snap.members.len() != before {
+        let departed = departures(&snap.members, conns, reason);
+        if !departed.is_empty() {
+            snap.members.retain(|m| !conns.contains(&m.conn_id));
+            snap.departed = departed;
             snap.revision += 1;
         }
         // An empty room keeps its entry, so its revision keeps counting up if it fills again.
@@ -71,6 +90,15 @@ impl Membership for LocalMembership {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         Ok(rooms.iter().filter(|(_, s)| !s.members.is_empty()).map(|(k, _)| k.clone()).collect())
     }
+}
+
+/// The departures of removing `conns` (those present) from `members` for `reason`.
+pub fn departures(members: &[Member], conns: &[ConnId], reason: LeaveReason) -> Vec<Departure> {
+    members
+        .iter()
+        .filter(|m| conns.contains(&m.conn_id))
+        .map(|m| Departure { conn_id: m.conn_id.clone(), reason })
+        .collect()
 }
 
 /// The bus of a node that is alone.
@@ -103,6 +131,7 @@ mod tests {
             user_name: user.into(),
             user_role: "client".into(),
             node_id: "n1".into(),
+            away_since_ms: None,
         }
     }
 
@@ -116,11 +145,12 @@ mod tests {
         let out = ms.join(&room, m("c4", "alice"), 2).await.unwrap();
         let conns: Vec<&str> = out.members.iter().map(|m| &*m.conn_id).collect();
         assert_eq!(conns, ["c2", "c4"], "alice's new connection replaced her old one");
+        assert_eq!(out.reason("c1"), Some(LeaveReason::Replaced));
         assert_eq!(out.revision, 3);
-        let after = ms.leave(&room, &["c2".into()]).await.unwrap();
+        let after = ms.leave(&room, &["c2".into()], LeaveReason::Left).await.unwrap();
         assert_eq!(after.members.len(), 1);
         assert_eq!(after.revision, 4);
-        let same = ms.leave(&room, &["c2".into()]).await.unwrap();
+        let same = ms.leave(&room, &["c2".into()], LeaveReason::Left).await.unwrap();
         assert_eq!(same.revision, 4, "leaving twice changes nothing");
         assert_eq!(ms.rooms().await.unwrap(), vec![room.clone()]);
     }

@@ -48,6 +48,10 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_WS_BURST_BYTES", "limits.ws_burst_bytes"),
     k("SIGNALGRID_OUTBOUND_QUEUE", "limits.outbound_queue"),
     k("SIGNALGRID_HEARTBEAT_MS", "limits.heartbeat_ms"),
+    k("SIGNALGRID_RESUME_WINDOW_MS", "resume.window_ms"),
+    k("SIGNALGRID_RESUME_BUFFER_FRAMES", "resume.buffer_frames"),
+    k("SIGNALGRID_RESUME_BUFFER_BYTES", "resume.buffer_bytes"),
+    k("SIGNALGRID_RESUME_SECRET", "resume.secret"),
     k("SIGNALGRID_JOIN_WINDOW_MINUTES", "rooms.join_window_minutes"),
     k("SIGNALGRID_GRACE_MINUTES", "rooms.grace_minutes"),
     k("SIGNALGRID_GROUP_CAPACITY", "rooms.group_capacity"),
@@ -186,6 +190,10 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
         "retention.audit_days" => s.retention.audit_days = parse(v)?,
         "retention.purge_every_secs" => s.retention.purge_every_secs = parse(v)?,
         "retention.purge_batch" => s.retention.purge_batch = parse(v)?,
+        "resume.window_ms" => s.resume.window_ms = parse(v)?,
+        "resume.buffer_frames" => s.resume.buffer_frames = parse(v)?,
+        "resume.buffer_bytes" => s.resume.buffer_bytes = parse(v)?,
+        "resume.secret" => s.resume.secret = opt_string(v),
         _ => return Err(SetError::Unknown),
     }
     Ok(())

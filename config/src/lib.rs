@@ -9,6 +9,7 @@
 mod cluster;
 mod http;
 mod keys;
+mod resume;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 pub use cluster::{ClusterSettings, PublishQueueSettings};
 pub use http::{AddressRange, HttpSettings};
 pub use keys::{EnvKey, ENV_KEYS};
+pub use resume::ResumeSettings;
 
 /// A setting that could not be accepted; always names the key (and the source of the value).
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,8 @@ pub struct Settings {
     pub store: StoreSettings,
     pub http: HttpSettings,
     pub retention: RetentionSettings,
+    /// Seats that outlive their sockets (PROTOCOL.md section 6).
+    pub resume: ResumeSettings,
     /// Origins whose pages may open a WebSocket and call the REST API cross-origin (exact
     /// match of the `Origin` header; CORS answers go to these only). Empty: any origin.
     /// Requests without an `Origin` header (non-browser clients) always pass.
@@ -275,6 +279,7 @@ impl Default for Settings {
             store: StoreSettings::default(),
             http: HttpSettings::default(),
             retention: RetentionSettings::default(),
+            resume: ResumeSettings::default(),
             allowed_origins: Vec::new(),
         }
     }
@@ -461,6 +466,8 @@ impl Settings {
             ("limits.max_connections", l.max_connections),
             ("limits.max_frame_bytes", l.max_frame_bytes),
             ("limits.outbound_queue", l.outbound_queue),
+            ("resume.buffer_frames", self.resume.buffer_frames),
+            ("resume.buffer_bytes", self.resume.buffer_bytes),
             ("rooms.group_capacity", self.rooms.group_capacity),
         ] {
             if v == 0 {

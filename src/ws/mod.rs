@@ -156,8 +156,23 @@ fn admit(ctx: &Ctx, query: &HashMap<String, String>) -> Result<(Identity, Slot),
     Ok((who, slot))
 }
 
+/// `resume` and `lastSeq` (PROTOCOL.md section 6): `lastSeq` defaults to 0 and must be a
+/// whole number.
+fn resume_params(query: &HashMap<String, String>) -> Result<Option<(String, u64)>, ApiError> {
+    let Some(token) = query.get("resume").filter(|t| !t.is_empty()) else { return Ok(None) };
+    let last_seq = match query.get("lastSeq").map(|v| v.trim()) {
+        None | Some("") => 0,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            ApiError::new(ErrorCode::BadRequest)
+                .details(serde_json::json!({ "reason": "lastSeq must be a non-negative integer" }))
+        })?,
+    };
+    Ok(Some((token.clone(), last_seq)))
+}
+
 async fn upgrade(hs: Handshake, ctx: Ctx, query: HashMap<String, String>) -> Response {
-    let res = admit(&ctx, &query).map(|(who, slot)| {
+    let res = resume_params(&query).and_then(|resume| admit(&ctx, &query).map(|(who, slot)| (who, slot, resume)));
+    let res = res.map(|(who, slot, resume)| {
         let app = ctx.app.clone();
         let meta = ctx.meta();
         let cap = transport_cap(app.settings.limits.max_frame_bytes);
@@ -169,7 +184,8 @@ async fn upgrade(hs: Handshake, ctx: Ctx, query: HashMap<String, String>) -> Res
         match hs.upgrade.take() {
             Some(on_upgrade) => {
                 // One allocation carries what only the start needs (see `socket::serve`).
-                tokio::spawn(socket::serve(Box::new(socket::Start { on_upgrade, config, app, who, meta, slot })));
+                let start = socket::Start { on_upgrade, config, app, who, meta, slot, resume };
+                tokio::spawn(socket::serve(Box::new(start)));
             }
             None => tracing::debug!("websocket upgrade already taken"),
         }

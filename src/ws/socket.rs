@@ -25,7 +25,7 @@ use signalgrid_actors::errors::ErrorCode;
 use signalgrid_actors::identity::Identity;
 use signalgrid_actors::intake::Intake;
 use signalgrid_actors::node::Connection;
-use signalgrid_actors::outbound::{self, Out, Outbound};
+use signalgrid_actors::outbound::{Out, Outbound, SeatReader};
 use signalgrid_actors::protocol::{decode, ServerFrame};
 use signalgrid_actors::session::ClientMeta;
 use signalgrid_actors::telemetry;
@@ -45,6 +45,11 @@ const CONTROL_WRITE: Duration = Duration::from_secs(1);
 
 fn text(t: String) -> Message {
     Message::Text(Utf8Bytes::from(t))
+}
+
+/// A frame from a seat's buffer (encoded by the server, so always UTF-8).
+fn frame(b: Bytes) -> Message {
+    Message::Text(Utf8Bytes::try_from(b).unwrap_or_else(|_| Utf8Bytes::from_static("{}")))
 }
 
 fn close_with(code: u16, reason: &'static str) -> Message {
@@ -86,13 +91,13 @@ enum Written {
 }
 
 /// Writes `first` and whatever else is queued (up to a batch), then flushes.
-async fn write_batch(sink: &mut SplitSink<WsStream, Message>, first: Out, rx: &mut outbound::OutboundRx) -> Written {
+async fn write_batch(sink: &mut SplitSink<WsStream, Message>, first: Out, rx: &mut SeatReader) -> Written {
     let mut next = Some(first);
     let mut n = 0;
     while let Some(item) = next.take() {
         match item {
             Out::Text(t) => {
-                if sink.feed(text(t)).await.is_err() {
+                if sink.feed(frame(t)).await.is_err() {
                     return Written::Done;
                 }
             }
@@ -128,6 +133,11 @@ enum Read {
     Continue,
     Pong,
     Stop(End),
+    /// The client closed the socket; `clean` with 1000 or 1001 (the seat leaves at once;
+    /// any other code keeps it for a resume, PROTOCOL.md section 6).
+    Closed {
+        clean: bool,
+    },
 }
 
 /// The client's frame: charged to its budget whatever it is (a refused frame costs as much
@@ -151,7 +161,10 @@ fn on_frame(
     let text = match msg {
         // A pong proves the client alive even when it is over budget.
         Message::Pong(_) => return Read::Pong,
-        Message::Close(_) => return Read::Stop(End::Flush),
+        Message::Close(c) => {
+            let clean = c.is_some_and(|c| matches!(u16::from(c.code), close::NORMAL | close::GOING_AWAY));
+            return Read::Closed { clean };
+        }
         // Answered by the transport (tungstenite keeps at most one pong pending).
         Message::Ping(_) | Message::Frame(_) => return Read::Continue,
         // Over budget, a data frame is refused before it is looked at.
@@ -193,14 +206,14 @@ pub struct Start {
     pub who: Identity,
     pub meta: ClientMeta,
     pub slot: Slot,
+    /// `resume` and `lastSeq` from the query (PROTOCOL.md section 6).
+    pub resume: Option<(String, u64)>,
 }
 
 /// What the socket task keeps for the socket's whole life.
 struct Live {
     sink: SplitSink<WsStream, Message>,
     stream: SplitStream<WsStream>,
-    out: Outbound,
-    rx: outbound::OutboundRx,
     intake: Arc<Intake>,
     conn: Connection,
     app: Arc<App>,
@@ -227,7 +240,7 @@ pub async fn serve(start: Box<Start>) {
 /// Completes the upgrade and starts the ConnectionActor; None if either failed (the client
 /// was told why when it could be).
 async fn open(start: Box<Start>) -> Option<Live> {
-    let Start { on_upgrade, config, app, who, meta, slot } = *start;
+    let Start { on_upgrade, config, app, who, meta, slot, resume } = *start;
     let upgraded = match on_upgrade.await {
         Ok(u) => u,
         Err(e) => {
@@ -236,11 +249,19 @@ async fn open(start: Box<Start>) -> Option<Live> {
         }
     };
     let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-    let (out, rx) = outbound::channel(app.settings.limits.outbound_queue);
     let (mut sink, stream) = socket.split();
     let intake = Arc::new(Intake::default());
-    match app.node.connect(who, meta, out.clone(), intake.clone()).await {
-        Ok(conn) => Some(Live { sink, stream, out, rx, intake, conn, app, slot }),
+    let failed = match resume {
+        Some((token, last_seq)) => {
+            match app.node.resume(who.clone(), meta.clone(), intake.clone(), &token, last_seq).await {
+                Ok(conn) => return Some(Live { sink, stream, intake, conn, app, slot }),
+                Err(f) => Some(f),
+            }
+        }
+        None => None,
+    };
+    match app.node.connect(who, meta, intake.clone(), failed).await {
+        Ok(conn) => Some(Live { sink, stream, intake, conn, app, slot }),
         Err(code) => {
             let _ = sink.send(text(ServerFrame::error(code, json!({})))).await;
             let why = if code == ErrorCode::NodeDraining { close::RESTART } else { close::INTERNAL };
@@ -252,7 +273,10 @@ async fn open(start: Box<Start>) -> Option<Live> {
 
 /// Serves a started socket until it closes.
 async fn run(live: Live) {
-    let Live { mut sink, mut stream, out, mut rx, intake, conn, app, slot } = live;
+    let Live { mut sink, mut stream, intake, conn, app, slot } = live;
+    let Connection { id, actor, out, reader: mut rx } = conn;
+    let socket = rx.socket();
+    let mut clean = false;
     let beat = Duration::from_millis(app.settings.limits.heartbeat_ms);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
     let mut last_pong = Instant::now();
@@ -267,7 +291,8 @@ async fn run(live: Live) {
             // is still offered (below).
             _ = overflow.fired() => break End::Close(close::POLICY, "slow consumer"),
             item = rx.recv() => {
-                let Some(first) = item else { break End::Close(close::INTERNAL, "internal error") };
+                // None: the seat ended this socket (it was replaced by a resume).
+                let Some(first) = item else { break End::Flush };
                 let wrote = tokio::select! {
                     biased;
                     _ = overflow.fired() => Written::Stuck,
@@ -280,20 +305,24 @@ async fn run(live: Live) {
                         if !out.is_overflowed() {
                             telemetry::slow_consumer();
                         }
-                        tracing::debug!(conn = %conn.id, "client stopped reading; disconnecting");
+                        tracing::debug!(conn = %id, "client stopped reading; disconnecting");
                         break End::Close(close::POLICY, "slow consumer");
                     }
                 }
             }
             _ = intake.room(), if intake.full() => {}
             frame = stream.next(), if !intake.full() => match frame {
-                Some(Ok(msg)) => match on_frame(msg, &app, &out, &intake, &mut budget, &conn.actor) {
+                Some(Ok(msg)) => match on_frame(msg, &app, &out, &intake, &mut budget, &actor) {
                     Read::Continue => {}
                     Read::Pong => last_pong = Instant::now(),
                     Read::Stop(end) => break end,
+                    Read::Closed { clean: c } => {
+                        clean = c;
+                        break End::Flush;
+                    }
                 },
                 Some(Err(e)) => {
-                    tracing::debug!(conn = %conn.id, error = %e, "socket read failed");
+                    tracing::debug!(conn = %id, error = %e, "socket read failed");
                     break read_failed(&e);
                 }
                 None => break End::Gone,
@@ -315,9 +344,10 @@ async fn run(live: Live) {
             }
         }
     };
-    // The connection leaves its room now; its close frame may wait for the client (a stuck
-    // one that reads again gets it) up to `write_limit`, still holding the slot.
-    let _ = conn.actor.send_message(ConnMsg::SocketClosed);
+    // The seat leaves its room now (a clean close) or waits for a resume; the close frame
+    // may wait for the client (a stuck one that reads again gets it) up to `write_limit`,
+    // still holding the slot.
+    let _ = actor.send_message(ConnMsg::SocketClosed { socket, clean });
     match end {
         End::Close(code, reason) => {
             let _ = tokio::time::timeout(write_limit, Box::pin(sink.send(close_with(code, reason)))).await;

@@ -55,6 +55,10 @@ pub enum ClientEvent {
     CallEnded {
         room_id: String,
     },
+    /// The client has processed every frame up to `seq` (PROTOCOL.md section 6).
+    Ack {
+        seq: u64,
+    },
 }
 
 /// Why a frame was refused; the socket stays open.
@@ -97,6 +101,11 @@ struct JoinData {
 #[serde(rename_all = "camelCase")]
 struct RoomData {
     room_id: String,
+}
+
+#[derive(Deserialize)]
+struct AckData {
+    seq: u64,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +173,10 @@ pub fn decode(frame: &str) -> Result<ClientEvent, DecodeError> {
         "call-ended" => {
             let d: RoomData = data("call-ended", env.data)?;
             Ok(ClientEvent::CallEnded { room_id: d.room_id })
+        }
+        "ack" => {
+            let d: AckData = data("ack", env.data)?;
+            Ok(ClientEvent::Ack { seq: d.seq })
         }
         other => Err(DecodeError::UnknownEvent(other.chars().take(64).collect())),
     }

@@ -5,6 +5,16 @@ use serde_json::json;
 
 use super::RelayKind;
 use crate::errors::ErrorCode;
+use crate::ports::LeaveReason;
+
+/// How a resume attempt went, as `connected` tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    /// The seat was taken back (same `socketId`).
+    pub resumed: bool,
+    /// Frames addressed to the seat may be gone (its node died).
+    pub lost: bool,
+}
 
 /// A room member as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -18,27 +28,78 @@ pub struct Participant {
 
 /// Server events other than relays (those use [`relay_frame`]).
 pub enum ServerFrame<'a> {
-    Connected { socket_id: &'a str, node_id: &'a str, heartbeat_ms: u64 },
-    RoomJoined { room_id: &'a str, participants: &'a [Participant] },
+    /// The first frame of every socket (not numbered). `resume` is set when the client asked
+    /// to resume (PROTOCOL.md section 6).
+    Connected {
+        socket_id: &'a str,
+        node_id: &'a str,
+        heartbeat_ms: u64,
+        resume_token: &'a str,
+        resume_window_ms: u64,
+        resume: Option<Resumed>,
+    },
+    RoomJoined {
+        room_id: &'a str,
+        participants: &'a [Participant],
+    },
     UserJoined(&'a Participant),
-    UserLeft { socket_id: &'a str, user_id: &'a str },
-    CallEnded { room_id: &'a str, ended_by: &'a str, duration: i64 },
-    Error { code: ErrorCode, message: &'a str, details: serde_json::Value },
+    UserLeft {
+        socket_id: &'a str,
+        user_id: &'a str,
+        reason: LeaveReason,
+    },
+    /// A member's seat lost its socket and waits for a resume.
+    UserReconnecting {
+        socket_id: &'a str,
+        user_id: &'a str,
+    },
+    /// A member's seat resumed.
+    UserReconnected {
+        socket_id: &'a str,
+        user_id: &'a str,
+    },
+    CallEnded {
+        room_id: &'a str,
+        ended_by: &'a str,
+        duration: i64,
+    },
+    Error {
+        code: ErrorCode,
+        message: &'a str,
+        details: serde_json::Value,
+    },
 }
 
 impl ServerFrame<'_> {
     /// Encodes to the `{"event","data"}` text.
     pub fn encode(&self) -> String {
         let (event, data) = match self {
-            ServerFrame::Connected { socket_id, node_id, heartbeat_ms } => {
-                ("connected", json!({"socketId": socket_id, "nodeId": node_id, "heartbeatMs": heartbeat_ms}))
+            ServerFrame::Connected { socket_id, node_id, heartbeat_ms, resume_token, resume_window_ms, resume } => {
+                let mut d = json!({
+                    "socketId": socket_id,
+                    "nodeId": node_id,
+                    "heartbeatMs": heartbeat_ms,
+                    "resumeToken": resume_token,
+                    "resumeWindowMs": resume_window_ms,
+                });
+                if let Some(r) = resume {
+                    d["resumed"] = json!(r.resumed);
+                    d["lost"] = json!(r.lost);
+                }
+                ("connected", d)
             }
             ServerFrame::RoomJoined { room_id, participants } => {
                 ("room-joined", json!({"roomId": room_id, "participants": participants}))
             }
             ServerFrame::UserJoined(p) => ("user-joined", json!(p)),
-            ServerFrame::UserLeft { socket_id, user_id } => {
-                ("user-left", json!({"socketId": socket_id, "userId": user_id}))
+            ServerFrame::UserLeft { socket_id, user_id, reason } => {
+                ("user-left", json!({"socketId": socket_id, "userId": user_id, "reason": reason.as_str()}))
+            }
+            ServerFrame::UserReconnecting { socket_id, user_id } => {
+                ("user-reconnecting", json!({"socketId": socket_id, "userId": user_id}))
+            }
+            ServerFrame::UserReconnected { socket_id, user_id } => {
+                ("user-reconnected", json!({"socketId": socket_id, "userId": user_id}))
             }
             ServerFrame::CallEnded { room_id, ended_by, duration } => {
                 ("call-ended", json!({"roomId": room_id, "endedBy": ended_by, "duration": duration}))

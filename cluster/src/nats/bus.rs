@@ -14,7 +14,10 @@ use async_nats::Client;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use signalgrid_actors::node::Inbound;
-use signalgrid_actors::ports::{Bus, BusError, Delivery, RoomEvent};
+use signalgrid_actors::ports::{
+    BoxFuture, Bus, BusError, Delivery, HandOverError, HandOverRequest, HandedOver, RoomEvent,
+};
+use signalgrid_actors::seat::ResumeFailure;
 use signalgrid_actors::{NodeId, RoomId};
 use signalgrid_config::PublishQueueSettings;
 use tokio::sync::mpsc;
@@ -75,6 +78,7 @@ impl Queued {
 
 /// The `Bus` a clustered node is started with.
 pub struct NatsBus {
+    client: Client,
     subjects: Subjects,
     out: mpsc::UnboundedSender<Outgoing>,
     queued: Arc<Queued>,
@@ -92,6 +96,7 @@ pub(crate) struct PublishQueue {
 
 impl NatsBus {
     pub(crate) fn new(
+        client: Client,
         subjects: Subjects,
         limits: &PublishQueueSettings,
         link: Arc<Link>,
@@ -106,7 +111,7 @@ impl NatsBus {
             link: link.clone(),
             relay_max_age: Duration::from_millis(limits.relay_max_age_ms),
         };
-        (NatsBus { subjects, out, queued, link, watch }, queue, watch_rx)
+        (NatsBus { client, subjects, out, queued, link, watch }, queue, watch_rx)
     }
 
     /// Queues a frame. Errors when the queue is full (the frame is dropped and counted).
@@ -181,6 +186,62 @@ impl Bus for NatsBus {
 
     fn unwatch_room(&self, room: &RoomId) {
         let _ = self.watch.send(Watch::Stop(room.clone()));
+    }
+
+    /// A request on the seat's node's `seat` subject; no responder, a timeout or NATS away
+    /// all mean `Unreachable` (the caller then looks in shared membership).
+    fn hand_over(&self, node: &NodeId, req: HandOverRequest) -> BoxFuture<Result<HandedOver, HandOverError>> {
+        let (client, subject) = (self.client.clone(), self.subjects.seat(node));
+        Box::pin(async move {
+            let body = serde_json::to_vec(&req).map_err(|_| HandOverError::Unreachable)?;
+            let ask = client.request(subject, body.into());
+            let msg = match tokio::time::timeout(HAND_OVER_TIMEOUT, ask).await {
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "seat hand-over: no answer");
+                    return Err(HandOverError::Unreachable);
+                }
+                Err(_) => return Err(HandOverError::Unreachable),
+            };
+            match serde_json::from_slice::<Result<HandedOver, ResumeFailure>>(&msg.payload) {
+                Ok(Ok(h)) => Ok(h),
+                Ok(Err(f)) => Err(HandOverError::Refused(f)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "malformed seat hand-over answer");
+                    Err(HandOverError::Unreachable)
+                }
+            }
+        })
+    }
+}
+
+/// Longest wait for a seat's node to answer a hand-over.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Answers hand-over requests for this node's seats (`Subjects::seat`).
+pub(crate) async fn seat_responder(client: Client, subject: String, inbound: Inbound) {
+    let mut sub = match client.subscribe(subject.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(%subject, error = %e, "cannot subscribe to seat hand-overs");
+            return;
+        }
+    };
+    while let Some(msg) = sub.next().await {
+        let Some(reply) = msg.reply.clone() else { continue };
+        let (client, inbound) = (client.clone(), inbound.clone());
+        // Each on its own task: one slow seat does not hold up the others.
+        tokio::spawn(async move {
+            let answer: Result<HandedOver, ResumeFailure> =
+                match serde_json::from_slice::<HandOverRequest>(&msg.payload) {
+                    Ok(req) => inbound.hand_over(req).await,
+                    Err(_) => Err(ResumeFailure::Unknown),
+                };
+            let body = serde_json::to_vec(&answer).unwrap_or_default();
+            if client.publish(reply, body.into()).await.is_err() {
+                metrics::nats_error();
+            }
+        });
     }
 }
 

@@ -10,12 +10,12 @@
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store, UpdateErrorKind};
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use signalgrid_actors::ports::{Member, Membership, MembershipError, RoomSnapshot};
+use signalgrid_actors::ports::{Departure, LeaveReason, Member, Membership, MembershipError, RoomSnapshot};
 use signalgrid_actors::{ConnId, RoomId};
 
 use super::metrics;
 use super::subjects::{room_from_token, room_token};
-use crate::local::admit;
+use crate::local::{admit, departures};
 
 /// Attempts at one change before giving up (only under extreme contention).
 const CAS_ATTEMPTS: usize = 64;
@@ -33,6 +33,19 @@ fn unavailable(e: impl std::fmt::Display) -> MembershipError {
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct Value {
     members: Vec<Member>,
+    /// Who the change that wrote this value removed, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    departed: Vec<Departure>,
+}
+
+/// What a sweep does with one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    /// Its socket is gone with its node: mark the seat away since this time (Unix ms).
+    Away(i64),
+    /// Remove it, for this reason.
+    Remove(LeaveReason),
 }
 
 enum Outcome {
@@ -57,13 +70,21 @@ impl KvMembership {
         }
     }
 
-    async fn write(&self, key: &str, members: Vec<Member>, rev: Option<u64>) -> Result<Outcome, MembershipError> {
+    async fn write(
+        &self,
+        key: &str,
+        members: Vec<Member>,
+        departed: Vec<Departure>,
+        rev: Option<u64>,
+    ) -> Result<Outcome, MembershipError> {
         if members.is_empty() {
             if let Some(r) = rev {
-                return self.delete(key, r).await;
+                return self.delete(key, r, departed).await;
             }
         }
-        let bytes = serde_json::to_vec(&Value { members: members.clone() }).map_err(unavailable)?;
+        let value = Value { members, departed };
+        let bytes = serde_json::to_vec(&value).map_err(unavailable)?;
+        let Value { members, departed } = value;
         let res = match rev {
             None => self.kv.create(key, bytes.into()).await.map_err(|e| match e.kind() {
                 CreateErrorKind::AlreadyExists => None,
@@ -75,7 +96,7 @@ impl KvMembership {
             }),
         };
         match res {
-            Ok(revision) => Ok(Outcome::Done(RoomSnapshot { revision, members })),
+            Ok(revision) => Ok(Outcome::Done(RoomSnapshot { revision, members, departed })),
             Err(None) => {
                 metrics::cas_retry();
                 Ok(Outcome::Conflict)
@@ -86,11 +107,11 @@ impl KvMembership {
 
     /// The last member left: a delete marker at the read revision. Its own revision is read
     /// back (a join that came in between shows instead, which is newer still).
-    async fn delete(&self, key: &str, rev: u64) -> Result<Outcome, MembershipError> {
+    async fn delete(&self, key: &str, rev: u64, departed: Vec<Departure>) -> Result<Outcome, MembershipError> {
         match self.kv.delete_expect_revision(key, Some(rev)).await {
             Ok(()) => {
                 let (members, revision) = self.read(key).await?;
-                Ok(Outcome::Done(RoomSnapshot { revision: revision.unwrap_or(rev), members }))
+                Ok(Outcome::Done(RoomSnapshot { revision: revision.unwrap_or(rev), members, departed }))
             }
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
                 metrics::cas_retry();
@@ -104,32 +125,35 @@ impl KvMembership {
     async fn change(
         &self,
         room: &str,
-        f: impl Fn(&mut Vec<Member>) -> Result<bool, MembershipError>,
+        f: impl Fn(&mut Vec<Member>, &mut Vec<Departure>) -> Result<bool, MembershipError>,
     ) -> Result<RoomSnapshot, MembershipError> {
         let key = room_token(room);
         for _ in 0..CAS_ATTEMPTS {
             let (mut members, rev) = self.read(&key).await?;
-            if !f(&mut members)? {
-                return Ok(RoomSnapshot { revision: rev.unwrap_or(0), members });
+            let mut departed = Vec::new();
+            if !f(&mut members, &mut departed)? {
+                return Ok(RoomSnapshot { revision: rev.unwrap_or(0), members, departed: Vec::new() });
             }
-            if let Outcome::Done(snap) = self.write(&key, members, rev).await? {
+            if let Outcome::Done(snap) = self.write(&key, members, departed, rev).await? {
                 return Ok(snap);
             }
         }
         Err(MembershipError::Unavailable("too much contention on the room".into()))
     }
 
-    /// Removes every member that `gone(room, member)` calls gone; returns the rooms that
-    /// changed, each with its new snapshot, and the error that stopped the walk, if any
-    /// (rooms changed before it are still returned, so that they get announced).
+    /// Applies `judge(room, member)` to every member: marks seats away or removes members;
+    /// returns the rooms that changed, each with its new snapshot, and the error that stopped
+    /// the walk, if any (rooms changed before it are still returned, so that they get
+    /// announced).
     ///
-    /// One read per room with members, and a write only where a member is gone. `gone` is
-    /// asked again on the value each compare-and-set replaces, and `still_valid` right before
-    /// it: when that says no, the walk stops with `MembershipError::Unavailable` and nothing
-    /// more is written (a decision taken before a NATS outage is never applied after it).
+    /// One read per room with members, and a write only where a verdict is not `Keep`.
+    /// `judge` is asked again on the value each compare-and-set replaces, and `still_valid`
+    /// right before it: when that says no, the walk stops with `MembershipError::Unavailable`
+    /// and nothing more is written (a decision taken before a NATS outage is never applied
+    /// after it).
     pub async fn sweep(
         &self,
-        gone: impl Fn(&str, &Member) -> bool,
+        judge: impl Fn(&str, &Member) -> Verdict,
         still_valid: impl Fn() -> bool,
     ) -> (Vec<(RoomId, RoomSnapshot)>, Option<MembershipError>) {
         let mut changed = Vec::new();
@@ -147,19 +171,31 @@ impl KvMembership {
                 Ok((m, _)) => m,
                 Err(e) => return (changed, Some(e)),
             };
-            if !members.iter().any(|m| gone(&room, m)) {
+            if members.iter().all(|m| judge(&room, m) == Verdict::Keep) {
                 continue;
             }
             let res = self
-                .change(&room, |ms| {
+                .change(&room, |ms, departed| {
                     if !still_valid() {
                         return Err(MembershipError::Unavailable(
                             "sweep abandoned: the NATS connection changed".into(),
                         ));
                     }
-                    let before = ms.len();
-                    ms.retain(|m| !gone(&room, m));
-                    Ok(ms.len() != before)
+                    let mut changed = false;
+                    ms.retain_mut(|m| match judge(&room, m) {
+                        Verdict::Keep => true,
+                        Verdict::Away(since) => {
+                            m.away_since_ms = Some(since);
+                            changed = true;
+                            true
+                        }
+                        Verdict::Remove(reason) => {
+                            departed.push(Departure { conn_id: m.conn_id.clone(), reason });
+                            changed = true;
+                            false
+                        }
+                    });
+                    Ok(changed)
                 })
                 .await;
             match res {
@@ -174,22 +210,33 @@ impl KvMembership {
 #[async_trait]
 impl Membership for KvMembership {
     async fn join(&self, room: &RoomId, member: Member, capacity: usize) -> Result<RoomSnapshot, MembershipError> {
-        self.change(room, |ms| if admit(ms, member.clone(), capacity) { Ok(true) } else { Err(MembershipError::Full) })
-            .await
+        self.change(room, |ms, departed| {
+            if admit(ms, member.clone(), capacity, departed) {
+                Ok(true)
+            } else {
+                Err(MembershipError::Full)
+            }
+        })
+        .await
     }
 
-    async fn leave(&self, room: &RoomId, conns: &[ConnId]) -> Result<RoomSnapshot, MembershipError> {
-        self.change(room, |ms| {
-            let before = ms.len();
+    async fn leave(
+        &self,
+        room: &RoomId,
+        conns: &[ConnId],
+        reason: LeaveReason,
+    ) -> Result<RoomSnapshot, MembershipError> {
+        self.change(room, |ms, departed| {
+            *departed = departures(ms, conns, reason);
             ms.retain(|m| !conns.contains(&m.conn_id));
-            Ok(ms.len() != before)
+            Ok(!departed.is_empty())
         })
         .await
     }
 
     async fn snapshot(&self, room: &RoomId) -> Result<RoomSnapshot, MembershipError> {
         let (members, rev) = self.read(&room_token(room)).await?;
-        Ok(RoomSnapshot { revision: rev.unwrap_or(0), members })
+        Ok(RoomSnapshot { revision: rev.unwrap_or(0), members, departed: Vec::new() })
     }
 
     async fn rooms(&self) -> Result<Vec<RoomId>, MembershipError> {

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, Notify};
 pub use admin::{AdminClient, RoomSummary};
 pub use bus::NatsBus;
 pub use lock::KvLease;
-pub use membership::KvMembership;
+pub use membership::{KvMembership, Verdict};
 pub use presence::NodeInfo;
 use subjects::Subjects;
 
@@ -276,7 +276,7 @@ impl NatsCluster {
         let kv = wait_for_bucket(&js, &subjects.rooms_bucket()).await?;
         // The link counts as up from here: the connection and the bucket both answered.
         link.back();
-        let (bus, queue, watch_rx) = NatsBus::new(subjects.clone(), &settings.queue, link.clone());
+        let (bus, queue, watch_rx) = NatsBus::new(client.clone(), subjects.clone(), &settings.queue, link.clone());
         Ok(NatsCluster {
             client,
             subjects,
@@ -322,6 +322,7 @@ impl NatsCluster {
         });
         tokio::spawn(bus::publisher(self.client.clone(), p.queue));
         tokio::spawn(bus::inbox(self.client.clone(), self.subjects.inbox(&self.node_id), inbound.clone()));
+        tokio::spawn(bus::seat_responder(self.client.clone(), self.subjects.seat(&self.node_id), inbound.clone()));
         tokio::spawn(bus::room_watcher(self.client.clone(), self.subjects.clone(), inbound.clone(), p.watch_rx));
         tokio::spawn(presence::listen(
             self.client.clone(),
@@ -345,6 +346,8 @@ impl NatsCluster {
             me: me.clone(),
             every: Duration::from_millis(self.settings.presence_ms),
             dead_after: Duration::from_millis(self.settings.dead_after_ms),
+            resume_window: inbound.resume_window(),
+            seats_waiting: Default::default(),
             reconnected: p.reconnected,
         };
         tokio::spawn(task.run());

@@ -31,11 +31,11 @@ use async_nats::Client;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use signalgrid_actors::node::Inbound;
-use signalgrid_actors::ports::{Bus, Member, RoomEvent};
+use signalgrid_actors::ports::{Bus, LeaveReason, Member, RoomEvent};
 use tokio::sync::mpsc;
 
 use super::bus::NatsBus;
-use super::membership::KvMembership;
+use super::membership::{KvMembership, Verdict};
 use super::metrics;
 use super::subjects::Subjects;
 
@@ -116,6 +116,10 @@ pub(crate) struct PresenceTask {
     pub me: Arc<dyn Fn() -> NodeInfo + Send + Sync>,
     pub every: Duration,
     pub dead_after: Duration,
+    /// How long a seat whose node died waits for a resume (`resume.window_ms`).
+    pub resume_window: Duration,
+    /// The last sweep left seats away that a later sweep must remove when their window ends.
+    pub seats_waiting: std::sync::atomic::AtomicBool,
     /// `true` when the NATS connection came back after a loss.
     pub reconnected: mpsc::UnboundedReceiver<()>,
 }
@@ -175,11 +179,33 @@ impl PresenceTask {
                 scope == Scope::All && !peers.is_alive(&m.node_id)
             }
         };
+        let now = chrono::Utc::now().timestamp_millis();
+        let window = self.resume_window.as_millis() as i64;
+        let waiting = std::sync::atomic::AtomicBool::new(false);
+        // A seat whose socket went with its node is away for the resume window (its client
+        // may resume on any node), then removed (PROTOCOL.md section 6).
+        let judge = |room: &str, m: &Member| {
+            if !gone(room, m) {
+                return Verdict::Keep;
+            }
+            match m.away_since_ms {
+                Some(since) if now - since >= window => Verdict::Remove(LeaveReason::Timeout),
+                Some(_) => {
+                    waiting.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Verdict::Keep
+                }
+                None => {
+                    waiting.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Verdict::Away(now)
+                }
+            }
+        };
         let still_valid = || match scope {
             Scope::Own => link.epoch() == epoch,
             Scope::All => link.unchanged(epoch, dead_after),
         };
-        let (changed, error) = self.membership.sweep(gone, still_valid).await;
+        let (changed, error) = self.membership.sweep(judge, still_valid).await;
+        self.seats_waiting.store(waiting.into_inner(), std::sync::atomic::Ordering::Relaxed);
         for (room, snap) in changed {
             let event = RoomEvent::Membership(snap);
             let _ = self.bus.publish(&room, &event);
@@ -231,12 +257,18 @@ impl PresenceTask {
             }
             let dead = self.peers.expire(self.dead_after, self.link.since());
             if !dead.is_empty() {
-                tracing::warn!(nodes = ?dead, "nodes stopped answering; removing their members");
+                tracing::warn!(nodes = ?dead, "nodes stopped answering; their seats wait for a resume");
                 metrics::dead_nodes(dead.len());
                 all_due = true;
             }
             let now = Instant::now();
-            if all_due || own_due || now.duration_since(last_sweep) >= self.dead_after * PERIODIC_SWEEP {
+            let period = if self.seats_waiting.load(std::sync::atomic::Ordering::Relaxed) {
+                // Away seats of dead nodes are removed within a `dead_after` of their window's end.
+                self.dead_after
+            } else {
+                self.dead_after * PERIODIC_SWEEP
+            };
+            if all_due || own_due || now.duration_since(last_sweep) >= period {
                 last_sweep = now;
                 let done = self.sweep(Scope::All).await;
                 all_due = !done;

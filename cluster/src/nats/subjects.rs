@@ -32,6 +32,12 @@ impl Subjects {
         format!("{}.node.{node}.inbox", self.prefix)
     }
 
+    /// Seat hand-overs to `node` (request/reply): a resume that arrived on another node asks
+    /// the seat's node for it (PROTOCOL.md section 6).
+    pub fn seat(&self, node: &str) -> String {
+        format!("{}.node.{node}.seat", self.prefix)
+    }
+
     /// Membership changes and room-wide frames of `room`.
     pub fn room(&self, room: &str) -> String {
         format!("{}.room.{}", self.prefix, room_token(room))
