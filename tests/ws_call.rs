@@ -66,7 +66,7 @@ async fn full_two_client_call() {
 
     // connect: the first frame is `connected {socketId, nodeId, heartbeatMs}`.
     let (ws, _) = tokio_tungstenite::connect_async(node.ws_url(&client_token())).await.expect("connect");
-    let mut a = WsClient { ws, socket_id: String::new(), node_id: String::new() };
+    let mut a = WsClient::unstarted(ws);
     let first: Value = serde_json::from_str(&next_text(&mut a).await).unwrap();
     assert_eq!(first["event"], "connected", "{first}");
     let hello = &first["data"];

@@ -301,7 +301,7 @@ async fn connection_limit_refuses_then_frees_a_slot() {
         tokio::task::yield_now().await;
     }
     let ws = c3.expect("a new connection is accepted after one closed");
-    let mut c3 = WsClient { ws, socket_id: String::new(), node_id: String::new() };
+    let mut c3 = WsClient::unstarted(ws);
     c3.next_event("connected").await;
     // c2 was never disturbed.
     let (_, room) = node.call().await;
@@ -388,7 +388,8 @@ async fn slow_reader_is_disconnected_without_hurting_the_sender() {
     assert!(sent >= 1);
 
     // b is still connected and can join again.
-    let mut b = WsClient { ws: sink.reunite(stream).unwrap(), socket_id: bid.clone(), node_id: String::new() };
+    let mut b = WsClient::unstarted(sink.reunite(stream).unwrap());
+    b.socket_id = bid.clone();
     b.send("join-room", json!({"roomId": room})).await;
     let mut bounded = 0;
     let j = loop {

@@ -5,6 +5,7 @@
 
 pub mod mongo;
 pub mod nats_creds;
+pub mod resume;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -207,6 +208,45 @@ pub struct WsClient {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub socket_id: String,
     pub node_id: String,
+    /// The `connected` frame's data (`resumeToken`, `resumeWindowMs`; `resumed` and `lost`
+    /// on a resume); `Null` until it arrived.
+    pub hello: Value,
+    /// The JWT the socket was opened with (a resume presents it again); empty when unknown.
+    pub jwt: String,
+    /// `seq` of the last frame read that carried one (0: none yet). A resume sends it as
+    /// `lastSeq`.
+    pub last_seq: u64,
+}
+
+/// What a client keeps of its seat to resume it: the socket id, the JWT, the last
+/// `resumeToken` and the `seq` of the last frame it processed. Fields are public so tests
+/// can present a wrong one.
+#[derive(Clone, Debug)]
+pub struct Seat {
+    pub socket_id: String,
+    pub jwt: String,
+    pub resume_token: String,
+    pub last_seq: u64,
+}
+
+impl Seat {
+    /// `<base>/ws?token=<jwt>&resume=<resumeToken>&lastSeq=<n>` (`base`: `ws://host:port`),
+    /// the values percent-encoded.
+    pub fn resume_url(&self, base: &str) -> String {
+        let mut u = reqwest::Url::parse(&format!("{base}/ws")).expect("a ws:// base");
+        u.query_pairs_mut()
+            .append_pair("token", &self.jwt)
+            .append_pair("resume", &self.resume_token)
+            .append_pair("lastSeq", &self.last_seq.to_string());
+        u.to_string()
+    }
+}
+
+/// The `token` query parameter of a `/ws` URL, if any.
+fn jwt_of(url: &str) -> String {
+    let u = reqwest::Url::parse(url).expect("a ws:// URL");
+    let jwt = u.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+    jwt.unwrap_or_default()
 }
 
 impl WsClient {
@@ -220,16 +260,77 @@ impl WsClient {
             .await
             .expect("connect timed out")
             .expect("websocket connect");
-        WsClient::from_stream(ws).await
+        let mut c = WsClient::from_stream(ws).await;
+        c.jwt = jwt_of(url);
+        c
     }
 
     /// A client on an upgraded socket, once the node's `connected` has arrived.
     pub async fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
-        let mut c = WsClient { ws, socket_id: String::new(), node_id: String::new() };
+        let mut c = WsClient::unstarted(ws);
         let hello = c.next_event("connected").await;
         c.socket_id = hello["socketId"].as_str().unwrap().to_owned();
         c.node_id = hello["nodeId"].as_str().unwrap().to_owned();
+        c.hello = hello;
         c
+    }
+
+    /// A client on an upgraded socket whose `connected` frame the caller reads itself.
+    pub fn unstarted(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
+        WsClient {
+            ws,
+            socket_id: String::new(),
+            node_id: String::new(),
+            hello: Value::Null,
+            jwt: String::new(),
+            last_seq: 0,
+        }
+    }
+
+    /// Opens `/ws` at `base` (`ws://host:port`) resuming `seat`, and reads `connected`. On a
+    /// successful resume (`resumed: true`) the client counts on from `seat.last_seq`; else it
+    /// is a new seat and counts from 0. The caller checks `hello`.
+    pub async fn resume(base: &str, seat: &Seat) -> WsClient {
+        let mut c = WsClient::connect_url(&seat.resume_url(base)).await;
+        if c.hello["resumed"] == true {
+            c.last_seq = seat.last_seq;
+        }
+        c
+    }
+
+    /// The seat as the client knows it now (the socket stays open).
+    pub fn seat(&self) -> Seat {
+        let token = self.hello["resumeToken"].as_str().unwrap_or_else(|| panic!("no resumeToken in {}", self.hello));
+        Seat {
+            socket_id: self.socket_id.clone(),
+            jwt: self.jwt.clone(),
+            resume_token: token.to_owned(),
+            last_seq: self.last_seq,
+        }
+    }
+
+    /// `seat().resume_url(base)`.
+    pub fn resume_url(&self, base: &str) -> String {
+        self.seat().resume_url(base)
+    }
+
+    /// Drops the TCP connection without a close frame (a network loss); returns the seat to
+    /// resume. Frames the node sent that were not read yet are gone with the socket.
+    pub fn drop_socket(self) -> Seat {
+        let seat = self.seat();
+        drop(self.ws);
+        seat
+    }
+
+    /// Sends a close frame with `code` and waits (bounded) for the node's close; returns the
+    /// seat.
+    pub async fn close_with(mut self, code: u16) -> Seat {
+        use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+        let seat = self.seat();
+        let frame = CloseFrame { code: CloseCode::from(code), reason: "".into() };
+        let _ = self.ws.close(Some(frame)).await;
+        let _ = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = self.ws.next().await {} }).await;
+        seat
     }
 
     pub async fn send(&mut self, event: &str, data: Value) {
@@ -240,7 +341,9 @@ impl WsClient {
         self.ws.send(Message::text(text)).await.expect("send");
     }
 
-    /// The next text frame as JSON (`{"event","data"}`); panics on close or timeout.
+    /// The next text frame as JSON (`{"event","data","seq"}`); panics on close or timeout.
+    /// A frame's `seq`, when it has one, must be above the last one read (seq never goes
+    /// back on a seat); it becomes `last_seq`.
     pub async fn next(&mut self) -> Value {
         loop {
             let msg = tokio::time::timeout(WAIT, self.ws.next())
@@ -249,11 +352,31 @@ impl WsClient {
                 .expect("socket ended")
                 .expect("socket error");
             match msg {
-                Message::Text(t) => return serde_json::from_str(&t).expect("server sent JSON"),
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(&t).expect("server sent JSON");
+                    self.note_seq(&v);
+                    return v;
+                }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected frame {other:?}"),
             }
         }
+    }
+
+    fn note_seq(&mut self, frame: &Value) {
+        if let Some(seq) = frame.get("seq") {
+            let seq = seq.as_u64().unwrap_or_else(|| panic!("seq is not a whole number: {frame}"));
+            assert!(seq > self.last_seq, "seq went back (last {}): {frame}", self.last_seq);
+            self.last_seq = seq;
+        }
+    }
+
+    /// The next frame, which must be `event` and carry a `seq`; returns its data and seq.
+    pub async fn next_seq(&mut self, event: &str) -> (Value, u64) {
+        let v = self.next().await;
+        assert_eq!(v["event"], event, "expected {event}, got {v}");
+        let seq = v["seq"].as_u64().unwrap_or_else(|| panic!("no seq on {v}"));
+        (v["data"].clone(), seq)
     }
 
     /// The next frame, which must be `event`; returns its data.
@@ -285,14 +408,20 @@ impl WsClient {
             match tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for close") {
                 None | Some(Err(_)) => return (None, frames),
                 Some(Ok(Message::Close(c))) => return (c.map(|c| u16::from(c.code)), frames),
-                Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    self.note_seq(&v);
+                    frames.push(v);
+                }
                 Some(Ok(_)) => {}
             }
         }
     }
 
+    /// Closes with code 1000 (a page left): the seat leaves its room at once.
     pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+        use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+        let _ = self.ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() })).await;
     }
 }
 
