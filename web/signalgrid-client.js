@@ -24,11 +24,11 @@ import { FATAL_CODES } from './signalgrid-errors.js';
 import { SignalgridRest } from './signalgrid-rest.js';
 import { samplePeers } from './signalgrid-stats.js';
 import { PeerMesh } from './signalgrid-peers.js';
-import { FINAL_CLOSE_CODES, SeatResume } from './signalgrid-resume.js';
+import { backoffDelay, FINAL_CLOSE_CODES, SeatResume } from './signalgrid-resume.js';
 
 export { ERROR_CODES, mediaErrorCode, SignalgridError, SignalgridErrorEvent } from './signalgrid-errors.js';
 export { classifyQuality } from './signalgrid-stats.js';
-export { FINAL_CLOSE_CODES, LEAVE_CLOSE_CODES, SeatResume } from './signalgrid-resume.js';
+export { backoffDelay, FINAL_CLOSE_CODES, LEAVE_CLOSE_CODES, SeatResume } from './signalgrid-resume.js';
 
 /** Relayed frames: while the socket is away they wait in a bounded outbox for the resume. */
 const RELAYS = new Set(['offer', 'answer', 'ice-candidate']);
@@ -36,12 +36,6 @@ const OUTBOX_MAX = 256;
 
 function detail(type, d) {
   return new CustomEvent(type, { detail: d });
-}
-
-/** Backoff delay before attempt `n` (0-based): full jitter over min(cap, base * 2^n). */
-export function backoffDelay(n, base = 500, cap = 15000, random = Math.random) {
-  const ceiling = Math.min(cap, base * 2 ** Math.min(n, 20));
-  return Math.floor(random() * ceiling);
 }
 
 /** The call: REST (signalgrid-rest.js), the signaling socket with resume, the peer mesh. */
@@ -98,6 +92,10 @@ export class SignalgridClient extends SignalgridRest {
     this._outbox = []; // relays sent while the socket was away, for the resume
     this._outboxOverflow = false;
     this._away = new Set(); // socket ids of peers whose signaling is away (user-reconnecting)
+    // Back online (the browser says so): try at once rather than after the backoff.
+    this._onOnline = () => {
+      if (this.state === 'reconnecting' && !this.ws && !this._closing) this._connect();
+    };
   }
 
   // ---------------------------------------------------------------- call life cycle
@@ -109,6 +107,7 @@ export class SignalgridClient extends SignalgridRest {
   async start(localStream = null) {
     this.localStream = localStream;
     this._closing = false;
+    globalThis.addEventListener?.('online', this._onOnline);
     try {
       await this.fetchIceServers();
       if (!this.roomId) await this.generateRoom();
@@ -473,6 +472,7 @@ export class SignalgridClient extends SignalgridRest {
     clearTimeout(this._joinRetry);
     this._resume.forget();
     this._outbox = [];
+    globalThis.removeEventListener?.('online', this._onOnline);
     this.mesh.closeAll();
     if (this.ws) {
       const ws = this.ws;

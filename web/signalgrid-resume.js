@@ -11,6 +11,13 @@ export const FINAL_CLOSE_CODES = new Set([4001, 4003]);
  *  lets the seat go at once, so there is nothing to resume. */
 export const LEAVE_CLOSE_CODES = new Set([1000, 1001]);
 
+/** Backoff delay (ms) before reconnect attempt `n` (0-based): full jitter over
+ *  min(cap, base * 2^n). */
+export function backoffDelay(n, base = 500, cap = 15000, random = Math.random) {
+  const ceiling = Math.min(cap, base * 2 ** Math.min(n, 20));
+  return Math.floor(random() * ceiling);
+}
+
 export class SeatResume {
   /**
    * @param {object} o

@@ -245,6 +245,26 @@ export async function resumeChecks(check) {
     c.leave();
   });
 
+  // Back online: the next attempt goes at once, not after the backoff.
+  await withFakes(async () => {
+    const win = new EventTarget();
+    globalThis.addEventListener = win.addEventListener.bind(win);
+    globalThis.removeEventListener = win.removeEventListener.bind(win);
+    try {
+      const { c, ws } = await joinedClient();
+      ws.drop(1006);
+      check('offline: waits for the backoff', FakeSocket.all.length === 1 && c.state === 'reconnecting');
+      win.dispatchEvent(new Event('online'));
+      check('online: reconnects at once, resuming', FakeSocket.all.length === 2 && FakeSocket.all[1].url.searchParams.get('resume') === 'r1');
+      c.leave();
+      win.dispatchEvent(new Event('online'));
+      check('online after leave: nothing', FakeSocket.all.length === 2);
+    } finally {
+      delete globalThis.addEventListener;
+      delete globalThis.removeEventListener;
+    }
+  });
+
   // A server without resume (no token): a loss joins again, as before.
   await withFakes(async (runTimers) => {
     const c = new SignalgridClient({ token: 'jwt', baseUrl: 'http://127.0.0.1:1', roomId: 'room-r', reconnect: { baseMs: 1, maxMs: 1 } });
