@@ -169,6 +169,9 @@ async function sampleQuality() {
 
 // ------------------------------------------------------------------ remote tiles
 
+/** Remote participants whose signaling is away (they may resume): their tiles say so. */
+const awayPeers = new Set();
+
 /** The tile of a remote participant (made on first use): a video and a name label. */
 function remoteTile(socketId, name) {
   let tile = document.querySelector(`.remote-tile[data-socket-id="${CSS.escape(socketId)}"]`);
@@ -183,13 +186,42 @@ function remoteTile(socketId, name) {
     label.className = 'label';
     tile.append(video, label);
     $('remotes').append(tile);
+    setAway(socketId, awayPeers.has(socketId));
     layoutRemotes();
   }
   if (name) tile.querySelector('.label').textContent = name;
   return tile;
 }
 
+/** Shows or clears the "Reconnecting…" badge of a remote participant's tile. */
+function setAway(socketId, away) {
+  if (away) awayPeers.add(socketId);
+  else awayPeers.delete(socketId);
+  const tile = document.querySelector(`.remote-tile[data-socket-id="${CSS.escape(socketId)}"]`);
+  if (!tile) return;
+  tile.dataset.away = String(away);
+  let badge = tile.querySelector('.away-badge');
+  if (away && !badge) {
+    badge = document.createElement('span');
+    badge.className = 'away-badge';
+    badge.setAttribute('role', 'status');
+    badge.textContent = 'Reconnecting…';
+    tile.append(badge);
+  } else if (!away && badge) {
+    badge.remove();
+  }
+}
+
+/** The page's status from its peer connections (after a join or a resume). */
+function statusFromPeers() {
+  const pcs = [...client.peers.values()].map((p) => p.pc.connectionState);
+  if (pcs.includes('connected')) setStatus('connected', 'Connected');
+  else if (pcs.length) setStatus('connecting', 'Connecting…');
+  else setStatus('waiting', 'Waiting for the other participant…');
+}
+
 function removeTile(socketId) {
+  awayPeers.delete(socketId);
   const tile = document.querySelector(`.remote-tile[data-socket-id="${CSS.escape(socketId)}"]`);
   if (!tile) return;
   tile.querySelector('video').srcObject = null;
@@ -316,7 +348,8 @@ async function main() {
     if (s === 'joined') {
       clearError('NETWORK_ERROR');
       clearError('NODE_DRAINING');
-      setStatus(client.peers.size ? 'connecting' : 'waiting', client.peers.size ? 'Connecting…' : 'Waiting for the other participant…');
+      // After a resume the peer connections are the same ones, possibly still connected.
+      statusFromPeers();
       enableControls(true);
     }
     if (s === 'failed') {
@@ -325,8 +358,13 @@ async function main() {
     }
   });
   client.addEventListener('sg-error', (e) => {
+    // A refused resume is not the user's concern: the library joins the room again.
+    if (e.code === 'RESUME_FAILED') return;
     showError(e.code, e.details, e.message, e.requestId);
   });
+  // Another participant's signaling dropped: their tile says so until they are back or gone.
+  client.addEventListener('peer-reconnecting', (e) => setAway(e.detail.socketId, true));
+  client.addEventListener('peer-reconnected', (e) => setAway(e.detail.socketId, false));
   client.addEventListener('remote-stream', (e) => {
     const name = e.detail.participant && e.detail.participant.userName;
     const v = remoteTile(e.detail.socketId, name).querySelector('video');
@@ -336,6 +374,11 @@ async function main() {
   client.addEventListener('peer-closed', (e) => removeTile(e.detail.socketId));
   client.addEventListener('peer-state', (e) => {
     const s = e.detail.state;
+    // While our own signaling resumes, the status says so whatever the media does.
+    if (client.state === 'reconnecting') {
+      if (s === 'connected') startTimer();
+      return;
+    }
     if (s === 'connected') {
       clearError('WEBRTC_FAILED');
       setStatus('connected', 'Connected');
@@ -346,10 +389,13 @@ async function main() {
       setStatus('error', 'Video connection failed');
     }
   });
-  client.addEventListener('user-left', () => {
+  client.addEventListener('peer-left', (e) => {
+    removeTile(e.detail.socketId);
     if (client.peers.size === 0 && !ended) {
       $('remote-placeholder').hidden = false;
-      $('remote-placeholder').textContent = 'The other participant left. Waiting for them to come back…';
+      $('remote-placeholder').textContent = e.detail.reason === 'timeout'
+        ? 'The other participant\'s connection was lost. Waiting for them to come back…'
+        : 'The other participant left. Waiting for them to come back…';
       setStatus('waiting', 'Waiting for the other participant…');
     }
   });

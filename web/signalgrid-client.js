@@ -13,29 +13,33 @@
 // Renegotiation (a track added later) uses the "perfect negotiation" pattern; which side
 // of a pair is polite is decided by comparing the two socket ids. After a dropped socket or
 // NODE_DRAINING it reconnects with exponential backoff and full jitter, through the next
-// signaling endpoint if several are given, joins the room again and re-establishes the peer
-// connections. The peer connections are in signalgrid-peers.js, error codes and types in
-// signalgrid-errors.js, call quality in signalgrid-stats.js; this module re-exports what a
-// page needs, so importing it is enough.
+// signaling endpoint if several are given, and resumes its seat (same socket id, same room,
+// same peer connections; the frames it missed are replayed). Only when the resume fails or
+// its window has passed does it join the room again and re-establish the peer connections.
+// The peer connections are in signalgrid-peers.js, the resume bookkeeping (seq, ack, token)
+// in signalgrid-resume.js, error codes and types in signalgrid-errors.js, call quality in
+// signalgrid-stats.js; this module re-exports what a page needs, so importing it is enough.
 
-import { FATAL_CODES, SignalgridError, SignalgridErrorEvent } from './signalgrid-errors.js';
+import { FATAL_CODES } from './signalgrid-errors.js';
+import { SignalgridRest } from './signalgrid-rest.js';
 import { samplePeers } from './signalgrid-stats.js';
 import { PeerMesh } from './signalgrid-peers.js';
+import { backoffDelay, FINAL_CLOSE_CODES, SeatResume } from './signalgrid-resume.js';
 
 export { ERROR_CODES, mediaErrorCode, SignalgridError, SignalgridErrorEvent } from './signalgrid-errors.js';
 export { classifyQuality } from './signalgrid-stats.js';
+export { backoffDelay, FINAL_CLOSE_CODES, LEAVE_CLOSE_CODES, SeatResume } from './signalgrid-resume.js';
+
+/** Relayed frames: while the socket is away they wait in a bounded outbox for the resume. */
+const RELAYS = new Set(['offer', 'answer', 'ice-candidate']);
+const OUTBOX_MAX = 256;
 
 function detail(type, d) {
   return new CustomEvent(type, { detail: d });
 }
 
-/** Backoff delay before attempt `n` (0-based): full jitter over min(cap, base * 2^n). */
-export function backoffDelay(n, base = 500, cap = 15000, random = Math.random) {
-  const ceiling = Math.min(cap, base * 2 ** Math.min(n, 20));
-  return Math.floor(random() * ceiling);
-}
-
-export class SignalgridClient extends EventTarget {
+/** The call: REST (signalgrid-rest.js), the signaling socket with resume, the peer mesh. */
+export class SignalgridClient extends SignalgridRest {
   /**
    * @param {object} o
    * @param {string} o.token            the platform's JWT
@@ -48,24 +52,19 @@ export class SignalgridClient extends EventTarget {
    * @param {string} [o.userName]       display name sent with join-room
    * @param {object} [o.reconnect]      {baseMs=500, maxMs=15000, maxAttempts=Infinity}
    * @param {number} [o.timeoutMs]      bound of every REST call and of the socket opening
+   * @param {object} [o.ack]            {every=32, idleMs=2000}: an `ack` goes after `every`
+   *                                    frames, or `idleMs` after the first one not acknowledged
    */
   constructor(o) {
-    super();
-    if (!o || !o.token) throw new TypeError('SignalgridClient: a token is required');
-    this.token = o.token;
-    this.sessionId = o.sessionId || null;
-    this.roomId = o.roomId || null;
-    this.baseUrl = (o.baseUrl || globalThis.location?.origin || '').replace(/\/$/, '');
+    super(o);
     this.signalingUrls = (o.signalingUrls && o.signalingUrls.length ? o.signalingUrls : [this.baseUrl])
       .map((u) => u.replace(/\/$/, ''));
     this.userName = o.userName || null;
     this.reconnectOpts = { baseMs: 500, maxMs: 15000, maxAttempts: Infinity, ...(o.reconnect || {}) };
-    this.timeoutMs = o.timeoutMs || 10000;
 
     this.ws = null;
     this.socketId = null;
     this.nodeId = null;
-    this.iceServers = null;
     this.localStream = null;
     /** The peer connections, one per remote participant (signalgrid-peers.js). */
     this.mesh = new PeerMesh(this);
@@ -83,63 +82,20 @@ export class SignalgridClient extends EventTarget {
     // The join retry after a passing failure; apart from `_timer` (reconnects), so that
     // `room-joined` can cancel it without touching a reconnect.
     this._joinRetry = null;
-  }
-
-  // ---------------------------------------------------------------- REST
-
-  async _rest(method, path) {
-    const ctl = new AbortController();
-    const t = setTimeout(() => ctl.abort(), this.timeoutMs);
-    let res;
-    try {
-      res = await fetch(this.baseUrl + path, {
-        method,
-        headers: { 'x-auth-token': this.token },
-        signal: ctl.signal,
-      });
-    } catch (e) {
-      throw new SignalgridError('NETWORK_ERROR', 'The call service could not be reached. Check your connection.', { cause: String(e) });
-    } finally {
-      clearTimeout(t);
-    }
-    let body = null;
-    try {
-      body = await res.json();
-    } catch (_) {
-      body = null;
-    }
-    if (!res.ok) {
-      const e = (body && body.error) || {};
-      throw new SignalgridError(e.code || 'INTERNAL', e.message, e.details || {}, res.status,
-        e.requestId || res.headers.get('x-request-id'));
-    }
-    return body;
-  }
-
-  _restError(e) {
-    const code = e.code || 'NETWORK_ERROR';
-    this._emitError(code, e.message, e.details, { source: 'rest', requestId: e.requestId, fatal: FATAL_CODES.has(code) });
-  }
-
-  /** `GET /api/video-calls/can-join/:sessionId`. */
-  canJoin(sessionId = this.sessionId) {
-    return this._rest('GET', `/api/video-calls/can-join/${encodeURIComponent(sessionId)}`);
-  }
-
-  /** `POST /api/video-calls/generate-room/:sessionId`; remembers the room id. */
-  async generateRoom(sessionId = this.sessionId) {
-    const r = await this._rest('POST', `/api/video-calls/generate-room/${encodeURIComponent(sessionId)}`);
-    this.roomId = r.roomId;
-    return r;
-  }
-
-  /** `GET /api/video-calls/config`: the ICE servers (cached; refetched after its ttl). */
-  async fetchIceServers() {
-    if (this.iceServers && (!this._iceExpiry || Date.now() < this._iceExpiry)) return this.iceServers;
-    const r = await this._rest('GET', '/api/video-calls/config');
-    this.iceServers = r.iceServers || [];
-    this._iceExpiry = r.ttl ? Date.now() + (r.ttl * 1000) / 2 : 0;
-    return this.iceServers;
+    /** Resume bookkeeping: last seq processed, resume token and window, acks. */
+    this._resume = new SeatResume({
+      sendAck: (seq) => this._send('ack', { seq }),
+      ackEvery: o.ack?.every ?? 32,
+      ackIdleMs: o.ack?.idleMs ?? 2000,
+    });
+    this._resumeTried = false; // the current socket was opened with resume parameters
+    this._outbox = []; // relays sent while the socket was away, for the resume
+    this._outboxOverflow = false;
+    this._away = new Set(); // socket ids of peers whose signaling is away (user-reconnecting)
+    // Back online (the browser says so): try at once rather than after the backoff.
+    this._onOnline = () => {
+      if (this.state === 'reconnecting' && !this.ws && !this._closing) this._connect();
+    };
   }
 
   // ---------------------------------------------------------------- call life cycle
@@ -151,6 +107,7 @@ export class SignalgridClient extends EventTarget {
   async start(localStream = null) {
     this.localStream = localStream;
     this._closing = false;
+    globalThis.addEventListener?.('online', this._onOnline);
     try {
       await this.fetchIceServers();
       if (!this.roomId) await this.generateRoom();
@@ -162,11 +119,23 @@ export class SignalgridClient extends EventTarget {
     this._connect();
   }
 
-  _wsUrl() {
+  /** The WebSocket URL: `/ws?token=…`, plus `&resume=<token>&lastSeq=<n>` to resume. */
+  _wsUrl(resume = false) {
     const base = this.signalingUrls[this._endpoint % this.signalingUrls.length];
     const u = new URL(base.replace(/^http/, 'ws') + '/ws');
     u.searchParams.set('token', this.token);
+    if (resume) for (const [k, v] of Object.entries(this._resume.params())) u.searchParams.set(k, v);
     return u.toString();
+  }
+
+  /** The highest `seq` processed on this seat (0 before any). */
+  get lastSeq() {
+    return this._resume.lastSeq;
+  }
+
+  /** Whether the signaling of the participant `socketId` is away (it may resume). */
+  isAway(socketId) {
+    return this._away.has(socketId);
   }
 
   _setState(s, extra = {}) {
@@ -179,9 +148,16 @@ export class SignalgridClient extends EventTarget {
     clearTimeout(this._timer);
     clearTimeout(this._joinRetry);
     this._setState(this._attempt > 0 || this._joined ? 'reconnecting' : 'connecting', { attempt: this._attempt });
+    const resume = this._resume.canResume(Date.now());
+    if (!resume && this._resume.away) {
+      // The window has passed (or the server offers no resume): join again from scratch.
+      this._resume.forget();
+      this._outbox = [];
+    }
+    this._resumeTried = resume;
     let ws;
     try {
-      ws = new WebSocket(this._wsUrl());
+      ws = new WebSocket(this._wsUrl(resume));
     } catch (e) {
       this._emitError('NETWORK_ERROR', String(e), {}, { source: 'ws' });
       this._scheduleReconnect();
@@ -195,22 +171,26 @@ export class SignalgridClient extends EventTarget {
     }, this.timeoutMs);
     ws.onopen = () => clearTimeout(openGuard);
     ws.onmessage = (m) => {
+      if (this.ws !== ws) return;
       let msg;
       try {
         msg = JSON.parse(m.data);
       } catch (_) {
         return;
       }
-      this._onFrame(msg.event, msg.data || {});
+      this._onMessage(msg);
     };
     ws.onclose = (ev) => {
       clearTimeout(openGuard);
       if (this.ws !== ws) return;
       this.ws = null;
+      this._resume.lose(Date.now());
       this.dispatchEvent(detail('socket-closed', { code: ev.code, reason: ev.reason }));
       if (this._closing || this.state === 'ended') return;
-      if (ev.code === 4001 || this._fatalSeen) {
-        this._setState('failed', { code: this._fatalSeen || 'SESSION_REPLACED' });
+      if (FINAL_CLOSE_CODES.has(ev.code) || this._fatalSeen) {
+        // Replaced (4001), kicked or room closed (4003): the seat is gone, resuming cannot help.
+        this._resume.forget();
+        this._setState('failed', { code: this._fatalSeen || (ev.code === 4001 ? 'SESSION_REPLACED' : 'KICKED'), closeCode: ev.code });
         this.mesh.closeAll();
         return;
       }
@@ -235,27 +215,75 @@ export class SignalgridClient extends EventTarget {
     const n = this._attempt;
     this._attempt += 1;
     // A drain is planned: the first retry goes at once (with a little jitter) to another node.
-    const delay = soon && n === 0 ? backoffDelay(0, 100, 100) : backoffDelay(n, o.baseMs, o.maxMs);
-    this._setState('reconnecting', { attempt: this._attempt, delayMs: delay });
-    this.dispatchEvent(detail('reconnecting', { attempt: this._attempt, delayMs: delay }));
+    let delay = soon && n === 0 ? backoffDelay(0, 100, 100) : backoffDelay(n, o.baseMs, o.maxMs);
+    // While the seat can be resumed, try again before its window closes.
+    const left = this._resume.remainingMs(Date.now());
+    const resume = left > 0;
+    if (resume) delay = Math.min(delay, Math.max(0, left - 250));
+    this._setState('reconnecting', { attempt: this._attempt, delayMs: delay, resume });
+    this.dispatchEvent(detail('reconnecting', { attempt: this._attempt, delayMs: delay, resume }));
     this._timer = setTimeout(() => this._connect(), delay);
   }
 
   _send(event, data) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+    const open = this.ws && this.ws.readyState === WebSocket.OPEN;
+    if (RELAYS.has(event) && this._resume.away && (!open || this._resumeTried)) {
+      // The seat is away: keep the relay for the resume (dropped if a rejoin follows).
+      if (this._outbox.length >= OUTBOX_MAX) {
+        this._outbox.shift();
+        this._outboxOverflow = true;
+      }
+      this._outbox.push({ event, data });
+      return false;
+    }
+    if (open) {
       this.ws.send(JSON.stringify({ event, data }));
       return true;
     }
     return false;
   }
 
+  /** One server frame: processed once per `seq` (a replay of a processed one is skipped). */
+  _onMessage(msg) {
+    if (!msg || typeof msg.event !== 'string') return;
+    if (msg.event !== 'connected' && !this._resume.accept(msg.seq)) return;
+    this._onFrame(msg.event, msg.data || {});
+  }
+
+  _onConnected(data) {
+    const outcome = this._resume.onConnected(data, this._resumeTried);
+    this._resumeTried = false;
+    this.nodeId = data.nodeId;
+    if (outcome !== 'resumed') {
+      // A new seat: relays kept for the old one are void (a rejoin makes new peer connections).
+      this._outbox = [];
+      this._outboxOverflow = false;
+      this.socketId = data.socketId;
+      this.dispatchEvent(detail('connected', data));
+      this._join();
+      return;
+    }
+    // The same seat, room and peer connections: send what waited, no join-room.
+    this._attempt = 0;
+    const lost = data.lost === true || this._outboxOverflow;
+    const waiting = this._outbox.splice(0);
+    this._outboxOverflow = false;
+    for (const f of waiting) this._send(f.event, f.data);
+    this.dispatchEvent(detail('connected', data));
+    if (this._joined) {
+      this._setState('joined', { resumed: true, lost });
+    } else {
+      this._join(); // the join may not have been answered before the loss
+    }
+    this.dispatchEvent(detail('resumed', { socketId: this.socketId, nodeId: this.nodeId, lost: data.lost === true }));
+    // Frames may be gone: check every negotiation with an ICE restart (never a new connection).
+    if (lost) this.mesh.restartIce('resumed-lost');
+  }
+
   _onFrame(event, data) {
     switch (event) {
       case 'connected':
-        this.socketId = data.socketId;
-        this.nodeId = data.nodeId;
-        this.dispatchEvent(detail('connected', data));
-        this._join();
+        this._onConnected(data);
         break;
       case 'room-joined': {
         const again = this._joined;
@@ -266,6 +294,7 @@ export class SignalgridClient extends EventTarget {
         this._attempt = 0;
         this._joinAttempt = 0;
         this.participants = data.participants || [];
+        this._away.clear();
         // After a reconnect the old peer connections belong to our old socket: start over.
         this.mesh.closeAll();
         this._setState('joined');
@@ -281,11 +310,24 @@ export class SignalgridClient extends EventTarget {
         this.dispatchEvent(detail('user-joined', data));
         // The newcomer offers: we wait for its offer (the peer connection is made then).
         break;
-      case 'user-left':
+      case 'user-left': {
+        const participant = this.participants.find((p) => p.socketId === data.socketId) || null;
         this.participants = this.participants.filter((p) => p.socketId !== data.socketId);
+        this._away.delete(data.socketId);
         this.mesh.close(data.socketId);
         this.dispatchEvent(detail('user-left', data));
+        this.dispatchEvent(detail('peer-left', { socketId: data.socketId, userId: data.userId, participant, reason: data.reason || null }));
         break;
+      }
+      case 'user-reconnecting':
+      case 'user-reconnected': {
+        const away = event === 'user-reconnecting';
+        if (away) this._away.add(data.socketId);
+        else this._away.delete(data.socketId);
+        const participant = this.participants.find((p) => p.socketId === data.socketId) || null;
+        this.dispatchEvent(detail(away ? 'peer-reconnecting' : 'peer-reconnected', { socketId: data.socketId, userId: data.userId, participant }));
+        break;
+      }
       case 'offer':
         this.mesh.onOffer(data.from, data.offer);
         break;
@@ -307,8 +349,9 @@ export class SignalgridClient extends EventTarget {
         if (fatal) this._fatalSeen = code;
         this._emitError(code, data.message, data.details, { source: 'ws', fatal });
         // PEER_NOT_FOUND never answers a join (it answers a relay, say a candidate of a peer
-        // connection from before a reconnect).
-        if (this._joinPending && !fatal && code !== 'NODE_DRAINING' && code !== 'PEER_NOT_FOUND') {
+        // connection from before a reconnect); RESUME_FAILED answers the socket's opening
+        // (the join that falls back from it is on its way).
+        if (this._joinPending && !fatal && !['NODE_DRAINING', 'PEER_NOT_FOUND', 'RESUME_FAILED'].includes(code)) {
           // The answer to join-room is a passing failure (store or cluster unavailable,
           // rate limited): try the join again after a backoff, on the same socket.
           this._joinPending = false;
@@ -350,10 +393,6 @@ export class SignalgridClient extends EventTarget {
     this.dispatchEvent(detail(type, d));
   }
 
-  _emitError(code, message, details, extra) {
-    this.dispatchEvent(new SignalgridErrorEvent(code, message, details, extra));
-  }
-
   // ---------------------------------------------------------------- media controls
 
   /** What to send: the microphone, the camera (or the screen while sharing), their stream. */
@@ -364,29 +403,10 @@ export class SignalgridClient extends EventTarget {
     return { audio, video, stream: s || new MediaStream() };
   }
 
-  /** Replaces the outgoing track of `kind` on every peer (null: send nothing). Adds a
-   *  sender (renegotiating) where there was none. */
-  async replaceTrack(kind, track) {
-    const { stream } = this._localTracks();
-    for (const p of this.peers.values()) {
-      const trs = p.pc.getTransceivers().filter((t) => !t.stopped && t.receiver.track.kind === kind);
-      const sending = trs.find((t) => t.sender.track || t.direction === 'sendrecv' || t.direction === 'sendonly');
-      if (sending) {
-        await sending.sender.replaceTrack(track);
-        continue;
-      }
-      if (!track) continue;
-      // No sender of that kind yet: use the receive-only transceiver or add a track;
-      // either way negotiationneeded renegotiates.
-      const tr = trs[0];
-      if (tr) {
-        await tr.sender.replaceTrack(track);
-        if (tr.sender.setStreams) tr.sender.setStreams(stream);
-        tr.direction = 'sendrecv';
-      } else {
-        p.pc.addTrack(track, stream);
-      }
-    }
+  /** Replaces the outgoing track of `kind` (`audio` or `video`) on every peer (null: send
+   *  nothing). Adds a sender (renegotiating) where there was none. */
+  replaceTrack(kind, track) {
+    return this.mesh.replaceTrack(kind, track);
   }
 
   /** Mutes or unmutes the microphone (the track stays; it sends silence). */
@@ -450,6 +470,9 @@ export class SignalgridClient extends EventTarget {
     this._closing = true;
     clearTimeout(this._timer);
     clearTimeout(this._joinRetry);
+    this._resume.forget();
+    this._outbox = [];
+    globalThis.removeEventListener?.('online', this._onOnline);
     this.mesh.closeAll();
     if (this.ws) {
       const ws = this.ws;

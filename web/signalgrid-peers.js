@@ -1,7 +1,8 @@
 // signalgrid-peers.js: the mesh of RTCPeerConnections of a call, one per remote participant.
 // Makes them (the newcomer offers), runs "perfect negotiation" on each (one polite side per
 // pair, decided by comparing socket ids), keeps ICE candidates that arrive before their
-// offer, and closes them. Signaling goes through the SignalgridClient that owns the mesh
+// offer, restarts ICE (when ICE fails, or when a resumed signaling socket may have lost
+// frames), and closes them. Signaling goes through the SignalgridClient that owns the mesh
 // (its socket, ICE servers, participants, local tracks and events). Part of the client
 // library; not used on its own.
 
@@ -53,8 +54,12 @@ export class PeerMesh {
       this.client._emit('peer-state', { socketId, participant: p.info, state: s });
       if (s === 'failed') {
         this.client._emitError('WEBRTC_FAILED', 'The media connection failed. Trying again…', { socketId }, { source: 'webrtc' });
-        if (!p.polite) pc.restartIce();
       }
+    };
+    // ICE failed (a network change on either side): restart it on this same connection.
+    // Both sides may do so; perfect negotiation settles the two offers.
+    pc.oniceconnectionstatechange = () => {
+      if (pc.iceConnectionState === 'failed') this.restartIce('ice-failed', [socketId]);
     };
     this.client._emit('peer-created', { socketId, participant: p.info });
     if (offerer) {
@@ -94,7 +99,8 @@ export class PeerMesh {
 
   async onAnswer(from, answer) {
     const p = this.peers.get(from);
-    if (!p) return;
+    // No offer of ours is waiting (taken back for an ICE restart): a stale answer.
+    if (!p || p.pc.signalingState !== 'have-local-offer') return;
     try {
       await p.pc.setRemoteDescription(answer);
       p.remoteSet = true;
@@ -132,6 +138,51 @@ export class PeerMesh {
         await p.pc.addIceCandidate(c || undefined);
       } catch (_) {
         /* a stale candidate */
+      }
+    }
+  }
+
+  /**
+   * Restarts ICE on the peer connections of `socketIds` (default: all): `restartIce()`, whose
+   * `negotiationneeded` sends a new offer as any renegotiation does. An offer of ours still
+   * waiting for its answer (it may have been lost) is taken back first. Emits
+   * `ice-restart {socketId, participant, reason}` for each.
+   */
+  restartIce(reason, socketIds = [...this.peers.keys()]) {
+    for (const id of socketIds) {
+      const p = this.peers.get(id);
+      if (!p || p.pc.signalingState === 'closed') continue;
+      const pc = p.pc;
+      this.client._emit('ice-restart', { socketId: id, participant: p.info, reason });
+      if (pc.signalingState === 'have-local-offer') {
+        pc.setLocalDescription({ type: 'rollback' }).catch(() => {}).then(() => pc.restartIce());
+      } else {
+        pc.restartIce();
+      }
+    }
+  }
+
+  /** Replaces the outgoing track of `kind` on every peer (null: send nothing). Adds a
+   *  sender (renegotiating) where there was none. */
+  async replaceTrack(kind, track) {
+    const { stream } = this.client._localTracks();
+    for (const p of this.peers.values()) {
+      const trs = p.pc.getTransceivers().filter((t) => !t.stopped && t.receiver.track.kind === kind);
+      const sending = trs.find((t) => t.sender.track || t.direction === 'sendrecv' || t.direction === 'sendonly');
+      if (sending) {
+        await sending.sender.replaceTrack(track);
+        continue;
+      }
+      if (!track) continue;
+      // No sender of that kind yet: use the receive-only transceiver or add a track;
+      // either way negotiationneeded renegotiates.
+      const tr = trs[0];
+      if (tr) {
+        await tr.sender.replaceTrack(track);
+        if (tr.sender.setStreams) tr.sender.setStreams(stream);
+        tr.direction = 'sendrecv';
+      } else {
+        p.pc.addTrack(track, stream);
       }
     }
   }

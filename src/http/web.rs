@@ -18,6 +18,8 @@ const CLIENT_JS: &str = include_str!("../../web/signalgrid-client.js");
 const ERRORS_JS: &str = include_str!("../../web/signalgrid-errors.js");
 const STATS_JS: &str = include_str!("../../web/signalgrid-stats.js");
 const PEERS_JS: &str = include_str!("../../web/signalgrid-peers.js");
+const REST_JS: &str = include_str!("../../web/signalgrid-rest.js");
+const RESUME_JS: &str = include_str!("../../web/signalgrid-resume.js");
 
 /// The static files: name under `/web/`, content type, body.
 const FILES: &[(&str, &str, &str)] = &[
@@ -25,6 +27,8 @@ const FILES: &[(&str, &str, &str)] = &[
     ("signalgrid-errors.js", "text/javascript; charset=utf-8", ERRORS_JS),
     ("signalgrid-stats.js", "text/javascript; charset=utf-8", STATS_JS),
     ("signalgrid-peers.js", "text/javascript; charset=utf-8", PEERS_JS),
+    ("signalgrid-rest.js", "text/javascript; charset=utf-8", REST_JS),
+    ("signalgrid-resume.js", "text/javascript; charset=utf-8", RESUME_JS),
     ("call.js", "text/javascript; charset=utf-8", CALL_JS),
     ("call.css", "text/css; charset=utf-8", CALL_CSS),
 ];

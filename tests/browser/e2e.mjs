@@ -16,9 +16,17 @@
 //                                                  // library from apiBase and calls its REST
 //                                                  // API; refusedBase does not allow it
 //         cluster?: { clientUrl, psyUrl },         // (b) two nodes
-//         drain?: { clientUrl, psyUrl, node } }   // (d) the client's node is drained: this
+//         drain?: { clientUrl, psyUrl, node },    // (d) the client's node is drained: this
 //                                                  // script prints `DRAIN <node>` on stdout
 //                                                  // and the harness drains that node
+//         resumeDrain?: { clientUrl, psyUrl, node },  // resume (not rejoin) across a drain
+//                                                  // (`DRAIN <node>`), a kill -9 (`KILL <node>`:
+//         resumeKill?: { clientUrl, psyUrl, node },   // the harness kills it without warning),
+//         resumeOffline?: { clientUrl, psyUrl, offlineMs? } }  // and the client's page
+//                                                  // offline for offlineMs (default 5000) by
+//                                                  // CDP Network.emulateNetworkConditions.
+//                                                  // The client's page should list the other
+//                                                  // node in `?signaling=` for the first two.
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -171,6 +179,63 @@ async function twoPartyCall(tag, clientUrl, psyUrl) {
     client: { states: c.states, framesDecoded: clientFrames, quality: clientQ.quality, status: clientQ.status, created: clientQ.created, node: clientQ.node },
     psychologist: { states: p.states, framesDecoded: psyFrames, quality: psyQ.quality, status: psyQ.status, created: psyQ.created, node: psyQ.node },
   } };
+}
+
+/** What a page's client saw from now on (for the resume scenarios), and its live peer
+ *  connections now, kept to compare by identity later. */
+const WATCH = () => {
+  const c = window.signalgridCall.client;
+  window.__sgSeen = [];
+  for (const t of ['reconnecting', 'resumed', 'rejoined', 'peer-reconnecting', 'peer-reconnected', 'peer-left',
+    'user-left', 'socket-closed', 'ice-restart']) {
+    c.addEventListener(t, (e) => window.__sgSeen.push(t === 'resumed' ? `resumed:${e.detail.lost}`
+      : t === 'socket-closed' ? `socket-closed:${e.detail.code}` : t === 'peer-left' ? `peer-left:${e.detail.reason}` : t));
+  }
+  c.addEventListener('sg-error', (e) => window.__sgSeen.push(`error:${e.code}`));
+  window.__sgPcsThen = window.__sgPCs.filter((pc) => pc.connectionState !== 'closed');
+  return { socketId: c.socketId, nodeId: c.nodeId, pcs: window.__sgPcsThen.length };
+};
+const SEEN = () => {
+  const c = window.signalgridCall.client;
+  const then = window.__sgPcsThen;
+  return {
+    state: c.state, socketId: c.socketId, nodeId: c.nodeId, seen: window.__sgSeen,
+    // The same RTCPeerConnection objects, still open, and no new one.
+    samePcs: then.length > 0 && then.every((pc) => pc.connectionState !== 'closed')
+      && window.__sgPCs.filter((pc) => pc.connectionState !== 'closed').every((pc) => then.includes(pc)),
+    badges: document.querySelectorAll('.away-badge').length,
+    status: document.getElementById('status').dataset.status,
+  };
+};
+
+/**
+ * A resume scenario: a call, then `disrupt(client)`; the client resumes its seat: same
+ * socket id, the same peer connections on both sides, video keeps being decoded on both,
+ * and the psychologist never sees the client leave.
+ */
+async function resumeScenario(tag, cfg, disrupt, { mayKeepSocket = false } = {}) {
+  const { client, psy, info } = await twoPartyCall(tag, cfg.clientUrl, cfg.psyUrl);
+  const before = await client.evaluate(WATCH);
+  await psy.evaluate(WATCH);
+  await disrupt(client);
+  // Offline emulation may leave an open WebSocket alone: then there is nothing to resume.
+  const back = await until(`${tag}: the client resumed`, () => client.evaluate(SEEN),
+    (s) => s.state === 'joined' && (s.seen.some((x) => x.startsWith('resumed:'))
+      || (mayKeepSocket && !s.seen.some((x) => x.startsWith('socket-closed')))), WAIT * 2);
+  const cf = await framesGrow(client, `${tag} client after the resume`);
+  const pf = await framesGrow(psy, `${tag} psychologist after the resume`);
+  const c = await until(`${tag}: the client page connected again`, () => client.evaluate(SEEN), (s) => s.status === 'connected');
+  const p = await until(`${tag}: no "Reconnecting…" badge left`, () => psy.evaluate(SEEN), (s) => s.badges === 0);
+  await shot(client, `${tag}-client-after`);
+  return { ...info, before, client: { ...c, framesAfter: cf, resumedAt: back }, psychologist: { ...p, framesAfter: pf },
+    checks: {
+      sameSocket: c.socketId === before.socketId,
+      clientSamePcs: c.samePcs,
+      psySamePcs: p.samePcs,
+      psyNeverSawLeave: !p.seen.some((x) => x.startsWith('peer-left') || x === 'user-left'),
+      clientNoRejoin: !c.seen.includes('rejoined'),
+      socketLost: c.seen.some((x) => x.startsWith('socket-closed')),
+    } };
 }
 
 async function main() {
@@ -399,6 +464,30 @@ async function main() {
             psychologist: { states: [p.latest.state], framesDecoded: pf, created: [pcsBefore.psy, p2.created] },
           } };
       });
+    }
+
+    // Resume, not rejoin: the client's node drained, killed, or the client's page offline.
+    if (plan.resumeDrain) {
+      await scenario('resumeDrain', () => resumeScenario('resume-drain', plan.resumeDrain, async () => {
+        process.stdout.write(`DRAIN ${plan.resumeDrain.node}\n`);
+      }));
+    }
+    if (plan.resumeKill) {
+      await scenario('resumeKill', () => resumeScenario('resume-kill', plan.resumeKill, async () => {
+        process.stdout.write(`KILL ${plan.resumeKill.node}\n`);
+      }));
+    }
+    if (plan.resumeOffline) {
+      await scenario('resumeOffline', () => resumeScenario('resume-offline', plan.resumeOffline, async (client) => {
+        const cdp = await client.context().newCDPSession(client);
+        await cdp.send('Network.enable');
+        const net = (offline) => cdp.send('Network.emulateNetworkConditions',
+          { offline, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+        await net(true);
+        // The outage lasts offlineMs (the scenario's input, not a synchronisation wait).
+        await new Promise((r) => setTimeout(r, plan.resumeOffline.offlineMs || 5000));
+        await net(false);
+      }, { mayKeepSocket: true }));
     }
   } finally {
     for (const c of contexts) await c.close().catch(() => {});

@@ -1,9 +1,10 @@
 // Unit checks of the client library's pure parts, in Node (no browser): backoff with jitter,
-// the quality verdict, media error codes, the typed error event. Run by tests/browser.rs;
-// prints one JSON line.
+// the quality verdict, media error codes, the typed error event, and the resume of a dropped
+// socket (unit-resume.mjs). Run by tests/browser.rs; prints one JSON line.
 import {
   backoffDelay, classifyQuality, mediaErrorCode, SignalgridErrorEvent, SignalgridClient, ERROR_CODES,
 } from '../../web/signalgrid-client.js';
+import { resumeChecks } from './unit-resume.mjs';
 
 const failures = [];
 // A bounded wait for a condition (the library's timers are real).
@@ -102,5 +103,7 @@ check('refusal fails the client', c.state === 'failed');
     globalThis.clearTimeout = realClear;
   }
 }
+
+await resumeChecks(check);
 
 process.stdout.write(`${JSON.stringify({ ok: failures.length === 0, failures, errorCodes: ERROR_CODES })}\n`);
