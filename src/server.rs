@@ -168,7 +168,7 @@ impl Server {
                 resume_window_ms: settings.resume.window_ms,
                 seat: SeatLimits {
                     queue: settings.limits.outbound_queue,
-                    frames: settings.resume.buffer_frames.max(settings.limits.outbound_queue),
+                    frames: settings.resume.buffer_frames,
                     bytes: settings.resume.buffer_bytes,
                 },
             },

@@ -150,12 +150,16 @@ impl Inner {
             let Some((s, b)) = self.frames.pop_front() else { break };
             self.bytes -= b.len();
             if s > self.written {
-                // Never given to any socket: the client cannot have it.
+                // Never given to any socket: the client cannot have it. With a socket
+                // attached, its client is too far behind: a slow consumer.
                 if !self.lost {
                     telemetry::seat_buffer_overflow();
                 }
                 self.lost = true;
                 self.written = s;
+                if self.socket != 0 {
+                    self.overflowed = true;
+                }
             }
         }
     }
@@ -226,9 +230,10 @@ impl Outbound {
                 return true;
             }
         }
+        let was = i.overflowed;
         i.push(frame, &self.shared.limits);
-        if i.socket != 0 && i.next_seq - 1 - i.written > self.shared.limits.queue as u64 {
-            let first = !i.overflowed;
+        if i.socket != 0 && (i.overflowed || i.next_seq - 1 - i.written > self.shared.limits.queue as u64) {
+            let first = !was;
             i.overflowed = true;
             drop(i);
             if first {
