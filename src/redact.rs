@@ -5,7 +5,8 @@
 //! replaces the configured secret values (JWT secret, TURN password and secret, NATS
 //! password and token, passwords inside the NATS and MongoDB URLs) and anything shaped like
 //! a credential: a URL's `user:password@`, a `token=` query parameter (the WebSocket
-//! upgrade carries its JWT there), and a JWT (three base64url parts, the first two JSON).
+//! upgrade carries its JWT there) or a `resume=` one (a resume token), and a JWT (three
+//! base64url parts, the first two JSON).
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -45,7 +46,7 @@ impl Redactor {
         let shape = |re: &str| Regex::new(re).expect("the credential patterns are valid");
         let shapes = vec![
             (shape(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/@:]*):([^\s/@]+)@"), "${1}${2}:<redacted>@"),
-            (shape(r"(?i)([?&](?:token|access_token|jwt)=)[^&\s]+"), "${1}<redacted>"),
+            (shape(r"(?i)([?&](?:token|access_token|jwt|resume)=)[^&\s]+"), "${1}<redacted>"),
             (shape(r"eyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"), "<redacted-jwt>"),
         ];
         Redactor { secrets, shapes }
@@ -62,6 +63,7 @@ impl Redactor {
             &s.ice.turn_secret,
             &s.cluster.nats_password,
             &s.cluster.nats_token,
+            &s.resume.secret,
         ];
         let mut secrets: Vec<String> = values.into_iter().flatten().cloned().collect();
         secrets.extend(url_password(&s.cluster.nats_url));
@@ -131,6 +133,10 @@ mod tests {
         assert_eq!(r.redact("x=s3cret-value ab"), "x=<redacted> ab");
         assert_eq!(r.redact("server=nats://u:pw@h:4222"), "server=nats://u:<redacted>@h:4222");
         assert_eq!(r.redact("GET /ws?token=abc.def&x=1"), "GET /ws?token=<redacted>&x=1");
+        assert_eq!(
+            r.redact("GET /ws?token=a.b&resume=eyJjIjoi.x1&lastSeq=4"),
+            "GET /ws?token=<redacted>&resume=<redacted>&lastSeq=4"
+        );
         assert_eq!(r.redact("t eyJhbGciOi.eyJzdWIiOi.sig-_1 end"), "t <redacted-jwt> end");
         assert_eq!(r.redact("nothing here"), "nothing here");
         let quoted = Redactor::new([r#"pw"with\quote"#.to_owned()]);

@@ -99,7 +99,7 @@ mod tests {
     /// A view with a remote member "alice" and a local one, "bob".
     fn view_with(member: &str) -> RoomView {
         let view = RoomView::default();
-        let (out, _rx) = crate::outbound::channel(4);
+        let (out, _rx) = crate::outbound::channel(crate::outbound::SeatLimits::queue_only(4));
         let routes = [(member.into(), Route::Remote("node-b".into())), ("bob".into(), Route::Local(out))];
         view.replace(routes.into_iter().collect());
         view
