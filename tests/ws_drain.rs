@@ -112,7 +112,8 @@ async fn a_drain_tells_its_clients_in_batches() {
     let rest: Vec<usize> = (0..CLIENTS).filter(|i| !closed.contains(i)).collect();
     assert_eq!(rest.len(), CLIENTS - BATCH);
     for &i in &rest {
-        send[i].send(Message::Ping(vec![i as u8].into())).unwrap();
+        // A pump whose socket already ended reports that instead (below).
+        let _ = send[i].send(Message::Ping(vec![i as u8].into()));
     }
     let mut answered = Vec::new();
     while answered.len() < rest.len() {
