@@ -164,3 +164,46 @@ async fn upgrades_over_the_connect_rate_get_503_with_retry_after() {
     // REST is not limited by it.
     assert_eq!(node.get("/healthz", None).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_deadline_bounds_the_batches() {
+    const CLIENTS: usize = 7;
+    // Batches far apart, a deadline of one second: the rest are told together at the
+    // deadline, and the drain ends (instead of waiting for its next batches).
+    let node = TestNode::start_with(|s| {
+        s.drain.batch_size = 3;
+        s.drain.batch_interval_ms = 600_000;
+    })
+    .await;
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let mut _send = Vec::new();
+    for i in 0..CLIENTS {
+        let c = WsClient::connect(&node, &token(&format!("drain-user-{i}"), Role::Client)).await;
+        _send.push(pump(i, c, seen_tx.clone()));
+    }
+    let app = node.server.as_ref().unwrap().app.clone();
+    let drain = tokio::spawn(async move { app.node.drain(Duration::from_secs(1)).await });
+
+    let mut told = Vec::new();
+    let mut closed = Vec::new();
+    while closed.len() < CLIENTS {
+        match next_seen(&mut seen).await {
+            (i, Seen::Text(v)) => {
+                assert_eq!(v["data"]["code"], "NODE_DRAINING", "client {i}: {v}");
+                told.push(i);
+            }
+            (i, Seen::Closed(code)) => {
+                assert_eq!(code, Some(1012), "client {i}");
+                closed.push(i);
+            }
+            (i, other) => panic!("client {i}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(sorted_ids(told), (0..CLIENTS).collect::<Vec<_>>(), "every client told NODE_DRAINING once");
+    tokio::time::timeout(WAIT, drain).await.expect("the drain ends at its deadline").unwrap();
+}
+
+fn sorted_ids(mut v: Vec<usize>) -> Vec<usize> {
+    v.sort_unstable();
+    v
+}
