@@ -80,7 +80,10 @@ const COUNTERS: &[(&str, &str)] = &[
     (node::ROOM_RESTARTS, "Room actors restarted after a failure"),
     (node::REST_REQUESTS, "REST requests, by route and status"),
     (node::AUTH_FAILURES, "Refused tokens, by edge (rest, ws)"),
-    (node::RATE_LIMITED, "Requests, frames or WebSocket upgrades refused by a rate limit, by edge (rest, ws, ws_connect)"),
+    (
+        node::RATE_LIMITED,
+        "Requests, frames or WebSocket upgrades refused by a rate limit, by edge (rest, ws, ws_connect)",
+    ),
     (cluster::FORWARDS_SENT, "Frames forwarded to other nodes over NATS"),
     (cluster::FORWARDS_RECEIVED, "Frames received from other nodes over NATS"),
     (cluster::NATS_ERRORS, "NATS operations that failed"),

@@ -512,7 +512,10 @@ impl Node {
             if !left || last_chance {
                 break;
             }
-            tracing::info!(told = told.len(), "drain: batch of clients told NODE_DRAINING; next batch after the interval");
+            tracing::info!(
+                told = told.len(),
+                "drain: batch of clients told NODE_DRAINING; next batch after the interval"
+            );
             tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + interval)).await;
         }
         while !self.ctx.conns.is_empty() && tokio::time::Instant::now() < deadline {

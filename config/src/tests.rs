@@ -190,7 +190,8 @@ fn drain_batches_and_connect_rate() {
     assert_eq!((s.drain.batch_size, s.drain.batch_interval_ms), (5, 60_000));
     assert_eq!((s.limits.connect_rate, s.limits.connect_burst), (0.5, 2));
 
-    let toml: Settings = toml::from_str("[drain]\nbatch_size = 7\n[limits]\nconnect_rate = 20\nconnect_burst = 9").unwrap();
+    let toml: Settings =
+        toml::from_str("[drain]\nbatch_size = 7\n[limits]\nconnect_rate = 20\nconnect_burst = 9").unwrap();
     assert_eq!((toml.drain.batch_size, toml.drain.batch_interval_ms), (7, 500));
     assert_eq!((toml.limits.connect_rate, toml.limits.connect_burst), (20.0, 9));
 

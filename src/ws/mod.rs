@@ -139,7 +139,8 @@ fn admit(ctx: &Ctx, query: &HashMap<String, String>) -> Result<(Identity, Slot),
     // Before the token is verified: a refusal costs the node next to nothing.
     if let Err(secs) = app.connect_rate.check() {
         counter!(telemetry::RATE_LIMITED, "edge" => "ws_connect").increment(1);
-        let mut e = ApiError::new(ErrorCode::ConnectRateLimited).details(serde_json::json!({ "retryAfterSeconds": secs }));
+        let mut e =
+            ApiError::new(ErrorCode::ConnectRateLimited).details(serde_json::json!({ "retryAfterSeconds": secs }));
         e.retry_after = Some(secs);
         return Err(e);
     }
