@@ -1,5 +1,5 @@
 //! A node's shared state for the edges: settings, the actor node, the store, the token
-//! verifier, rate limiter and metrics handle. Built once at start.
+//! verifier, rate limiters and metrics handle. Built once at start.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use signalgrid_config::Settings;
 
 use crate::auth::Verifier;
 use crate::http::rate_limit::RateLimiter;
+use crate::ws::connect_rate::ConnectRate;
 
 pub struct App {
     pub settings: Settings,
@@ -23,6 +24,8 @@ pub struct App {
     pub verifier: Verifier,
     pub policy: JoinPolicy,
     pub rest_limiter: RateLimiter,
+    /// WebSocket upgrades per second, node-wide (`limits.connect_rate`, `limits.connect_burst`).
+    pub connect_rate: ConnectRate,
     pub metrics: PrometheusHandle,
     /// Open WebSockets (for the connection limit).
     pub ws_open: AtomicUsize,

@@ -32,6 +32,7 @@ use crate::auth::Verifier;
 use crate::body_deadline::DeadlineBody;
 use crate::conn_caps::{ConnCaps, Guarded};
 use crate::http::rate_limit::RateLimiter;
+use crate::ws::connect_rate::ConnectRate;
 
 /// The client's address, put on every request for the handlers: the connection's peer, or
 /// behind a listed proxy the address its `X-Forwarded-For` names (`forwarded`).
@@ -174,6 +175,7 @@ impl Server {
             },
             audit_enabled: settings.log.audit_enabled,
             resume_keys: resume_keys(&settings),
+            drain: settings.drain.clone(),
         };
         let store = ports.store.clone();
         let node = Node::start(cfg, ports).await.map_err(|e| StartError::Node(e.to_string()))?;
@@ -185,6 +187,7 @@ impl Server {
         let app = Arc::new(App {
             policy: policy(&settings),
             rest_limiter: RateLimiter::new(settings.limits.rest_per_minute),
+            connect_rate: ConnectRate::new(settings.limits.connect_rate, settings.limits.connect_burst),
             settings,
             node_id,
             node,

@@ -80,7 +80,10 @@ const COUNTERS: &[(&str, &str)] = &[
     (node::ROOM_RESTARTS, "Room actors restarted after a failure"),
     (node::REST_REQUESTS, "REST requests, by route and status"),
     (node::AUTH_FAILURES, "Refused tokens, by edge (rest, ws)"),
-    (node::RATE_LIMITED, "Requests or frames refused by a rate limit, by edge"),
+    (
+        node::RATE_LIMITED,
+        "Requests, frames or WebSocket upgrades refused by a rate limit, by edge (rest, ws, ws_connect)",
+    ),
     (node::RESUMES, "Resume attempts, by result (resumed, lost, or the RESUME_FAILED reason)"),
     (node::REPLAYED, "Frames replayed to resumed sockets"),
     (node::BUFFER_OVERFLOWS, "Seats that dropped a frame they owed (their buffer's bounds)"),

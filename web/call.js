@@ -42,6 +42,7 @@ const FRIENDLY = {
   KICKED: ['Disconnected', 'You were disconnected by an operator.', 'Contact support if this is unexpected.'],
   SESSION_REPLACED: ['Joined elsewhere', 'You joined this call from another window or device.', 'Continue the call there, or reload this page to move it here.'],
   RATE_LIMITED: ['Please wait', 'Too many attempts in a short time.', 'Wait a moment and reload the page.'],
+  CONNECT_RATE_LIMITED: ['Reconnecting', 'Many people are connecting at once.', 'We keep trying; the call resumes by itself.'],
   CONNECTION_LIMIT: ['Service busy', 'The call service is at capacity right now.', 'Please try again in a minute.'],
   ORIGIN_NOT_ALLOWED: ['Not allowed', 'This page is not allowed to connect to the call service.', 'Open the call from the platform.'],
   STORE_UNAVAILABLE: ['Service problem', 'The service is temporarily unavailable.', 'Please try again in a minute.'],

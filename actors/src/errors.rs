@@ -31,6 +31,7 @@ pub enum ErrorCode {
     UnknownEvent,
     NodeDraining,
     ConnectionLimit,
+    ConnectRateLimited,
     OriginNotAllowed,
     SlowConsumer,
     HeartbeatTimeout,
@@ -67,6 +68,7 @@ impl ErrorCode {
             UnknownEvent => "UNKNOWN_EVENT",
             NodeDraining => "NODE_DRAINING",
             ConnectionLimit => "CONNECTION_LIMIT",
+            ConnectRateLimited => "CONNECT_RATE_LIMITED",
             OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
             SlowConsumer => "SLOW_CONSUMER",
             HeartbeatTimeout => "HEARTBEAT_TIMEOUT",
@@ -90,7 +92,7 @@ impl ErrorCode {
             RoomClosed | Kicked => 410,
             PayloadTooLarge => 413,
             RateLimited => 429,
-            NodeDraining | ConnectionLimit | StoreUnavailable | ClusterUnavailable => 503,
+            NodeDraining | ConnectionLimit | ConnectRateLimited | StoreUnavailable | ClusterUnavailable => 503,
             SlowConsumer | HeartbeatTimeout | Internal => 500,
         }
     }
@@ -122,6 +124,7 @@ impl ErrorCode {
             UnknownEvent => "Unknown event.",
             NodeDraining => "This server is restarting. Reconnecting...",
             ConnectionLimit => "The server is at its connection limit. Please try again shortly.",
+            ConnectRateLimited => "Many connections are arriving at once. Reconnecting shortly...",
             OriginNotAllowed => "This page is not allowed to connect.",
             SlowConsumer => "The connection could not keep up and was closed.",
             HeartbeatTimeout => "The connection stopped answering and was closed.",

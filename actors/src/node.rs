@@ -52,6 +52,8 @@ pub struct NodeConfig {
     pub audit_enabled: bool,
     /// The key resume tokens are signed with (the same on every node of a cluster).
     pub resume_keys: ResumeKeys,
+    /// How `Node::drain` lets the clients go (batch size and interval).
+    pub drain: signalgrid_config::DrainSettings,
 }
 
 /// A running RoomActor and the routing view it publishes.
@@ -395,6 +397,7 @@ pub struct Node {
     ctx: Arc<NodeCtx>,
     conn_sup: ActorRef<()>,
     room_sup: ActorRef<RoomsMsg>,
+    drain: signalgrid_config::DrainSettings,
 }
 
 /// What `connect` and `resume` give the socket edge.
@@ -446,7 +449,7 @@ impl Node {
         let (room_sup, _) = Actor::spawn(None, RoomSupervisor, ctx.clone()).await.map_err(spawn_err)?;
         let _ = ctx.rooms.set(room_sup.clone());
         let (conn_sup, _) = Actor::spawn(None, ConnectionSupervisor, ctx.clone()).await.map_err(spawn_err)?;
-        Ok(Node { ctx, conn_sup, room_sup })
+        Ok(Node { ctx, conn_sup, room_sup, drain: cfg.drain })
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -663,16 +666,41 @@ impl Node {
         self.ctx.conns.get(conn).is_some_and(|c| c.actor.send_message(ConnMsg::InjectFault).is_ok())
     }
 
-    /// Stops taking connections and joins, tells every client NODE_DRAINING, closes them
-    /// (their seats wait for a resume on another node), and waits (up to `timeout`) until
-    /// every seat has been handed over or has left.
+    /// Stops taking connections and joins, tells every client NODE_DRAINING (close 1012:
+    /// resume on another node; the seats wait there for a resume), and waits (up to
+    /// `timeout`, counted from the call) until every seat has been handed over or has left.
+    ///
+    /// Clients are told in batches of `drain.batch_size`, `drain.batch_interval_ms` apart, so
+    /// that the other nodes are not hit by all of them at once. Sockets not told when
+    /// `timeout` runs out are told together.
     pub async fn drain(&self, timeout: Duration) {
         self.ctx.draining.store(true, Ordering::Release);
-        for (_, c) in self.ctx.conns.all() {
-            let _ =
-                c.actor.send_message(ConnMsg::Disconnect { code: ErrorCode::NodeDraining, close_code: close::RESTART });
-        }
         let deadline = tokio::time::Instant::now() + timeout;
+        let batch = self.drain.batch_size.max(1);
+        let interval = Duration::from_millis(self.drain.batch_interval_ms);
+        // Re-read every round: a connection that passed `connect` just before the flag was set
+        // registers late and is told in a later batch.
+        let mut told = std::collections::HashSet::new();
+        loop {
+            let last_chance = tokio::time::Instant::now() >= deadline;
+            let next: Vec<_> = self.ctx.conns.all().into_iter().filter(|(id, _)| !told.contains(id)).collect();
+            let take = if last_chance { next.len() } else { batch.min(next.len()) };
+            for (id, c) in next.into_iter().take(take) {
+                let _ = c
+                    .actor
+                    .send_message(ConnMsg::Disconnect { code: ErrorCode::NodeDraining, close_code: close::RESTART });
+                told.insert(id);
+            }
+            let left = self.ctx.conns.all().iter().any(|(id, _)| !told.contains(id));
+            if !left || last_chance {
+                break;
+            }
+            tracing::info!(
+                told = told.len(),
+                "drain: batch of clients told NODE_DRAINING; next batch after the interval"
+            );
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + interval)).await;
+        }
         while !self.ctx.conns.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

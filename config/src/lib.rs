@@ -7,6 +7,7 @@
 //! the environment in (`apply_env`), so tests and library users stay in control.
 
 mod cluster;
+mod drain;
 mod http;
 mod keys;
 mod resume;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use cluster::{ClusterSettings, PublishQueueSettings};
+pub use drain::DrainSettings;
 pub use http::{AddressRange, HttpSettings};
 pub use keys::{EnvKey, ENV_KEYS};
 pub use resume::ResumeSettings;
@@ -73,6 +75,7 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// Seats that outlive their sockets (PROTOCOL.md section 6).
     pub resume: ResumeSettings,
+    pub drain: DrainSettings,
     /// Origins whose pages may open a WebSocket and call the REST API cross-origin (exact
     /// match of the `Origin` header; CORS answers go to these only). Empty: any origin.
     /// Requests without an `Origin` header (non-browser clients) always pass.
@@ -157,6 +160,13 @@ pub struct LimitSettings {
     pub outbound_queue: usize,
     /// Interval of server pings; two missed pongs close the socket.
     pub heartbeat_ms: u64,
+    /// WebSocket upgrades the node accepts per second, sustained (all clients together; a
+    /// fraction is allowed, down to 0.001: 0.5 is one every two seconds); more are refused with HTTP 503
+    /// `CONNECT_RATE_LIMITED` and a `retry-after`. Spreads the clients of a drained or dead
+    /// node over the time they take to come back.
+    pub connect_rate: f64,
+    /// Upgrades accepted at once above `connect_rate` (a full bucket at start); 1 to 1,000,000.
+    pub connect_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +290,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             retention: RetentionSettings::default(),
             resume: ResumeSettings::default(),
+            drain: DrainSettings::default(),
             allowed_origins: Vec::new(),
         }
     }
@@ -324,6 +335,8 @@ impl Default for LimitSettings {
             ws_burst_bytes: 1024 * 1024,
             outbound_queue: 1024,
             heartbeat_ms: 25_000,
+            connect_rate: 1_000.0,
+            connect_burst: 2_000,
         }
     }
 }
@@ -509,6 +522,15 @@ impl Settings {
             if v == 0 {
                 return Err(bad(key, "must be greater than 0"));
             }
+        }
+        if !(l.connect_rate.is_finite() && l.connect_rate >= 0.001) {
+            return Err(bad("limits.connect_rate", "must be a number of at least 0.001 (one upgrade in 1000 s)"));
+        }
+        if !(1..=1_000_000).contains(&l.connect_burst) {
+            return Err(bad("limits.connect_burst", "must be 1 to 1000000"));
+        }
+        if self.drain.batch_size == 0 {
+            return Err(bad("drain.batch_size", "must be at least 1"));
         }
         if self.store.outbox_max == 0 {
             return Err(bad("store.outbox_max", "must be greater than 0"));

@@ -173,3 +173,38 @@ fn connections_must_fit_in_the_open_files_limit() {
     let err = s.check_open_files(10).unwrap_err().to_string();
     assert!(err.contains("at most 0"), "{err}");
 }
+
+#[test]
+fn drain_batches_and_connect_rate() {
+    let mut s = Settings::default();
+    assert_eq!((s.drain.batch_size, s.drain.batch_interval_ms), (500, 500));
+    assert_eq!((s.limits.connect_rate, s.limits.connect_burst), (1000.0, 2000));
+    s.apply_env([
+        ("SIGNALGRID_DRAIN_BATCH_SIZE", "5"),
+        ("SIGNALGRID_DRAIN_BATCH_INTERVAL_MS", "60000"),
+        ("SIGNALGRID_CONNECT_RATE", "0.5"),
+        ("SIGNALGRID_CONNECT_BURST", "2"),
+    ])
+    .unwrap();
+    s.validate().unwrap();
+    assert_eq!((s.drain.batch_size, s.drain.batch_interval_ms), (5, 60_000));
+    assert_eq!((s.limits.connect_rate, s.limits.connect_burst), (0.5, 2));
+
+    let toml: Settings =
+        toml::from_str("[drain]\nbatch_size = 7\n[limits]\nconnect_rate = 20\nconnect_burst = 9").unwrap();
+    assert_eq!((toml.drain.batch_size, toml.drain.batch_interval_ms), (7, 500));
+    assert_eq!((toml.limits.connect_rate, toml.limits.connect_burst), (20.0, 9));
+
+    s.drain.batch_size = 0;
+    assert!(s.validate().unwrap_err().to_string().contains("drain.batch_size"));
+    s.drain.batch_size = 1;
+    for bad in [0.0, 0.0009, -1.0, f64::NAN, f64::INFINITY] {
+        s.limits.connect_rate = bad;
+        assert!(s.validate().unwrap_err().to_string().contains("limits.connect_rate"), "{bad}");
+    }
+    s.limits.connect_rate = 1.0;
+    for bad in [0, 1_000_001] {
+        s.limits.connect_burst = bad;
+        assert!(s.validate().unwrap_err().to_string().contains("limits.connect_burst"), "{bad}");
+    }
+}

@@ -10,7 +10,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Value,
-    /// Seconds, for `retry-after` on 429.
+    /// Seconds, for `retry-after` (429 RATE_LIMITED, 503 CONNECT_RATE_LIMITED).
     pub retry_after: Option<u64>,
 }
 

@@ -1,6 +1,7 @@
-//! The WebSocket edge: `GET /ws` upgrade (token, origin allow-list, connection limit,
-//! drain) and, per socket, the task that reads frames, writes the outbound queue and pings.
+//! The WebSocket edge: `GET /ws` upgrade (drain, connect rate, origin allow-list, token,
+//! connection limit) and, per socket, the task that reads frames, writes the outbound queue and pings.
 
+pub mod connect_rate;
 pub mod socket;
 
 use std::collections::HashMap;
@@ -134,6 +135,14 @@ fn admit(ctx: &Ctx, query: &HashMap<String, String>) -> Result<(Identity, Slot),
     let app = &ctx.app;
     if app.node.ctx().is_draining() {
         return Err(ErrorCode::NodeDraining.into());
+    }
+    // Before the token is verified: a refusal costs the node next to nothing.
+    if let Err(secs) = app.connect_rate.check() {
+        counter!(telemetry::RATE_LIMITED, "edge" => "ws_connect").increment(1);
+        let mut e =
+            ApiError::new(ErrorCode::ConnectRateLimited).details(serde_json::json!({ "retryAfterSeconds": secs }));
+        e.retry_after = Some(secs);
+        return Err(e);
     }
     if let Some(origin) = crate::http::cors::origin(&ctx.headers) {
         if !crate::http::cors::origin_allowed(&app.settings, origin) {
