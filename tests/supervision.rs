@@ -49,7 +49,7 @@ async fn room_actor_panic_is_survived() {
     // A leave is still announced.
     b.send("leave-room", json!({"roomId": room})).await;
     let left = a.next_event("user-left").await;
-    assert_eq!(left, json!({"socketId": b.socket_id, "userId": "psy-1"}));
+    assert_eq!(left, json!({"socketId": b.socket_id, "userId": "psy-1", "reason": "left"}));
 
     // A new join into the room still works, with the right members.
     let mut b2 = WsClient::connect(&node, &psy_token()).await;

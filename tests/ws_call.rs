@@ -132,10 +132,10 @@ async fn full_two_client_call() {
         assert_eq!(c["from"], ida.as_str());
     }
 
-    // leave-room: the other gets user-left {socketId, userId}.
+    // leave-room: the other gets user-left {socketId, userId, reason: left}.
     b.send("leave-room", json!({"roomId": room})).await;
     let left = a.next_event("user-left").await;
-    assert_eq!(left, json!({"socketId": idb, "userId": "psy-1"}));
+    assert_eq!(left, json!({"socketId": idb, "userId": "psy-1", "reason": "left"}));
     b.send("offer", json!({"offer": {"sdp": "x"}, "to": ida})).await;
     b.expect_error("PEER_NOT_FOUND").await;
 
@@ -147,10 +147,10 @@ async fn full_two_client_call() {
     assert_eq!(uj["socketId"], idb.as_str());
     marker(&mut b, &mut a, "after-rejoin").await;
 
-    // Closing a socket is a leave.
+    // Closing a socket (1000) is a leave.
     b.close().await;
     let left = a.next_event("user-left").await;
-    assert_eq!(left, json!({"socketId": idb, "userId": "psy-1"}));
+    assert_eq!(left, json!({"socketId": idb, "userId": "psy-1", "reason": "left"}));
 
     // call-ended: everyone in the room, the sender included; the session is completed.
     let mut b2 = WsClient::connect(&node, &psy_token()).await;
@@ -242,7 +242,7 @@ async fn joining_a_second_room_leaves_the_first() {
     assert_eq!(ps.len(), 1, "{j2}");
     assert_eq!(ps[0]["socketId"], a.socket_id.as_str());
     let left = b.next_event("user-left").await;
-    assert_eq!(left, json!({"socketId": a.socket_id, "userId": "client-1"}));
+    assert_eq!(left, json!({"socketId": a.socket_id, "userId": "client-1", "reason": "left"}));
 
     // a is no longer reachable from room1, nor can it reach room1.
     let ida = a.socket_id.clone();

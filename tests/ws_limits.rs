@@ -311,8 +311,10 @@ async fn connection_limit_refuses_then_frees_a_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reader_is_disconnected_without_hurting_the_sender() {
     // A small queue, so that the slow reader overflows soon; still more than the intake
-    // (the refusals the sender can be owed at once).
+    // (the refusals the sender can be owed at once). Its seat then waits a short resume
+    // window (PROTOCOL.md section 6) and leaves with reason timeout.
     let node = TestNode::start_with(|s| {
+        s.resume.window_ms = 300;
         s.limits.outbound_queue = 2 * signalgrid_actors::intake::INTAKE;
         s.limits.ws_messages_per_sec = 1_000_000;
         s.limits.ws_burst = 1_000_000;
@@ -345,8 +347,10 @@ async fn slow_reader_is_disconnected_without_hurting_the_sender() {
             Ok::<_, WsError>((sink, sent))
         }
     });
-    // b keeps reading: the node must disconnect a, and b sees a leave.
+    // b keeps reading: the node must disconnect a (b hears it is reconnecting), and once
+    // a's window is over, b sees it leave.
     let mut others = 0;
+    let mut reconnecting = false;
     loop {
         let msg = tokio::time::timeout(WAIT * 2, stream.next())
             .await
@@ -355,8 +359,15 @@ async fn slow_reader_is_disconnected_without_hurting_the_sender() {
             .expect("b's socket failed");
         let Message::Text(t) = msg else { continue };
         let v: Value = serde_json::from_str(&t).unwrap();
+        if v["event"] == "user-reconnecting" {
+            assert_eq!(v["data"]["socketId"], aid.as_str(), "{v}");
+            reconnecting = true;
+            continue;
+        }
         if v["event"] == "user-left" {
             assert_eq!(v["data"]["socketId"], aid.as_str(), "{v}");
+            assert_eq!(v["data"]["reason"], "timeout", "{v}");
+            assert!(reconnecting, "user-reconnecting came first");
             break;
         }
         // Relays sent after a left are refused.
@@ -411,7 +422,7 @@ async fn slow_reader_is_disconnected_without_hurting_the_sender() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_that_never_answers_pings_is_closed_and_leaves() {
+async fn client_that_never_answers_pings_is_closed_and_can_resume() {
     let node = TestNode::start_with(|s| s.limits.heartbeat_ms = 200).await;
     let (_, room) = node.call().await;
     let mut b = WsClient::connect(&node, &psy_token()).await;
@@ -425,19 +436,23 @@ async fn client_that_never_answers_pings_is_closed_and_leaves() {
     let uj = recv(&mut brx).await;
     assert_eq!(uj["event"], "user-joined", "{uj}");
     assert_eq!(uj["data"]["socketId"], a.socket_id.as_str());
-    let left = recv(&mut brx).await;
-    assert_eq!(left["event"], "user-left", "{left}");
-    assert_eq!(left["data"], json!({"socketId": a.socket_id, "userId": "client-1"}));
+    // A heartbeat timeout starts the resume window (PROTOCOL.md section 6): b hears that a
+    // is reconnecting, not that it left.
+    let away = recv(&mut brx).await;
+    assert_eq!(away["event"], "user-reconnecting", "{away}");
+    assert_eq!(away["data"], json!({"socketId": a.socket_id, "userId": "client-1"}));
     // a's socket was closed by the server (why: when a reads again); b, which answers pings,
     // is still in.
     let (code, frames) = a.closed().await;
     assert_eq!(code, Some(1008));
     assert_eq!(frames.last().unwrap()["data"]["code"], "HEARTBEAT_TIMEOUT", "{frames:?}");
-    let mut c = WsClient::connect(&node, &client_token()).await;
-    let j = c.join(&room).await;
-    let ids: Vec<&str> =
-        j["participants"].as_array().unwrap().iter().map(|p| p["socketId"].as_str().unwrap()).collect();
-    assert!(ids.contains(&bid.as_str()), "{j}");
-    let uj = recv(&mut brx).await;
-    assert_eq!(uj["event"], "user-joined", "{uj}");
+    // a comes back with its seat: same socket, b hears it is back.
+    let seat = a.seat();
+    let c = WsClient::resume(&ws_base(&node), &seat).await;
+    assert_eq!(c.hello["resumed"], true, "{}", c.hello);
+    assert_eq!(c.socket_id, seat.socket_id);
+    let back = recv(&mut brx).await;
+    assert_eq!(back["event"], "user-reconnected", "{back}");
+    assert_eq!(back["data"]["socketId"], seat.socket_id.as_str());
+    let _ = bid;
 }

@@ -124,7 +124,10 @@ async fn rejoin_by_the_same_user_replaces_the_old_socket() {
             _ => panic!("unexpected frame {f}"),
         }
     }
-    assert_eq!(left.expect("user-left for the old socket"), json!({"socketId": old.socket_id, "userId": "client-1"}));
+    assert_eq!(
+        left.expect("user-left for the old socket"),
+        json!({"socketId": old.socket_id, "userId": "client-1", "reason": "replaced"})
+    );
     let joined = joined.expect("user-joined for the new socket");
     assert_eq!(joined["socketId"], new.socket_id.as_str());
     assert_eq!(joined["userId"], "client-1");

@@ -578,8 +578,10 @@ impl Node {
         if claims.node_id != self.ctx.node_id {
             match bus.hand_over(&claims.node_id, req(())).await {
                 Ok(handed) => return Ok(Claim { handed, lost: false }),
+                // Not there (gone, or its node restarted under the same id): shared
+                // membership says whether it still waits somewhere.
+                Err(HandOverError::Refused(ResumeFailure::Expired)) | Err(HandOverError::Unreachable) => {}
                 Err(HandOverError::Refused(f)) => return Err(f),
-                Err(HandOverError::Unreachable) => {}
             }
         }
         // Its node is gone (or is this node, restarted): the seat lives on in shared
@@ -592,7 +594,7 @@ impl Node {
         if member.user_id != claims.user_id {
             return Err(ResumeFailure::WrongUser);
         }
-        if member.node_id != claims.node_id {
+        if member.node_id != claims.node_id && member.node_id != self.ctx.node_id {
             // It moved since this token was issued: ask its new node, which checks the token.
             return match bus.hand_over(&member.node_id, req(())).await {
                 Ok(handed) => Ok(Claim { handed, lost: false }),

@@ -130,7 +130,8 @@ fn stamp(mut frame: String, seq: u64) -> Bytes {
     use std::fmt::Write;
     if frame.ends_with('}') {
         frame.pop();
-        let _ = write!(frame, ",\"seq\":{seq}}}");
+        let sep = if frame.trim_end().ends_with('{') { "" } else { "," };
+        let _ = write!(frame, "{sep}\"seq\":{seq}}}");
     }
     Bytes::from(frame)
 }
@@ -316,6 +317,7 @@ impl Outbound {
             return Err(ResumeFailure::Overflow);
         }
         i.trim_to(last_seq);
+        telemetry::replayed((i.next_seq - 1 - last_seq) as usize);
         i.written = last_seq;
         i.sockets += 1;
         i.socket = i.sockets;

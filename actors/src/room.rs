@@ -372,13 +372,23 @@ impl RoomState {
             .map(|m| m.conn_id.clone())
             .collect();
         // Every member connected here belongs in shared membership, whether or not the last
-        // snapshot this room applied still listed it.
+        // snapshot this room applied still listed it, and as present or away as it is here
+        // (other nodes mark this node's seats away while they cannot hear it).
         let missing: Vec<Member> = self
             .locals
             .values()
-            .filter(|l| !snap.members.iter().any(|s| s.conn_id == l.member.conn_id))
+            .filter(|l| {
+                !snap.members.iter().any(|s| s.conn_id == l.member.conn_id && s.is_away() == l.member.is_away())
+            })
             .map(|l| l.member.clone())
             .collect();
+        // Seats here are as this node knows them: announce no false away (put right below).
+        let mut snap = snap;
+        for m in snap.members.iter_mut() {
+            if let Some(l) = self.locals.get(&m.conn_id) {
+                m.away_since_ms = l.member.away_since_ms;
+            }
+        }
         self.apply_any(snap, None);
         // `missing` below covers what this snapshot dropped.
         self.readmit = false;

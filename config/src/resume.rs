@@ -11,7 +11,8 @@ pub struct ResumeSettings {
     /// heartbeat timeout, drain, node death) keeps its place, in milliseconds. Default 30,000.
     pub window_ms: u64,
     /// Most frames a seat keeps for replay (sent but not acknowledged, or owed while away).
-    /// Default 1,024.
+    /// Default 4,096: more than `limits.outbound_queue`, so that a client dropped as a slow
+    /// consumer can still resume.
     pub buffer_frames: usize,
     /// Most bytes of frames a seat keeps for replay. Default 1 MiB.
     pub buffer_bytes: usize,
@@ -24,7 +25,7 @@ pub struct ResumeSettings {
 
 impl Default for ResumeSettings {
     fn default() -> Self {
-        ResumeSettings { window_ms: 30_000, buffer_frames: 1024, buffer_bytes: 1024 * 1024, secret: None }
+        ResumeSettings { window_ms: 30_000, buffer_frames: 4096, buffer_bytes: 1024 * 1024, secret: None }
     }
 }
 

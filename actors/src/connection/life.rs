@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorRef;
+use serde_json::json;
 
 use super::{ConnMsg, ConnState, Joined, ResumeRequest};
 use crate::outbound::SeatReader;
@@ -12,6 +13,7 @@ use crate::ports::{Delivery, HandOverRequest, HandedOver, LeaveReason, Member, S
 use crate::protocol::{Resumed, ServerFrame};
 use crate::room::RoomMsg;
 use crate::seat::{ResumeFailure, TokenClaims};
+use crate::session::AuditAction;
 use crate::telemetry;
 
 impl ConnState {
@@ -87,10 +89,14 @@ impl ConnState {
                 }
                 telemetry::resume(if lost { "lost" } else { "resumed" });
                 telemetry::resume_latency(started.elapsed());
+                if let Some(j) = &self.room {
+                    let meta = json!({ "roomId": &*j.room_id, "socketId": &*self.id, "lost": lost });
+                    self.audit(&j.session_id.clone(), AuditAction::Resumed, meta);
+                }
                 let _ = reply.send(Ok(reader));
             }
+            // Counted by `Node::resume`, which the failure reaches.
             Err(f) => {
-                telemetry::resume(f.as_str());
                 let _ = reply.send(Err(f));
             }
         }
@@ -196,7 +202,6 @@ impl ConnState {
             self.socket = 0;
         }
         self.moved = true;
-        telemetry::replayed(frames.len());
         Ok(HandedOver { next_seq, frames, room, generation: self.generation + 1 })
     }
 }
