@@ -17,98 +17,22 @@ use serde_json::{json, Value};
 use crate::errors::ErrorCode;
 use crate::identity::Identity;
 use crate::intake::Intake;
-use crate::node::NodeCtx;
+use crate::ctx::NodeCtx;
 use crate::outbound::Outbound;
-use crate::outbound::SeatReader;
-use crate::ports::{Delivery, EndOutcome, HandOverRequest, HandedOver, LeaveReason, Member};
+use crate::ports::{Delivery, EndOutcome, LeaveReason, Member};
 use crate::protocol::{relay_frame, ClientEvent, RelayKind, Resumed, ServerFrame};
-use crate::room::{room_details, JoinRequest, LocalConn, RoomMsg, RoomView, Route};
-use crate::rooms::RoomsMsg;
-use crate::seat::{ResumeFailure, TokenClaims};
+use crate::msg::{JoinRequest, LocalConn, RoomMsg, RoomsMsg};
+pub use crate::msg::{close, Claim, ConnMsg, Origin, ResumeRequest};
+use crate::room::room_details;
+use crate::routing::{RoomView, Route};
 use crate::session::{now_ms, AuditAction, ClientMeta, Session};
 use crate::{rules, telemetry, ConnId, RoomId};
-
-/// WebSocket close codes the server uses (RFC 6455 7.4.1; 4xxx are this contract's, see
-/// docs/protocol.md). Every path that ends a socket sends one of these first.
-pub mod close {
-    pub const NORMAL: u16 = 1000;
-    /// The client's page went away (a tab closed): like `NORMAL`, the seat leaves at once.
-    pub const GOING_AWAY: u16 = 1001;
-    /// The client broke the WebSocket framing: reserved bits or opcodes, an unmasked frame,
-    /// a fragmented or oversized control frame, a continuation without a start.
-    pub const PROTOCOL: u16 = 1002;
-    /// A text message that is not UTF-8.
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    /// Slow consumer, heartbeat timeout, a seat lost and not taken back (`ROOM_FULL`).
-    pub const POLICY: u16 = 1008;
-    /// A frame or message over the transport cap (never read, nor buffered).
-    pub const TOO_BIG: u16 = 1009;
-    pub const INTERNAL: u16 = 1011;
-    /// The node is shutting down (drain).
-    pub const RESTART: u16 = 1012;
-    /// The same user joined the room from another connection.
-    pub const REPLACED: u16 = 4001;
-    /// Kicked by an operator.
-    pub const KICKED: u16 = 4003;
-}
 
 /// Attempts at reaching a room actor that may be restarting, and the pause between them.
 const ROOM_RETRIES: usize = 100;
 const ROOM_RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// Longest wait for one answer from a room or the room supervisor.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub enum ConnMsg {
-    /// A decoded client event, when its frame was read, and the frame's length in bytes
-    /// (handed back to the `Intake` once handled).
-    Client { event: ClientEvent, received: Instant, len: usize },
-    /// This connection's place in `room_id` was taken by the same user's new connection.
-    Replaced { room_id: RoomId },
-    /// Close the socket with an `error` frame (drain, kick, room close). Unless the code is
-    /// `NodeDraining`, the seat ends with the socket.
-    Disconnect { code: ErrorCode, close_code: u16 },
-    /// Socket `socket` is gone. `clean`: the client closed it with 1000/1001 (the seat
-    /// leaves); otherwise the seat waits for a resume, if that socket was its current one.
-    SocketClosed { socket: u64, clean: bool },
-    /// A new socket takes this seat back (a resume on this node).
-    Resume(Box<ResumeRequest>),
-    /// Another node takes this seat (a resume that arrived there).
-    HandOver { req: HandOverRequest, reply: RpcReplyPort<Result<HandedOver, ResumeFailure>> },
-    /// The seat's resume window, started at away number `away`, ran out.
-    Expire { away: u64 },
-    /// Test hook: the handler panics (see `Node::inject_conn_fault`).
-    #[doc(hidden)]
-    InjectFault,
-}
-
-/// A socket that resumes a seat on this node.
-pub struct ResumeRequest {
-    pub claims: TokenClaims,
-    pub last_seq: u64,
-    pub intake: Arc<Intake>,
-    /// When the resume was asked for (for the latency metric).
-    pub started: Instant,
-    /// For a seat arriving from another node: what that node handed over.
-    pub claim: Option<Box<Claim>>,
-    pub reply: RpcReplyPort<Result<SeatReader, ResumeFailure>>,
-}
-
-/// How a seat comes to be.
-pub enum Origin {
-    /// A new connection. `failed`: the client asked to resume and could not (it gets
-    /// `resumed: false` and `RESUME_FAILED` first).
-    New { failed: Option<ResumeFailure> },
-    /// Arriving from another node (or from a dead one): registered here while its old node
-    /// is asked; the first `ConnMsg::Resume` brings its `Claim` and completes it.
-    Arriving,
-}
-
-/// A seat arriving from another node.
-pub struct Claim {
-    pub handed: HandedOver,
-    /// Frames addressed to the seat may be gone (its node died).
-    pub lost: bool,
-}
 
 pub struct ConnectionActor;
 

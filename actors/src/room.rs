@@ -21,20 +21,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 
-use crate::connection::{close, ConnMsg};
+use crate::msg::{close, ConnMsg};
+pub use crate::msg::{JoinRequest, LocalConn, RoomMsg};
 use crate::errors::ErrorCode;
-use crate::node::NodeCtx;
-use crate::outbound::Outbound;
+use crate::ctx::NodeCtx;
 use crate::ports::{LeaveReason, Member, MembershipError, RoomEvent, RoomSnapshot};
 use crate::protocol::{Participant, ServerFrame};
 use crate::{ConnId, RoomId};
 
-mod view;
-
-pub use view::{RoomView, Route};
+pub use crate::routing::{RoomView, Route};
 
 /// How often a room re-reads shared membership, to repair lost events.
 const RESYNC_EVERY: Duration = Duration::from_secs(5);
@@ -47,56 +45,6 @@ struct Change {
     /// Members whose seat went away, and members whose seat came back.
     away: Vec<Member>,
     back: Vec<Member>,
-}
-
-/// A member connected to this node.
-#[derive(Debug, Clone)]
-pub struct LocalConn {
-    pub out: Outbound,
-    pub actor: ActorRef<ConnMsg>,
-    /// What shared membership says about it (to put it back if the cluster dropped it).
-    pub member: Member,
-}
-
-pub enum RoomMsg {
-    /// Admit a member (rules already checked). Replies after `room-joined` is queued to the
-    /// joiner and `user-joined` to the local others. Boxed: it is by far the largest message,
-    /// and ractor's processing loop keeps room for a message, several times over, for the
-    /// actor's whole life.
-    Join(Box<JoinRequest>),
-    /// A connection leaves (leave-room, close, or a second room), for `reason`.
-    Leave { conn_id: ConnId, reason: LeaveReason, reply: Option<RpcReplyPort<()>> },
-    /// A local seat lost its socket (`away`) or got one back: shared membership says so,
-    /// and the others hear `user-reconnecting` / `user-reconnected`.
-    Away { conn_id: ConnId, away: bool, reply: RpcReplyPort<()> },
-    /// Send a frame to every member (on every node), except `except`.
-    Broadcast { frame: String, except: Option<ConnId> },
-    /// An event from another node (or this one, echoed by the bus).
-    Remote(RoomEvent),
-    /// Load the room from shared membership: the first message of every RoomActor.
-    /// `restart`: it replaces one that failed, so repair what the failure left behind.
-    Init { restart: bool },
-    /// Re-read shared membership (periodically, and when the cluster connection is back).
-    Resync,
-    /// A frame from another node that may not go straight to its target (see
-    /// `RoomView::direct`): its sender or target is not announced here yet, a change is being
-    /// announced, or an earlier frame waits here. Re-read membership if the sender is unknown,
-    /// so that `user-joined` goes first, then hand it to local member `to`. Dropped if the
-    /// sender or `to` is not in the room.
-    Deliver { from: ConnId, to: ConnId, frame: String, seq: u64 },
-    /// Test hook: panic inside the handler, to exercise supervision.
-    InjectFault,
-}
-
-/// A join for `RoomMsg::Join`.
-pub struct JoinRequest {
-    pub member: Member,
-    pub conn: LocalConn,
-    /// How many members the room holds (from the session's type).
-    pub capacity: usize,
-    /// The seat is already a member (it arrives from another node): no `room-joined`.
-    pub resume: bool,
-    pub reply: RpcReplyPort<Result<Vec<Member>, ErrorCode>>,
 }
 
 pub struct RoomActor;

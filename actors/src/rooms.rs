@@ -8,17 +8,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 
-use crate::node::NodeCtx;
-use crate::room::{RoomActor, RoomArgs, RoomMsg, RoomView};
+use crate::ctx::NodeCtx;
+pub use crate::msg::RoomsMsg;
+use crate::msg::RoomMsg;
+use crate::room::{RoomActor, RoomArgs};
+use crate::routing::RoomView;
 use crate::telemetry;
 use crate::RoomId;
-
-pub enum RoomsMsg {
-    /// The running RoomActor for a room, started if needed.
-    GetOrSpawn { room_id: RoomId, reply: RpcReplyPort<Option<(ActorRef<RoomMsg>, Arc<RoomView>)>> },
-}
 
 pub struct RoomSupervisor;
 

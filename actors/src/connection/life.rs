@@ -11,7 +11,7 @@ use super::{ConnMsg, ConnState, Joined, ResumeRequest};
 use crate::outbound::SeatReader;
 use crate::ports::{Delivery, HandOverRequest, HandedOver, LeaveReason, Member, SeatRoom};
 use crate::protocol::{Resumed, ServerFrame};
-use crate::room::RoomMsg;
+use crate::msg::RoomMsg;
 use crate::seat::{ResumeFailure, TokenClaims};
 use crate::session::AuditAction;
 use crate::telemetry;
