@@ -18,13 +18,23 @@
 //!   a page of another origin loads the client library and calls the REST API (CORS), and
 //!   a node that does not allow that origin is blocked by the browser;
 //!   (b) the two pages on two different nodes of a cluster;
-//!   (d) the client's node drains: the page reconnects through the other node and the call
-//!       is re-established.
+//!   (d) resume, not rejoin (two nodes each; the client's page lists the psychologist's node
+//!       in `?signaling=`): the client's node drains (in-process node, graceful shutdown), is
+//!       killed with SIGKILL (a real node process), or the client's page goes offline (CDP
+//!       network emulation, and its link to the node is cut: tests/common/link.rs) until
+//!       that node's heartbeat gives the socket up. Each time the
+//!       client resumes its seat (same socket id, no rejoin), both pages keep the same
+//!       RTCPeerConnection (none is made) and keep decoding video, and the psychologist's
+//!       page never sees the client leave.
 //! Screenshots of every page go to target/browser-screenshots/.
 
 #[path = "common/cluster.rs"]
 mod cluster_support;
 mod common;
+#[path = "common/link.rs"]
+mod link;
+#[path = "common/proc.rs"]
+mod proc;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -33,6 +43,8 @@ use std::time::Duration;
 
 use cluster_support::{node, NatsServer};
 use common::*;
+use link::Link;
+use proc::{cmd, NodeProc};
 use serde_json::{json, Value};
 use signalgrid_actors::identity::Role;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -70,7 +82,12 @@ async fn session(n: &TestNode, client: &str, psy: &str, starts_in: i64) -> Strin
 }
 
 fn page(n: &TestNode, session: &str, user: &str, role: Role, name: &str, extra: &str) -> String {
-    n.url(&format!("/call/{session}?token={}&name={name}{extra}", token(user, role)))
+    page_at(n.addr, session, user, role, name, extra)
+}
+
+/// The call page served at `addr` (a node, a node process, or a link to a node).
+fn page_at(addr: impl std::fmt::Display, session: &str, user: &str, role: Role, name: &str, extra: &str) -> String {
+    format!("http://{addr}/call/{session}?token={}&name={name}{extra}", token(user, role))
 }
 
 fn frames_grow(v: &Value, what: &str) {
@@ -118,14 +135,35 @@ async fn calls_in_headless_chromium() {
     let other_origin = session(&single, "client-4", "psy-4", 0).await;
     let guarded = TestNode::start_with(|s| s.allowed_origins = vec!["https://platform.example".into()]).await;
 
-    // Two nodes of one cluster: (b), (d).
+    // Nodes of one cluster: (b) on node-a and node-b; (d) the client on node-a (drained),
+    // node-k (a real process, killed) or node-h (a 1 s heartbeat: an offline page's socket is
+    // given up within seconds), the psychologist on node-b.
     let nats = NatsServer::start();
     let data = Arc::new(tempfile::tempdir().unwrap());
     let na = node(&nats.url(), "browser", &data, "node-a").await;
     let nb = node(&nats.url(), "browser", &data, "node-b").await;
+    let mut nk = {
+        let mut c = cmd(data.path());
+        c.env("SIGNALGRID_PRESENCE_MS", "200").env("SIGNALGRID_DEAD_AFTER_MS", "1500");
+        NodeProc::serve_with(c, &["--nats-url", &nats.url(), "--cluster", "browser", "--node-id", "node-k"])
+    };
+    let nats_url = nats.url();
+    let nh = TestNode::start_in(data.clone(), move |s| {
+        s.cluster.nats_url = Some(nats_url);
+        s.cluster.name = "browser".into();
+        s.cluster.presence_ms = 200;
+        s.cluster.dead_after_ms = 1_500;
+        s.node_id = Some("node-h".into());
+        s.limits.heartbeat_ms = 1_000;
+    })
+    .await;
     let cross = session(&na, "client-b", "psy-b", 0).await;
     let drained = session(&na, "client-d", "psy-d", 0).await;
+    let killed = session(&nb, "client-k", "psy-k", 0).await;
+    let offline = session(&nb, "client-o", "psy-o", 0).await;
     let via_b = format!("&signaling=http://{}", nb.addr);
+    // The offline page reaches node-h through a link the harness unplugs.
+    let link = Link::to(nh.addr).await;
 
     let plan = json!({
         "chromium": chromium,
@@ -164,10 +202,20 @@ async fn calls_in_headless_chromium() {
             "clientUrl": page(&na, &cross, "client-b", Role::Client, "Alice", ""),
             "psyUrl": page(&nb, &cross, "psy-b", Role::Psychologist, "Dr.%20Bob", ""),
         },
-        "drain": {
+        "resumeDrain": {
             "clientUrl": page(&na, &drained, "client-d", Role::Client, "Alice", &via_b),
             "psyUrl": page(&nb, &drained, "psy-d", Role::Psychologist, "Dr.%20Bob", ""),
             "node": "node-a",
+        },
+        "resumeKill": {
+            "clientUrl": page_at(&nk.addr, &killed, "client-k", Role::Client, "Alice", &via_b),
+            "psyUrl": page(&nb, &killed, "psy-k", Role::Psychologist, "Dr.%20Bob", ""),
+            "node": "node-k",
+        },
+        "resumeOffline": {
+            "clientUrl": page_at(link.addr, &offline, "client-o", Role::Client, "Alice", &via_b),
+            "psyUrl": page(&nb, &offline, "psy-o", Role::Psychologist, "Dr.%20Bob", ""),
+            "node": "node-h",
         },
     });
     let plan_file = tempfile::NamedTempFile::new().unwrap();
@@ -193,6 +241,7 @@ async fn calls_in_headless_chromium() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut to_drain = Some(na);
     let mut drains = Vec::new();
+    let mut killed_once = false;
     let result = tokio::time::timeout(RUN_LIMIT, async {
         while let Some(line) = lines.next_line().await.expect("read e2e.mjs output") {
             if let Some(which) = line.strip_prefix("DRAIN ") {
@@ -200,6 +249,17 @@ async fn calls_in_headless_chromium() {
                 let n = to_drain.take().expect("node-a drained once");
                 // A graceful shutdown: NODE_DRAINING to its clients, close 1012.
                 drains.push(tokio::spawn(n.stop()));
+            } else if let Some(which) = line.strip_prefix("KILL ") {
+                assert_eq!(which, "node-k");
+                assert!(!std::mem::replace(&mut killed_once, true), "node-k killed once");
+                // SIGKILL: no close frame, no hand-over; the others find it dead.
+                nk.kill9();
+            } else if let Some(which) = line.strip_prefix("UNPLUG ") {
+                assert_eq!(which, "node-h");
+                link.unplug();
+            } else if let Some(which) = line.strip_prefix("PLUG ") {
+                assert_eq!(which, "node-h");
+                link.plug();
             } else if line.starts_with('{') {
                 return Some(serde_json::from_str::<Value>(&line).expect("result JSON"));
             }
@@ -260,10 +320,13 @@ async fn calls_in_headless_chromium() {
     let em = &sc["embed"];
     assert_eq!(em["clientState"], "joined", "{em}");
     assert!(em["messages"].as_array().unwrap().iter().any(|m| m == "signalgrid:ready"), "{em}");
-    // ...and after its socket drops, reconnects and joins again.
+    // ...and after its socket drops (closed without a status code: not a departure), it
+    // resumes its seat: the same socket id, no join again.
     let ev: Vec<&str> = em["reconnect"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
     assert_eq!(ev.first(), Some(&"NETWORK_ERROR"), "{em}");
-    assert!(ev.contains(&"reconnecting") && ev.contains(&"rejoined"), "{em}");
+    assert!(ev.contains(&"reconnecting") && ev.contains(&"resumed"), "{em}");
+    assert!(!ev.contains(&"rejoined"), "resumed, not joined again: {em}");
+    assert_eq!(em["socketIds"][0], em["socketIds"][1], "the same seat: {em}");
 
     // A Group session: a full mesh of three, each page showing both others by name.
     let g = &sc["group"];
@@ -312,19 +375,49 @@ async fn calls_in_headless_chromium() {
     assert_eq!(c["client"]["node"], "node-a", "{c}");
     assert_eq!(c["psychologist"]["node"], "node-b", "{c}");
 
-    // (d) drain: the client moves to node-b and the call is up again.
-    let d = &sc["drain"];
-    connected_call(d, "before the drain");
-    assert_eq!(d["nodeBefore"], "node-a", "{d}");
-    assert_eq!(d["nodeAfter"], "node-b", "{d}");
-    assert!(d["errorsSeen"].as_array().unwrap().iter().any(|c| c == "NODE_DRAINING"), "{d}");
-    for side in ["client", "psychologist"] {
-        let a = &d["after"][side];
-        let (b4, now) = (a["created"][0].as_u64().unwrap(), a["created"][1].as_u64().unwrap());
-        assert!(now > b4, "after the drain, {side} made a new peer connection: {a}");
-        assert!(a["states"].as_array().unwrap().iter().any(|x| x == "connected"), "after the drain, {side}: {a}");
-        frames_grow(&a["framesDecoded"], &format!("after the drain, {side}"));
+    // (d) resume, not rejoin: drained, killed, offline.
+    let seen = |v: &Value| -> Vec<String> {
+        v["seen"].as_array().unwrap_or_else(|| panic!("{v}")).iter().map(|x| x.as_str().unwrap().to_owned()).collect()
+    };
+    for (key, node_before, node_after, lost) in [
+        ("resumeDrain", "node-a", Some("node-b"), false),
+        ("resumeKill", "node-k", Some("node-b"), true),
+        ("resumeOffline", "node-h", None, false),
+    ] {
+        let d = &sc[key];
+        connected_call(&d["call"], &format!("{key}: before"));
+        assert_eq!(d["before"]["nodeId"], node_before, "{key}: {d}");
+        let k = &d["checks"];
+        assert_eq!(k["socketLost"], true, "{key}: the page lost its socket: {d}");
+        assert_eq!(k["sameSocket"], true, "{key}: resumed with the same socket id: {d}");
+        assert_eq!(k["clientNoRejoin"], true, "{key}: no join again: {d}");
+        assert_eq!(k["clientSamePcs"], true, "{key}: the client kept its RTCPeerConnection, no new one: {d}");
+        assert_eq!(k["psySamePcs"], true, "{key}: the psychologist kept its RTCPeerConnection, no new one: {d}");
+        assert_eq!(k["psyNeverSawLeave"], true, "{key}: the psychologist never saw the client leave: {d}");
+        let c_seen = seen(&d["client"]);
+        assert!(c_seen.contains(&format!("resumed:{lost}")), "{key}: resumed with lost: {lost}: {d}");
+        // The psychologist saw the client away, then back. A killed node's seat that resumes
+        // before the cluster finds the node dead was never marked away: no pair then.
+        let p_seen = seen(&d["psychologist"]);
+        let (away, back) = (
+            p_seen.iter().position(|x| x == "peer-reconnecting"),
+            p_seen.iter().rposition(|x| x == "peer-reconnected"),
+        );
+        match (away, back) {
+            (Some(a), Some(b)) => assert!(a < b, "{key}: away, then back: {d}"),
+            (None, None) => assert_eq!(key, "resumeKill", "{key}: the psychologist saw the client away: {d}"),
+            _ => panic!("{key}: the psychologist saw the client away and never back, or back unannounced: {d}"),
+        }
+        if let Some(n) = node_after {
+            assert_eq!(d["client"]["nodeId"], n, "{key}: resumed on the other node: {d}");
+        }
+        for side in ["client", "psychologist"] {
+            frames_grow(&d[side]["framesAfter"], &format!("{key}: after the resume, {side}"));
+        }
     }
+    let d = seen(&sc["resumeDrain"]["client"]);
+    assert!(d.iter().any(|x| x == "error:NODE_DRAINING") && d.iter().any(|x| x == "socket-closed:1012"), "{d:?}");
+    assert!(!seen(&sc["resumeKill"]["client"]).iter().any(|x| x == "error:NODE_DRAINING"), "killed, not drained");
 
     for name in [
         "call-client",
@@ -338,12 +431,17 @@ async fn calls_in_headless_chromium() {
         "group-client",
         "cluster-client",
         "cluster-psychologist",
-        "drain-client-after",
+        "resume-drain-client-after",
+        "resume-kill-client-after",
+        "resume-offline-client-after",
     ] {
         let p = out.join(format!("{name}.png"));
         assert!(std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false), "screenshot {}", p.display());
     }
+    drop(link);
+    drop(nh);
     drop(nb);
+    drop(nk);
     drop(nats);
 }
 

@@ -16,17 +16,21 @@
 //                                                  // library from apiBase and calls its REST
 //                                                  // API; refusedBase does not allow it
 //         cluster?: { clientUrl, psyUrl },         // (b) two nodes
-//         drain?: { clientUrl, psyUrl, node },    // (d) the client's node is drained: this
-//                                                  // script prints `DRAIN <node>` on stdout
-//                                                  // and the harness drains that node
-//         resumeDrain?: { clientUrl, psyUrl, node },  // resume (not rejoin) across a drain
-//                                                  // (`DRAIN <node>`), a kill -9 (`KILL <node>`:
-//         resumeKill?: { clientUrl, psyUrl, node },   // the harness kills it without warning),
-//         resumeOffline?: { clientUrl, psyUrl, offlineMs? } }  // and the client's page
-//                                                  // offline for offlineMs (default 5000) by
-//                                                  // CDP Network.emulateNetworkConditions.
-//                                                  // The client's page should list the other
-//                                                  // node in `?signaling=` for the first two.
+//         resumeDrain?: { clientUrl, psyUrl, node },  // (d) resume (not rejoin) across a drain:
+//                                                  // this script prints `DRAIN <node>` on
+//                                                  // stdout and the harness drains that node;
+//         resumeKill?: { clientUrl, psyUrl, node },   // across a kill -9 (`KILL <node>`: the
+//                                                  // harness kills that node process without
+//                                                  // warning);
+//         resumeOffline?: { clientUrl, psyUrl, node } }  // and across the client's page
+//                                                  // going offline (CDP network emulation, and
+//                                                  // `UNPLUG <node>`: the harness cuts the
+//                                                  // page's link to that node) until the node
+//                                                  // gives the socket up (its heartbeat times
+//                                                  // out: the psychologist sees the client
+//                                                  // away), then online (`PLUG <node>`).
+//                                                  // The client's page lists the other node in
+//                                                  // `?signaling=`; the psychologist is on it.
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -213,21 +217,20 @@ const SEEN = () => {
  * socket id, the same peer connections on both sides, video keeps being decoded on both,
  * and the psychologist never sees the client leave.
  */
-async function resumeScenario(tag, cfg, disrupt, { mayKeepSocket = false } = {}) {
+async function resumeScenario(tag, cfg, disrupt) {
   const { client, psy, info } = await twoPartyCall(tag, cfg.clientUrl, cfg.psyUrl);
   const before = await client.evaluate(WATCH);
   await psy.evaluate(WATCH);
-  await disrupt(client);
-  // Offline emulation may leave an open WebSocket alone: then there is nothing to resume.
+  await disrupt(client, psy);
+  // Resumed, or (a failure the harness reports) joined again as a new seat.
   const back = await until(`${tag}: the client resumed`, () => client.evaluate(SEEN),
-    (s) => s.state === 'joined' && (s.seen.some((x) => x.startsWith('resumed:'))
-      || (mayKeepSocket && !s.seen.some((x) => x.startsWith('socket-closed')))), WAIT * 2);
+    (s) => s.state === 'joined' && s.seen.some((x) => x.startsWith('resumed:') || x === 'rejoined'), WAIT * 2);
   const cf = await framesGrow(client, `${tag} client after the resume`);
   const pf = await framesGrow(psy, `${tag} psychologist after the resume`);
   const c = await until(`${tag}: the client page connected again`, () => client.evaluate(SEEN), (s) => s.status === 'connected');
   const p = await until(`${tag}: no "Reconnecting…" badge left`, () => psy.evaluate(SEEN), (s) => s.badges === 0);
   await shot(client, `${tag}-client-after`);
-  return { ...info, before, client: { ...c, framesAfter: cf, resumedAt: back }, psychologist: { ...p, framesAfter: pf },
+  return { call: info, before, client: { ...c, framesAfter: cf, resumedAt: back }, psychologist: { ...p, framesAfter: pf },
     checks: {
       sameSocket: c.socketId === before.socketId,
       clientSamePcs: c.samePcs,
@@ -332,20 +335,22 @@ async function main() {
         const joined = await until('embedded page in the room', () => frame.evaluate(() => window.signalgridCall?.client?.state),
           (s) => s === 'joined');
         await shot(page, 'call-embedded');
-        // A dropped socket: the library reconnects (backoff with jitter) and joins again.
+        // A dropped socket (a close without a status code, not a departure): the library
+        // resumes its seat (same socket id), it does not join again.
         const first = await frame.evaluate(() => window.signalgridCall.client.socketId);
         await frame.evaluate(() => {
           window.__sgEvents = [];
           const c = window.signalgridCall.client;
-          for (const t of ['reconnecting', 'rejoined']) c.addEventListener(t, () => window.__sgEvents.push(t));
+          for (const t of ['reconnecting', 'resumed', 'rejoined']) c.addEventListener(t, () => window.__sgEvents.push(t));
           c.addEventListener('sg-error', (e) => window.__sgEvents.push(e.code));
           c.ws.close();
         });
-        const back = await until('embedded page rejoined after a dropped socket',
+        const back = await until('embedded page resumed after a dropped socket',
           () => frame.evaluate(() => ({ state: window.signalgridCall.client.state, socketId: window.signalgridCall.client.socketId, events: window.__sgEvents })),
-          (s) => s.state === 'joined' && s.socketId !== first && s.events.includes('rejoined'));
+          (s) => s.state === 'joined' && (s.events.includes('resumed') || s.events.includes('rejoined')));
         const status = await frame.evaluate(() => document.getElementById('status').textContent);
-        return { status, clientState: joined, reconnect: back.events, messages: await page.evaluate(() => window.__messages) };
+        return { status, clientState: joined, reconnect: back.events, socketIds: [first, back.socketId],
+          messages: await page.evaluate(() => window.__messages) };
       });
     }
 
@@ -433,39 +438,6 @@ async function main() {
       });
     }
 
-    // (d) drain the client's node: the client reconnects through the other node.
-    if (plan.drain) {
-      await scenario('drain', async () => {
-        const { client, psy, info } = await twoPartyCall('drain', plan.drain.clientUrl, plan.drain.psyUrl);
-        const before = await client.evaluate(() => window.signalgridCall.client.nodeId);
-        const pcsBefore = { client: (await pcInfo(client)).created, psy: (await pcInfo(psy)).created };
-        await client.evaluate(() => {
-          window.__sgErrors = [];
-          window.signalgridCall.client.addEventListener('sg-error', (e) => window.__sgErrors.push(e.code));
-        });
-        // The harness (tests/browser.rs) drains the node when it reads this line.
-        process.stdout.write(`DRAIN ${plan.drain.node}\n`);
-        const nodeAfter = await until('client reconnected to another node',
-          () => client.evaluate(() => ({ node: window.signalgridCall.client.nodeId, state: window.signalgridCall.client.state })),
-          (s) => s.node !== before && s.state === 'joined', WAIT * 2);
-        // A new peer connection on each side, connected, decoding frames that keep coming.
-        const fresh = (b) => (i) => i.created > b && i.latest.state === 'connected' && i.latest.framesDecoded > 0;
-        const c = await until('client connected again', () => pcInfo(client), fresh(pcsBefore.client), WAIT * 2);
-        const p = await until('psychologist connected again', () => pcInfo(psy), fresh(pcsBefore.psy), WAIT * 2);
-        const c2 = await until('client keeps decoding', () => pcInfo(client), (i) => i.latest.framesDecoded > c.latest.framesDecoded);
-        const p2 = await until('psychologist keeps decoding', () => pcInfo(psy), (i) => i.latest.framesDecoded > p.latest.framesDecoded);
-        const cf = [c.latest.framesDecoded, c2.latest.framesDecoded];
-        const pf = [p.latest.framesDecoded, p2.latest.framesDecoded];
-        await shot(client, 'drain-client-after');
-        return { ...info, nodeBefore: before, nodeAfter: nodeAfter.node,
-          errorsSeen: await client.evaluate(() => window.__sgErrors),
-          after: {
-            client: { states: [c.latest.state], framesDecoded: cf, created: [pcsBefore.client, c2.created] },
-            psychologist: { states: [p.latest.state], framesDecoded: pf, created: [pcsBefore.psy, p2.created] },
-          } };
-      });
-    }
-
     // Resume, not rejoin: the client's node drained, killed, or the client's page offline.
     if (plan.resumeDrain) {
       await scenario('resumeDrain', () => resumeScenario('resume-drain', plan.resumeDrain, async () => {
@@ -478,16 +450,23 @@ async function main() {
       }));
     }
     if (plan.resumeOffline) {
-      await scenario('resumeOffline', () => resumeScenario('resume-offline', plan.resumeOffline, async (client) => {
+      await scenario('resumeOffline', () => resumeScenario('resume-offline', plan.resumeOffline, async (client, psy) => {
+        // Chromium's offline emulation leaves an open WebSocket alone, so the harness also
+        // cuts the page's link to its node (`UNPLUG <node>`): nothing passes, nobody is told.
         const cdp = await client.context().newCDPSession(client);
         await cdp.send('Network.enable');
         const net = (offline) => cdp.send('Network.emulateNetworkConditions',
           { offline, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
         await net(true);
-        // The outage lasts offlineMs (the scenario's input, not a synchronisation wait).
-        await new Promise((r) => setTimeout(r, plan.resumeOffline.offlineMs || 5000));
+        process.stdout.write(`UNPLUG ${plan.resumeOffline.node}\n`);
+        // Offline until the node gives the socket up (its heartbeat times out): the
+        // psychologist is told that the client is away.
+        await until('resume-offline: the psychologist sees the client away', () => psy.evaluate(SEEN),
+          (s) => s.seen.includes('peer-reconnecting'), WAIT * 2);
+        // Back online: the link's stale connections close, the page's socket is lost.
         await net(false);
-      }, { mayKeepSocket: true }));
+        process.stdout.write(`PLUG ${plan.resumeOffline.node}\n`);
+      }));
     }
   } finally {
     for (const c of contexts) await c.close().catch(() => {});
