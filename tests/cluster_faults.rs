@@ -31,42 +31,105 @@ async fn nothing_else_before_a_newcomer(c: &mut WsClient, node: &TestNode, room:
     assert_eq!(c.next_event("user-joined").await["socketId"], newcomer.socket_id.as_str());
 }
 
+/// Resume window (ms) of the nodes in the kill -9 test: short, so that the seat's timeout
+/// comes within the test's waits.
+const SHORT_WINDOW_MS: &str = "2000";
+
+/// An in-process node of cluster `name` (as `cluster_support::node`) with resume window
+/// `window_ms`.
+async fn node_with_window(
+    nats: &str,
+    name: &str,
+    data: &Arc<tempfile::TempDir>,
+    id: &str,
+    window_ms: &str,
+) -> TestNode {
+    let (url, name, id, window) = (nats.to_owned(), name.to_owned(), id.to_owned(), window_ms.to_owned());
+    TestNode::start_in(data.clone(), move |s| {
+        s.cluster.nats_url = Some(url);
+        s.cluster.name = name;
+        s.cluster.presence_ms = 200;
+        s.cluster.dead_after_ms = 1_500;
+        s.node_id = Some(id);
+        s.set(resume::WINDOW_KEY, &window, "test").unwrap();
+    })
+    .await
+}
+
+/// A node killed with kill -9: the peer on the surviving node hears `user-reconnecting` for
+/// its member once (never `user-left` before the window ends); nobody resumes, so after the
+/// window the peer hears `user-left` with reason `timeout`, once, and shared membership no
+/// longer lists the member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_with_kill_9_is_noticed_and_its_members_leave_once() {
     let nats = NatsServer::start();
     let data = Arc::new(tempfile::tempdir().unwrap());
-    let survivor = node(&nats.url(), "k9", &data, "survivor").await;
-    let mut victim = node_proc(&nats.url(), "k9", data.path(), "victim", 1_500);
+    let survivor = node_with_window(&nats.url(), "k9", &data, "survivor", SHORT_WINDOW_MS).await;
+    let mut c = cmd(data.path());
+    c.env("SIGNALGRID_PRESENCE_MS", "200")
+        .env("SIGNALGRID_DEAD_AFTER_MS", "1500")
+        .env(resume::WINDOW_ENV, SHORT_WINDOW_MS);
+    let mut victim = NodeProc::serve_with(c, &["--nats-url", &nats.url(), "--cluster", "k9", "--node-id", "victim"]);
     let (_, room) = survivor.call().await;
     let (mut a, mut b) = pair_in_room(&ws_base(&survivor), &format!("ws://{}", victim.addr), &room).await;
     assert_eq!(b.node_id, "victim");
-    b.send("ice-candidate", json!({"candidate": 1, "to": a.socket_id})).await;
-    a.next_event("ice-candidate").await;
+    marker(&mut b, &mut a, "before").await;
 
     victim.kill9();
-    let left = a.next_event("user-left").await;
-    assert_eq!(left["socketId"], b.socket_id.as_str());
-    assert_eq!(left["userId"], "psy-1");
+    let (code, _) = b.closed().await;
+    assert_eq!(code, None, "a killed node sends no close frame");
+    resume::peer_hears(&mut a, "user-reconnecting", &b.socket_id, "psy-1").await;
+    resume::peer_hears_left(&mut a, &b.socket_id, "psy-1", "timeout").await;
+    let listed = admin_room(&nats.url(), "k9", &room);
+    assert_eq!(listed, vec![(a.socket_id.clone(), "survivor".to_owned())], "admin room still lists the dead seat");
     nothing_else_before_a_newcomer(&mut a, &survivor, &room, "ops-after").await;
 }
 
+/// SIGTERM drains a node: its client gets NODE_DRAINING and close 1012, and its seat is
+/// kept (the peer hears `user-reconnecting`, not `user-left`); the client resumes on the
+/// other node with the same socket id and nothing lost, the peer hears `user-reconnected`,
+/// the call relays both ways, and the drained node exits cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_a_node_and_its_members_leave_at_once() {
+async fn sigterm_drains_a_node_and_its_members_resume_elsewhere() {
     let nats = NatsServer::start();
     let data = Arc::new(tempfile::tempdir().unwrap());
     let stays = node(&nats.url(), "dr", &data, "stays").await;
-    // A liveness timeout far beyond every wait here: user-left can only come from the drain.
+    // A liveness timeout far beyond every wait here: only the drain can make the seat away.
     let leaving = node_proc(&nats.url(), "dr", data.path(), "leaving", 600_000);
     let (_, room) = stays.call().await;
     let (mut a, mut b) = pair_in_room(&ws_base(&stays), &format!("ws://{}", leaving.addr), &room).await;
+    assert_eq!(b.node_id, "leaving");
 
     leaving.sigterm();
     let (code, frames) = b.closed().await;
     assert!(frames.iter().any(|f| f["data"]["code"] == "NODE_DRAINING"), "{frames:?}");
     assert_eq!(code, Some(1012));
-    assert_eq!(a.next_event("user-left").await["socketId"], b.socket_id.as_str());
+    let seat = b.drop_socket();
+    resume::peer_hears(&mut a, "user-reconnecting", &seat.socket_id, "psy-1").await;
+
+    let mut b = resume::resume_ok(&ws_base(&stays), &seat, false).await;
+    assert_eq!(b.node_id, "stays");
+    resume::peer_hears(&mut a, "user-reconnected", &seat.socket_id, "psy-1").await;
+    // Nothing else was queued for either (no user-left): live both ways.
+    marker(&mut a, &mut b, "live-to-b").await;
+    marker(&mut b, &mut a, "live-to-a").await;
     assert!(leaving.exited().await.success());
-    nothing_else_before_a_newcomer(&mut a, &stays, &room, "ops-x").await;
+    let listed = admin_room(&nats.url(), "dr", &room);
+    assert_eq!(listed.len(), 2, "both seats are still in the room: {listed:?}");
+    assert!(listed.iter().all(|(_, n)| n == "stays"), "the resumed seat moved to the node it resumed on: {listed:?}");
+}
+
+/// `signalgrid admin --json room ROOM`: (socket id, node id) of each member.
+fn admin_room(nats: &str, cluster: &str, room: &str) -> Vec<(String, String)> {
+    let (ok, out, err) = admin_cli(nats, cluster, &["--json", "room", room]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let members = r["members"].as_array().map(|m| m.iter()).into_iter().flatten();
+    let mut out: Vec<(String, String)> = members
+        .map(|m| (m["conn_id"].as_str().unwrap().to_owned(), m["node_id"].as_str().unwrap().to_owned()))
+        .collect();
+    out.sort();
+    out
 }
 
 fn admin_cli(nats: &str, cluster: &str, args: &[&str]) -> (bool, String, String) {

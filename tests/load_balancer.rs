@@ -1,8 +1,8 @@
 //! signalgrid behind a real nginx with the shipped configuration (deploy/nginx/signalgrid.conf,
 //! issue 13 item 1): `nginx -t` accepts it; a two-person call runs through it across two
 //! nodes on a real nats-server; a drained node gets no new connections through it. The same
-//! with node processes stopped by the operator's `admin drain`: clients reconnect through
-//! nginx to the other node and the call goes on.
+//! with node processes stopped by the operator's `admin drain`: clients resume their seats
+//! through nginx on the other node and the call goes on.
 
 #[path = "common/cluster.rs"]
 mod cluster_support;
@@ -125,29 +125,31 @@ async fn an_admin_drain_of_a_node_process_moves_its_clients_through_nginx_to_the
     a.send("offer", json!({"to": b.socket_id, "offer": offer})).await;
     assert_eq!(b.next_event("offer").await["offer"], offer);
 
-    // The operator drains proc-a over NATS; it tells its clients and exits.
+    // The operator drains proc-a over NATS; it tells its clients to resume elsewhere.
     let out = proc::cmd(data.path())
         .args(["admin", "--nats-url", &nats.url(), "--cluster", "lbp", "drain", "proc-a"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(p1.exited().await.success());
 
-    // Whoever was on proc-a reconnects through nginx, lands on proc-b and joins again; the
-    // other sees it leave and come back, and the call goes on.
+    // Whoever was on proc-a resumes its seat through nginx, lands on proc-b and keeps its
+    // socket id and room with nothing lost; the other sees it away and back (never
+    // `user-left`), and the call goes on.
     assert_ne!(a.node_id, b.node_id, "round robin put the two on different nodes");
-    let (mut moved, token, mut stayed) =
-        if a.node_id == "proc-a" { (a, client_token(), b) } else { (b, psy_token(), a) };
+    let (mut moved, user, mut stayed) = if a.node_id == "proc-a" { (a, "client-1", b) } else { (b, "psy-1", a) };
     let (code, frames) = moved.closed().await;
     assert_eq!(code, Some(1012), "{frames:?}");
     assert!(frames.iter().any(|f| f["data"]["code"] == "NODE_DRAINING"), "{frames:?}");
-    assert_eq!(stayed.next_event("user-left").await["socketId"], moved.socket_id.as_str());
-    let mut back = WsClient::connect_url(&format!("{}/ws?token={token}", lb.ws())).await;
+    let seat = moved.drop_socket();
+    resume::peer_hears(&mut stayed, "user-reconnecting", &seat.socket_id, user).await;
+    let mut back = resume::resume_ok(&lb.ws(), &seat, false).await;
     assert_eq!(back.node_id, "proc-b");
-    back.join(&room).await;
-    assert_eq!(stayed.next_event("user-joined").await["socketId"], back.socket_id.as_str());
+    resume::peer_hears(&mut stayed, "user-reconnected", &seat.socket_id, user).await;
     back.send("offer", json!({"to": stayed.socket_id, "offer": offer})).await;
-    assert_eq!(stayed.next_event("offer").await["from"], back.socket_id.as_str());
+    let got = stayed.next_event("offer").await;
+    assert_eq!((&got["offer"], &got["from"]), (&offer, &json!(seat.socket_id)), "{got}");
+    marker(&mut stayed, &mut back, "to-the-resumed-seat").await;
+    assert!(p1.exited().await.success());
 
     for _ in 0..4 {
         let c = WsClient::connect_url(&format!("{}/ws?token={}", lb.ws(), admin())).await;

@@ -36,13 +36,6 @@ async fn node_with(nats: &str, name: &str, data: &Arc<tempfile::TempDir>, id: &s
     .await
 }
 
-/// A node process of cluster `name`, sharing the store in `data`.
-fn node_proc(nats: &str, name: &str, data: &std::path::Path, id: &str, dead_after_ms: u64) -> NodeProc {
-    let mut c = cmd(data);
-    c.env("SIGNALGRID_PRESENCE_MS", PRESENCE_MS.to_string()).env("SIGNALGRID_DEAD_AFTER_MS", dead_after_ms.to_string());
-    NodeProc::serve_with(c, &["--nats-url", nats, "--cluster", name, "--node-id", id])
-}
-
 /// The room's members in shared membership (read through `node`), sorted socket ids.
 async fn members(node: &TestNode, room: &str) -> Vec<String> {
     let app = &node.server.as_ref().unwrap().app;
@@ -128,39 +121,54 @@ async fn reconnects(n: &TestNode) -> f64 {
     metric(n, "signalgrid_nats_reconnects_total").await.unwrap_or(0.0)
 }
 
+/// Resume window (ms) of the nodes in the restart test: short, so that the old seat's
+/// timeout comes within the test's waits.
+const SHORT_WINDOW_MS: u64 = 2_000;
+
 /// A node killed with kill -9 and started again at once with the same `--node-id` (what
-/// systemd's `Restart=` or a StatefulSet does) removes what its earlier run left: the peer
-/// gets `user-left` for the dead connection, membership no longer lists it, a third party
-/// can join, and the psychologist can call again once reconnected.
+/// systemd's `Restart=` or a StatefulSet does) cleans up what its earlier run left: the seat
+/// of the dead connection is away (the peer gets `user-reconnecting`), and as nobody resumes
+/// it, it is removed after the resume window (`user-left`, reason `timeout`). No ghost is
+/// left: membership and `admin room` no longer list it, a third party can join, and the
+/// psychologist can call again once reconnected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_under_the_same_id_leaves_no_ghost() {
     let nats = NatsServer::start();
     let data = Arc::new(tempfile::tempdir().unwrap());
-    // Liveness timeouts far beyond every wait here: no node is ever declared dead, so only
-    // the restarted node's own clean-up can remove the dead connection.
-    let n1 = node_with(&nats.url(), "rs", &data, "rs-1", 600_000).await;
-    let mut n2 = node_proc(&nats.url(), "rs", data.path(), "rs-2", 600_000);
+    // n1's liveness timeout is far beyond every wait here: n1 never declares rs-2 dead, so
+    // only the restarted node's own clean-up can make the dead connection's seat away and
+    // remove it. rs-2's own (1.5 s) sets how often it sweeps while a seat waits.
+    let n1 = node_window(&nats.url(), "rs", &data, "rs-1", 600_000, SHORT_WINDOW_MS).await;
+    let restarted = || {
+        let mut c = cmd(data.path());
+        c.env("SIGNALGRID_PRESENCE_MS", PRESENCE_MS.to_string())
+            .env("SIGNALGRID_DEAD_AFTER_MS", DEAD_AFTER_MS.to_string())
+            .env(common::resume::WINDOW_ENV, SHORT_WINDOW_MS.to_string());
+        NodeProc::serve_with(c, &["--nats-url", &nats.url(), "--cluster", "rs", "--node-id", "rs-2"])
+    };
+    let mut n2 = restarted();
     let (_, room) = n1.call().await;
     let (mut a, mut b) = pair_in_room(&ws_base(&n1), &format!("ws://{}", n2.addr), &room).await;
     assert_eq!(b.node_id, "rs-2");
 
     n2.kill9();
-    let n2 = node_proc(&nats.url(), "rs", data.path(), "rs-2", 600_000);
-    let left = a.next_event("user-left").await;
-    assert_eq!(left["socketId"], b.socket_id.as_str());
+    let n2 = restarted();
+    // The psychologist's old socket is gone with its process.
+    let (code, _) = b.closed().await;
+    assert_eq!(code, None, "a killed node sends no close frame");
+    common::resume::peer_hears(&mut a, "user-reconnecting", &b.socket_id, "psy-1").await;
+    common::resume::peer_hears_left(&mut a, &b.socket_id, "psy-1", "timeout").await;
     assert_eq!(members(&n1, &room).await, vec![a.socket_id.clone()]);
     let listed = admin_room(&nats.url(), "rs", &room);
     assert_eq!(listed, vec![(a.socket_id.clone(), "rs-1".to_owned())], "admin room lists the dead connection");
-    // The psychologist's old socket is gone with its process.
-    let (_, _) = b.closed().await;
 
-    // The seat is free: a third party joins, then leaves.
+    // The seat is free: a third party joins (not ROOM_FULL), then leaves.
     let mut ops = WsClient::connect_url(&n2.ws_url(&token("ops-2", Role::Admin))).await;
     let joined = ops.join(&room).await;
     assert_eq!(socket_ids(&joined), sorted(vec![a.socket_id.clone(), ops.socket_id.clone()]));
     assert_eq!(a.next_event("user-joined").await["socketId"], ops.socket_id.as_str());
     ops.send("leave-room", json!({"roomId": room})).await;
-    assert_eq!(a.next_event("user-left").await["socketId"], ops.socket_id.as_str());
+    common::resume::peer_hears_left(&mut a, &ops.socket_id, "ops-2", "left").await;
 
     // The psychologist comes back through the restarted node and the call goes on.
     let mut b = WsClient::connect_url(&n2.ws_url(&psy_token())).await;
@@ -170,6 +178,27 @@ async fn a_node_restarted_under_the_same_id_leaves_no_ghost() {
     assert_eq!(b.next_event("offer").await["offer"]["sdp"], "again");
     b.send("answer", json!({"answer": {"sdp": "yes"}, "to": a.socket_id})).await;
     assert_eq!(a.next_event("answer").await["answer"]["sdp"], "yes");
+}
+
+/// `node_with`, with resume window `window_ms`.
+async fn node_window(
+    nats: &str,
+    name: &str,
+    data: &Arc<tempfile::TempDir>,
+    id: &str,
+    dead_after_ms: u64,
+    window_ms: u64,
+) -> TestNode {
+    let (url, name, id) = (nats.to_owned(), name.to_owned(), id.to_owned());
+    TestNode::start_in(data.clone(), move |s| {
+        s.cluster.nats_url = Some(url);
+        s.cluster.name = name;
+        s.cluster.presence_ms = PRESENCE_MS;
+        s.cluster.dead_after_ms = dead_after_ms;
+        s.node_id = Some(id);
+        s.set(common::resume::WINDOW_KEY, &window_ms.to_string(), "test").unwrap();
+    })
+    .await
 }
 
 /// `signalgrid admin --json room ROOM`: (socket id, node id) of each member.
@@ -183,9 +212,11 @@ fn admin_room(nats: &str, cluster: &str, room: &str) -> Vec<(String, String)> {
     members.map(|m| (m["conn_id"].as_str().unwrap().to_owned(), m["node_id"].as_str().unwrap().to_owned())).collect()
 }
 
-/// A participant who hangs up while NATS is away leaves a member in shared membership that
-/// no connection backs (its node could not write the leave, and its room stopped). When NATS
-/// is back, its node removes it, and the peer on the other node gets `user-left`.
+/// A participant who leaves (`leave-room`) while NATS is away leaves a member in shared
+/// membership that no connection in the room backs (its node could not write the leave, and
+/// its room stopped). When NATS is back, its node removes it, and the peer on the other
+/// node gets `user-left` with reason `left` (a leave, not a lost socket: no
+/// `user-reconnecting`, no wait for the resume window).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leave_made_during_an_outage_reaches_the_peers_when_nats_is_back() {
     let mut nats = NatsServer::start();
@@ -194,14 +225,14 @@ async fn a_leave_made_during_an_outage_reaches_the_peers_when_nats_is_back() {
     let n1 = node_with(&nats.url(), "lv", &data, "lv-1", 600_000).await;
     let n2 = node_with(&nats.url(), "lv", &data, "lv-2", 600_000).await;
     let (_, room) = n1.call().await;
-    let (mut a, b) = pair_in_room(&ws_base(&n1), &ws_base(&n2), &room).await;
+    let (mut a, mut b) = pair_in_room(&ws_base(&n1), &ws_base(&n2), &room).await;
     let gone = b.socket_id.clone();
 
     let lost = nats_errors(&n2).await;
     nats.kill();
     metric_until(n2.addr, "signalgrid_nats_errors_total", "", |v| v > lost).await;
-    b.close().await;
-    // The connection is gone from its node (its room with it) while NATS is still away.
+    b.send("leave-room", json!({"roomId": room})).await;
+    // The member is gone from its node's room (the room with it) while NATS is still away.
     let app2 = &n2.server.as_ref().unwrap().app;
     let deadline = tokio::time::Instant::now() + WAIT;
     while !app2.node.rooms().await.is_empty() {
@@ -209,7 +240,10 @@ async fn a_leave_made_during_an_outage_reaches_the_peers_when_nats_is_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     nats.restart();
-    let left = a.next_event("user-left").await;
-    assert_eq!(left["socketId"], gone.as_str());
+    common::resume::peer_hears_left(&mut a, &gone, "psy-1", "left").await;
     assert_eq!(members(&n1, &room).await, vec![a.socket_id.clone()]);
+    // Nothing else was owed to `a` (no late user-reconnecting or second user-left): the
+    // leaver, still connected, joins again, and that is `a`'s next frame.
+    b.join(&room).await;
+    assert_eq!(a.next_event("user-joined").await["socketId"], gone.as_str());
 }

@@ -60,7 +60,12 @@ async fn an_emptied_room_leaves_no_key_and_can_be_joined_again() {
     assert!(one.revision < two.revision && two.revision < half.revision && half.revision < empty.revision);
     assert_eq!(keys(&kv).await, Vec::<String>::new(), "no key for an empty room");
     assert!(ms.rooms().await.unwrap().is_empty());
-    assert_eq!(ms.snapshot(&room).await.unwrap(), empty, "reads see the delete as an empty room");
+    // The snapshot a leave returns says who left and why; a plain read does not.
+    assert_eq!(empty.reason("c2"), Some(LeaveReason::Left), "{empty:?}");
+    assert_eq!(half.reason("c1"), Some(LeaveReason::Left), "{half:?}");
+    let read = ms.snapshot(&room).await.unwrap();
+    assert_eq!((read.members.len(), read.revision), (0, empty.revision), "reads see the delete as an empty room");
+    assert!(read.departed.is_empty(), "a plain read carries no departures: {read:?}");
 
     // Joined again: the compare-and-set goes on from the delete marker.
     let again = ms.join(&room, member("c3", "u1", "n2"), 2).await.unwrap();
@@ -107,4 +112,51 @@ async fn the_sweep_changes_only_rooms_with_a_member_on_a_dead_node() {
     assert_eq!(keys(&kv).await.len(), 2, "the orphaned room's key is gone");
 
     assert!(ms.sweep(dead, || true).await.0.is_empty(), "a second sweep finds nothing");
+}
+
+/// A sweep's `Away(t)` marks a member away since `t` (Unix ms) and keeps it; a later sweep's
+/// `Remove(Timeout)` removes it, and the snapshot says it left for `timeout`.
+#[tokio::test]
+async fn the_sweep_marks_a_member_away_then_removes_it_with_reason_timeout() {
+    let nats = NatsServer::start();
+    let kv = bucket(&nats).await;
+    let ms = KvMembership::new(kv.clone());
+    let room = RoomId::from("away-room");
+    ms.join(&room, member("a1", "u1", "alive"), 2).await.unwrap();
+    let before = ms.join(&room, member("d1", "u2", "dead"), 2).await.unwrap();
+    const SINCE: i64 = 1_700_000_000_123;
+
+    let away = |_: &str, m: &Member| {
+        if &*m.node_id == "dead" && m.away_since_ms.is_none() {
+            Verdict::Away(SINCE)
+        } else {
+            Verdict::Keep
+        }
+    };
+    let (changed, error) = ms.sweep(away, || true).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    let (r, snap) = &changed[0];
+    assert_eq!(r, &room);
+    assert!(snap.revision > before.revision);
+    assert!(snap.departed.is_empty(), "marking away removes no one: {snap:?}");
+    let seats: Vec<(&str, Option<i64>)> = snap.members.iter().map(|m| (&*m.conn_id, m.away_since_ms)).collect();
+    assert_eq!(seats, vec![("a1", None), ("d1", Some(SINCE))]);
+    let read = ms.snapshot(&room).await.unwrap();
+    assert_eq!((read.members.clone(), read.revision), (snap.members.clone(), snap.revision), "the mark is stored");
+
+    let expired = |_: &str, m: &Member| match m.away_since_ms {
+        Some(t) if t == SINCE => Verdict::Remove(LeaveReason::Timeout),
+        _ => Verdict::Keep,
+    };
+    let (changed, error) = ms.sweep(expired, || true).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    let snap = &changed[0].1;
+    let left: Vec<&str> = snap.members.iter().map(|m| &*m.conn_id).collect();
+    assert_eq!(left, vec!["a1"]);
+    assert_eq!(snap.reason("d1"), Some(LeaveReason::Timeout), "{snap:?}");
+    assert_eq!(snap.reason("a1"), None);
+    let read = ms.snapshot(&room).await.unwrap();
+    assert_eq!((read.members.len(), read.revision), (1, snap.revision));
 }
