@@ -347,18 +347,15 @@ async fn a_rolling_restart_of_every_node_under_load_loses_no_call_and_no_frame()
         lost.join("\n")
     );
     assert!(faults.is_empty() && left.is_empty() && failed.is_empty() && lost.is_empty(), "{verdict}");
-    // Every socket was drained once (its node restarted), kept relaying, and its peer saw it
-    // away and back each time.
+    // Every socket was drained once (its node restarted) and kept relaying.
     let resumes: u64 = reports.iter().map(|r| r.resumes).sum();
     assert!(resumes >= (2 * PAIRS) as u64, "every socket resumed at least once: {resumes}");
     for (i, r) in reports.iter().enumerate() {
         let peer = &reports[i ^ 1];
         assert!(r.sent > 0 && r.received > 0, "{}: sent {} received {}", r.who, r.sent, r.received);
-        assert_eq!(
-            (r.reconnecting, r.reconnected),
-            (peer.resumes, peer.resumes),
-            "{} heard its peer away and back once per resume",
-            r.who
-        );
+        // A peer that resumed elsewhere before its old node noticed the socket was gone was
+        // never away: its peer hears nothing, or away then back (PROTOCOL.md section 10).
+        assert_eq!(r.reconnecting, r.reconnected, "{} heard its peer back as often as away", r.who);
+        assert!(r.reconnecting <= peer.resumes, "{} heard its peer away at most once per resume", r.who);
     }
 }

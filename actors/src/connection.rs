@@ -14,15 +14,16 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{json, Value};
 
+use crate::ctx::NodeCtx;
 use crate::errors::ErrorCode;
 use crate::identity::Identity;
 use crate::intake::Intake;
-use crate::ctx::NodeCtx;
+pub use crate::msg::{close, Claim, ConnMsg, Origin, ResumeRequest};
+use crate::msg::{JoinRequest, LocalConn, RoomMsg, RoomsMsg};
 use crate::outbound::Outbound;
 use crate::ports::{Delivery, EndOutcome, LeaveReason, Member};
 use crate::protocol::{relay_frame, ClientEvent, RelayKind, Resumed, ServerFrame};
-use crate::msg::{JoinRequest, LocalConn, RoomMsg, RoomsMsg};
-pub use crate::msg::{close, Claim, ConnMsg, Origin, ResumeRequest};
+use crate::registry::Gone;
 use crate::room::room_details;
 use crate::routing::{RoomView, Route};
 use crate::session::{now_ms, AuditAction, ClientMeta, Session};
@@ -425,7 +426,9 @@ impl Actor for ConnectionActor {
         // membership: its client resumes on another node, which claims it.
         let keep = st.moved || st.arriving || (st.ending.is_none() && st.ctx.is_draining());
         if !keep {
-            Box::pin(st.leave_current(st.ending.unwrap_or(LeaveReason::Left))).await;
+            let reason = st.ending.unwrap_or(LeaveReason::Left);
+            Box::pin(st.leave_current(reason)).await;
+            st.ctx.conns.gone(st.id.clone(), Gone::Left(reason));
         }
         st.ctx.conns.remove(&st.id);
         telemetry::connections(-1.0);

@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use crate::msg::{close, RoomMsg};
-use crate::errors::ErrorCode;
 use crate::ctx::NodeCtx;
-pub use crate::registry::{ConnEntry, ConnRegistry};
+use crate::errors::ErrorCode;
+use crate::msg::{close, RoomMsg};
 use crate::ports::LeaveReason;
 use crate::protocol::ServerFrame;
+pub use crate::registry::{ConnEntry, ConnRegistry};
 
 pub struct ConnectionSupervisor;
 

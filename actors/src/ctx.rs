@@ -117,6 +117,13 @@ impl NodeCtx {
         }
     }
 
+    /// A room with members here that also lists seat `conn` (of any node), if any: no
+    /// store or NATS round trip.
+    pub fn room_listing(&self, conn: &str) -> Option<RoomId> {
+        let idx = self.room_index.read().unwrap_or_else(|p| p.into_inner());
+        idx.iter().find(|(_, (_, view))| view.has(conn)).map(|(room, _)| room.clone())
+    }
+
     /// Rooms with members on this node.
     pub fn local_rooms(&self) -> Vec<RoomId> {
         self.room_index.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
@@ -222,4 +229,3 @@ async fn audit_writer(
         }
     }
 }
-

@@ -152,4 +152,3 @@ pub enum RoomsMsg {
     /// The running RoomActor for a room, started if needed.
     GetOrSpawn { room_id: RoomId, reply: RpcReplyPort<Option<(ActorRef<RoomMsg>, Arc<RoomView>)>> },
 }
-

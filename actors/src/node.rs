@@ -17,13 +17,15 @@ use ractor::{Actor, ActorRef};
 use crate::connection::{ConnArgs, ConnectionActor};
 use crate::connections::ConnectionSupervisor;
 pub use crate::ctx::{ConnLimits, NodeCtx};
-use crate::msg::{close, Claim, ConnMsg, Origin, ResumeRequest, RoomMsg, RoomsMsg};
-use crate::registry::ConnRegistry;
 use crate::errors::ErrorCode;
 use crate::identity::Identity;
 use crate::intake::Intake;
+use crate::msg::{close, Claim, ConnMsg, Origin, ResumeRequest, RoomMsg, RoomsMsg};
 use crate::outbound::{self, Outbound, SeatReader};
-use crate::ports::{Delivery, HandOverError, HandOverRequest, HandedOver, Member, Ports, RoomEvent, SeatRoom};
+use crate::ports::{
+    Delivery, HandOverError, HandOverRequest, HandedOver, LeaveReason, Member, Ports, RoomEvent, SeatRoom,
+};
+use crate::registry::{ConnRegistry, Gone};
 use crate::rooms::RoomSupervisor;
 use crate::routing::RoomView;
 use crate::rules::JoinPolicy;
@@ -80,7 +82,15 @@ impl Inbound {
     /// newcomer's first frame, as on one node. Once the sender is announced, frames go
     /// straight to the target's queue.
     pub fn deliver(&self, d: Delivery<'_>, frame: String) -> bool {
-        let Some(c) = self.ctx.conns.get(d.to) else { return false };
+        let Some(c) = self.ctx.conns.get(d.to) else {
+            // A seat that moved on a resume: its peers' nodes may not route there yet.
+            if let Some(Gone::Moved(node)) = self.ctx.conns.what_became(d.to) {
+                if node != self.ctx.node_id {
+                    return self.ctx.ports.bus.deliver(&node, d, frame).is_ok();
+                }
+            }
+            return false;
+        };
         if d.from == d.to {
             // Forwarded by the seat's old node after a hand-over: straight into its buffer.
             c.out.send(frame);
@@ -158,6 +168,19 @@ impl Inbound {
         Duration::from_millis(self.ctx.limits.resume_window_ms)
     }
 
+    /// Why seat `conn` of this node is no longer in `room`, if it left (a leave that could
+    /// not reach shared membership is then removed with its reason, not taken for a lost
+    /// socket): it is here but in no or another room, or it ended recently.
+    pub fn left(&self, room: &str, conn: &str) -> Option<LeaveReason> {
+        if let Some(c) = self.ctx.conns.get(conn) {
+            return (c.room.as_deref() != Some(room)).then_some(LeaveReason::Left);
+        }
+        match self.ctx.conns.what_became(conn) {
+            Some(Gone::Left(r)) => Some(r),
+            _ => None,
+        }
+    }
+
     /// Disconnects a connection of this node (operator's kick); false if it is not here.
     pub fn kick(&self, conn: &str) -> bool {
         match self.ctx.conns.get(conn) {
@@ -196,6 +219,9 @@ pub struct Node {
     room_sup: ActorRef<RoomsMsg>,
     drain: signalgrid_config::DrainSettings,
 }
+
+/// How long a drained node goes on forwarding frames for the seats it handed over.
+const FORWARD_GRACE: Duration = Duration::from_secs(1);
 
 /// What `connect` and `resume` give the socket edge.
 pub struct Connection {
@@ -355,6 +381,19 @@ impl Node {
         }
     }
 
+    /// The room of seat `conn` and its entry in shared membership: one read when a room of
+    /// this node lists it (the seat's peer is here, the usual case), else a walk of every
+    /// room.
+    async fn find_seat(&self, conn: &ConnId) -> Result<Option<(RoomId, Member)>, crate::ports::MembershipError> {
+        if let Some(room) = self.ctx.room_listing(conn) {
+            let snap = self.ctx.ports.membership.snapshot(&room).await?;
+            if let Some(m) = snap.members.into_iter().find(|m| m.conn_id == *conn) {
+                return Ok(Some((room, m)));
+            }
+        }
+        self.ctx.ports.membership.find(conn).await
+    }
+
     /// Takes seat `claims.conn_id` from its node, or from shared membership if no node
     /// holds it any more.
     async fn claim(
@@ -383,7 +422,7 @@ impl Node {
         }
         // Its node is gone (or is this node, restarted): the seat lives on in shared
         // membership only, if its window has not run out.
-        let found = self.ctx.ports.membership.find(&claims.conn_id).await.map_err(|e| {
+        let found = self.find_seat(&claims.conn_id).await.map_err(|e| {
             tracing::warn!(error = %e, "membership unavailable for a resume");
             ResumeFailure::Expired
         })?;
@@ -502,6 +541,12 @@ impl Node {
         }
         while !self.ctx.conns.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !told.is_empty() {
+            // Frames other nodes sent here before they heard where the seats went are
+            // forwarded for a moment longer (see `Inbound::deliver`).
+            let grace = tokio::time::Instant::now() + FORWARD_GRACE;
+            tokio::time::sleep_until(grace.min(deadline.max(tokio::time::Instant::now()))).await;
         }
         // Seats still here (their clients did not resume elsewhere in time) stay in shared
         // membership when the node stops: another node claims them on resume.

@@ -89,6 +89,9 @@ struct Inner {
     overflowed: bool,
     /// A frame owed to the client was dropped: no resume without loss.
     lost: bool,
+    /// A reader found nothing and waits: the next frame wakes it (a busy writer costs no
+    /// wake-up per frame).
+    parked: bool,
 }
 
 struct Shared {
@@ -187,6 +190,7 @@ pub fn channel(limits: SeatLimits) -> (Outbound, SeatReader) {
         raw: VecDeque::new(),
         overflowed: false,
         lost: false,
+        parked: false,
     };
     let shared = Arc::new(Shared { inner: Mutex::new(inner), wake: Notify::new(), kill: Notify::new(), limits });
     (Outbound { shared: shared.clone() }, SeatReader { shared, socket: 1, ended: false })
@@ -243,9 +247,9 @@ impl Outbound {
             }
             return false;
         }
-        let attached = i.socket != 0;
+        let wake = i.socket != 0 && std::mem::take(&mut i.parked);
         drop(i);
-        if attached {
+        if wake {
             self.shared.wake.notify_waiters();
         }
         true
@@ -417,11 +421,16 @@ impl SeatReader {
 
     /// An item ready right now (for batching writes).
     pub fn try_recv(&mut self) -> Option<Out> {
-        self.take().flatten()
+        self.take_now(false).flatten()
     }
 
-    /// Some(item) when there is an answer now; None when the reader must wait.
+    /// Some(item) when there is an answer now; None when the reader must wait (it is then
+    /// marked parked, so that the next frame wakes it).
     fn take(&mut self) -> Option<Option<Out>> {
+        self.take_now(true)
+    }
+
+    fn take_now(&mut self, park: bool) -> Option<Option<Out>> {
         if self.ended {
             return Some(None);
         }
@@ -437,10 +446,13 @@ impl SeatReader {
         let next = i.written + 1;
         let base = i.base();
         if next >= base && next < i.next_seq {
-            let b = i.frames.get((next - base) as usize).map(|(_, b)| b.clone())?;
-            i.written = next;
-            return Some(Some(Out::Text(b)));
+            if let Some(b) = i.frames.get((next - base) as usize).map(|(_, b)| b.clone()) {
+                i.written = next;
+                return Some(Some(Out::Text(b)));
+            }
         }
+        // Under the same lock as the check: a frame sent after it sees the flag.
+        i.parked |= park;
         None
     }
 

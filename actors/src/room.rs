@@ -24,12 +24,13 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 
+use crate::ctx::NodeCtx;
+use crate::errors::ErrorCode;
 use crate::msg::{close, ConnMsg};
 pub use crate::msg::{JoinRequest, LocalConn, RoomMsg};
-use crate::errors::ErrorCode;
-use crate::ctx::NodeCtx;
 use crate::ports::{LeaveReason, Member, MembershipError, RoomEvent, RoomSnapshot};
 use crate::protocol::{Participant, ServerFrame};
+use crate::registry::Gone;
 use crate::{ConnId, RoomId};
 
 pub use crate::routing::{RoomView, Route};
@@ -376,7 +377,16 @@ impl RoomState {
                 Some(l) => {
                     l.out.send(frame);
                 }
-                None => tracing::debug!(room = %self.room_id, to, "frame to a connection not in the room dropped"),
+                None => match self.ctx.conns.what_became(to) {
+                    // Its seat moved on a resume while the frame waited here: it follows.
+                    Some(Gone::Moved(node)) => {
+                        let d = crate::ports::Delivery { room: &self.room_id, from, to };
+                        if let Err(e) = self.ctx.ports.bus.deliver(&node, d, frame) {
+                            tracing::debug!(room = %self.room_id, error = %e, "frame for a moved seat not forwarded");
+                        }
+                    }
+                    _ => tracing::debug!(room = %self.room_id, to, "frame to a connection not in the room dropped"),
+                },
             }
         } else {
             tracing::debug!(room = %self.room_id, from, "frame from a connection no longer in the room dropped");

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 
 use crate::ctx::NodeCtx;
-pub use crate::msg::RoomsMsg;
 use crate::msg::RoomMsg;
+pub use crate::msg::RoomsMsg;
 use crate::room::{RoomActor, RoomArgs};
 use crate::routing::RoomView;
 use crate::telemetry;

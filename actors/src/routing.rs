@@ -45,6 +45,11 @@ impl Drop for Announcing<'_> {
 }
 
 impl RoomView {
+    /// Whether this node has a route for member `conn`.
+    pub fn has(&self, conn: &str) -> bool {
+        self.routes.read().unwrap_or_else(|p| p.into_inner()).contains_key(conn)
+    }
+
     /// Whether `from` and `to` are both members this node has routes for.
     fn contains(&self, from: &str, to: &str) -> bool {
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());

@@ -65,7 +65,14 @@ enum End {
     Flush,
     /// The socket failed or is gone: nothing more can be sent.
     Gone,
+    /// The node's close frame was written: what the client sent before it saw the close is
+    /// still read and handled (up to `LINGER`), so that none of it is lost.
+    Linger,
 }
+
+/// How long a socket the node closed goes on reading what the client sent before its close
+/// reply.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// The close a read error calls for. tungstenite leaves the write half usable after these.
 fn read_failed(e: &WsError) -> End {
@@ -84,8 +91,10 @@ fn read_failed(e: &WsError) -> End {
 enum Written {
     /// Written and flushed; keep serving.
     More,
-    /// A close was sent, or the socket failed: stop.
+    /// The socket failed: stop.
     Done,
+    /// The node's close frame was sent.
+    Closed,
     /// The client is not reading: drop it.
     Stuck,
 }
@@ -103,7 +112,7 @@ async fn write_batch(sink: &mut SplitSink<WsStream, Message>, first: Out, rx: &m
             }
             Out::Close(c) => {
                 let _ = sink.send(close_with(c.code, c.reason)).await;
-                return Written::Done;
+                return Written::Closed;
             }
         }
         n += 1;
@@ -301,6 +310,7 @@ async fn run(live: Live) {
                 match wrote {
                     Written::More => {}
                     Written::Done => break End::Flush,
+                    Written::Closed => break End::Linger,
                     Written::Stuck => {
                         if !out.is_overflowed() {
                             telemetry::slow_consumer();
@@ -344,6 +354,16 @@ async fn run(live: Live) {
             }
         }
     };
+    if let End::Linger = end {
+        let linger = async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if let Read::Closed { .. } | Read::Stop(_) = on_frame(msg, &app, &out, &intake, &mut budget, &actor) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, linger).await;
+    }
     // The seat leaves its room now (a clean close) or waits for a resume; the close frame
     // may wait for the client (a stuck one that reads again gets it) up to `write_limit`,
     // still holding the slot.
@@ -355,7 +375,7 @@ async fn run(live: Live) {
         End::Flush => {
             let _ = tokio::time::timeout(write_limit, Box::pin(sink.flush())).await;
         }
-        End::Gone => {}
+        End::Gone | End::Linger => {}
     }
     drop(slot);
 }

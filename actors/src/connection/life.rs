@@ -8,10 +8,11 @@ use ractor::ActorRef;
 use serde_json::json;
 
 use super::{ConnMsg, ConnState, Joined, ResumeRequest};
+use crate::msg::RoomMsg;
 use crate::outbound::SeatReader;
 use crate::ports::{Delivery, HandOverRequest, HandedOver, LeaveReason, Member, SeatRoom};
 use crate::protocol::{Resumed, ServerFrame};
-use crate::msg::RoomMsg;
+use crate::registry::Gone;
 use crate::seat::{ResumeFailure, TokenClaims};
 use crate::session::AuditAction;
 use crate::telemetry;
@@ -202,6 +203,7 @@ impl ConnState {
             self.socket = 0;
         }
         self.moved = true;
+        self.ctx.conns.gone(self.id.clone(), Gone::Moved(req.to_node.clone()));
         Ok(HandedOver { next_seq, frames, room, generation: self.generation + 1 })
     }
 }

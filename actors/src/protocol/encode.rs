@@ -123,7 +123,8 @@ pub fn relay_frame(kind: RelayKind, payload: &str, from: &str) -> String {
     debug_assert!(from.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     let event = kind.event();
     let field = kind.field();
-    let mut s = String::with_capacity(40 + event.len() + field.len() + payload.len() + from.len());
+    // Room for the `"seq":N` the seat's buffer adds.
+    let mut s = String::with_capacity(64 + event.len() + field.len() + payload.len() + from.len());
     s.push_str("{\"event\":\"");
     s.push_str(event);
     s.push_str("\",\"data\":{\"");

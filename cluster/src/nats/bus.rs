@@ -79,6 +79,8 @@ impl Queued {
 /// The `Bus` a clustered node is started with.
 pub struct NatsBus {
     client: Client,
+    /// Liveness of the other nodes: a hand-over is not asked of a node known dead.
+    peers: Arc<super::presence::Peers>,
     subjects: Subjects,
     out: mpsc::UnboundedSender<Outgoing>,
     queued: Arc<Queued>,
@@ -100,6 +102,7 @@ impl NatsBus {
         subjects: Subjects,
         limits: &PublishQueueSettings,
         link: Arc<Link>,
+        peers: Arc<super::presence::Peers>,
     ) -> (NatsBus, PublishQueue, mpsc::UnboundedReceiver<Watch>) {
         // Unbounded in count, bounded in bytes by `Queued` before anything is sent.
         let (out, rx) = mpsc::unbounded_channel();
@@ -111,7 +114,7 @@ impl NatsBus {
             link: link.clone(),
             relay_max_age: Duration::from_millis(limits.relay_max_age_ms),
         };
-        (NatsBus { client, subjects, out, queued, link, watch }, queue, watch_rx)
+        (NatsBus { client, peers, subjects, out, queued, link, watch }, queue, watch_rx)
     }
 
     /// Queues a frame. Errors when the queue is full (the frame is dropped and counted).
@@ -192,7 +195,11 @@ impl Bus for NatsBus {
     /// all mean `Unreachable` (the caller then looks in shared membership).
     fn hand_over(&self, node: &NodeId, req: HandOverRequest) -> BoxFuture<Result<HandedOver, HandOverError>> {
         let (client, subject) = (self.client.clone(), self.subjects.seat(node));
+        let known_dead = self.peers.was_seen_dead(node);
         Box::pin(async move {
+            if known_dead {
+                return Err(HandOverError::Unreachable);
+            }
             let body = serde_json::to_vec(&req).map_err(|_| HandOverError::Unreachable)?;
             let ask = client.request(subject, body.into());
             let msg = match tokio::time::timeout(HAND_OVER_TIMEOUT, ask).await {
@@ -216,7 +223,7 @@ impl Bus for NatsBus {
 }
 
 /// Longest wait for a seat's node to answer a hand-over.
-const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(3);
+const HAND_OVER_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Answers hand-over requests for this node's seats (`Subjects::seat`).
 pub(crate) async fn seat_responder(client: Client, subject: String, inbound: Inbound) {

@@ -276,7 +276,9 @@ impl NatsCluster {
         let kv = wait_for_bucket(&js, &subjects.rooms_bucket()).await?;
         // The link counts as up from here: the connection and the bucket both answered.
         link.back();
-        let (bus, queue, watch_rx) = NatsBus::new(client.clone(), subjects.clone(), &settings.queue, link.clone());
+        let peers: Arc<presence::Peers> = Arc::default();
+        let (bus, queue, watch_rx) =
+            NatsBus::new(client.clone(), subjects.clone(), &settings.queue, link.clone(), peers.clone());
         Ok(NatsCluster {
             client,
             subjects,
@@ -286,7 +288,7 @@ impl NatsCluster {
             link,
             bus: Arc::new(bus),
             membership: Arc::new(KvMembership::new(kv)),
-            peers: Arc::default(),
+            peers,
             drain: Arc::new(Notify::new()),
             pending: std::sync::Mutex::new(Some(Pending { queue, watch_rx, reconnected })),
         })

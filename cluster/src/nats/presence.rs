@@ -58,6 +58,8 @@ pub struct NodeInfo {
 #[derive(Default)]
 pub struct Peers {
     seen: Mutex<HashMap<String, (Instant, NodeInfo)>>,
+    /// Nodes declared dead, until heard from again.
+    dead: Mutex<std::collections::HashSet<String>>,
     /// When another process last sent heartbeats under this node's own id.
     twin: Mutex<Option<Instant>>,
 }
@@ -70,7 +72,13 @@ impl Peers {
                 tracing::info!(node = %info.node_id, "node restarted (new incarnation)");
             }
         }
+        self.dead.lock().unwrap_or_else(|p| p.into_inner()).remove(&info.node_id);
         seen.insert(info.node_id.clone(), (Instant::now(), info));
+    }
+
+    /// Whether `node` was declared dead and has not been heard from since.
+    pub fn was_seen_dead(&self, node: &str) -> bool {
+        self.dead.lock().unwrap_or_else(|p| p.into_inner()).contains(node)
     }
 
     /// A heartbeat with this node's id from another process.
@@ -93,6 +101,7 @@ impl Peers {
         for d in &dead {
             seen.remove(d);
         }
+        self.dead.lock().unwrap_or_else(|p| p.into_inner()).extend(dead.iter().cloned());
         dead
     }
 
@@ -187,6 +196,12 @@ impl PresenceTask {
         let judge = |room: &str, m: &Member| {
             if !gone(room, m) {
                 return Verdict::Keep;
+            }
+            // A seat of this node that left while shared membership was out of reach.
+            if *m.node_id == *me {
+                if let Some(reason) = inbound.left(room, &m.conn_id) {
+                    return Verdict::Remove(reason);
+                }
             }
             match m.away_since_ms {
                 Some(since) if now - since >= window => Verdict::Remove(LeaveReason::Timeout),
