@@ -98,8 +98,19 @@ fn config() -> WebSocketConfig {
 /// Waits for a text frame with `event` and returns its raw data; an `error` frame, a close,
 /// or too many other frames end the wait with a code.
 async fn expect(ws: &mut Ws, event: &str, stage: &str, last_seq: &mut u64) -> Result<String, String> {
+    expect_within(ws, event, stage, last_seq, STEP_TIMEOUT).await
+}
+
+/// `expect` with its own bound for each frame.
+async fn expect_within(
+    ws: &mut Ws,
+    event: &str,
+    stage: &str,
+    last_seq: &mut u64,
+    wait: Duration,
+) -> Result<String, String> {
     for _ in 0..MAX_SKIPPED {
-        let msg = match tokio::time::timeout(STEP_TIMEOUT, ws.next()).await {
+        let msg = match tokio::time::timeout(wait, ws.next()).await {
             Err(_) => return Err(format!("{stage}_TIMEOUT")),
             Ok(None) | Ok(Some(Err(_))) => return Err(format!("{stage}_CLOSED")),
             Ok(Some(Ok(m))) => m,
@@ -208,12 +219,22 @@ pub async fn open(url: &str, token: &str, url_index: usize, room: &str) -> Resul
 
 /// Resumes seat `socket_id` on the node of `url` (`/ws?token=`), with its `resume_token`
 /// and the last `seq` processed. Success: `connected` with the same socket id and
-/// `resumed: true`; the replayed frames are left on the socket for the caller.
-pub async fn resume(url: &str, socket_id: &str, resume_token: &str, last_seq: u64) -> Result<Resumed, ResumeError> {
+/// `resumed: true`; the replayed frames are left on the socket for the caller. `wait` bounds
+/// the wait for `connected` after the upgrade: a node may take long to claim a seat, and a
+/// client that gives up meanwhile finds its token used when it tries again.
+pub async fn resume(
+    url: &str,
+    socket_id: &str,
+    resume_token: &str,
+    last_seq: u64,
+    wait: Duration,
+) -> Result<Resumed, ResumeError> {
     let url = format!("{url}&resume={}&lastSeq={last_seq}", encode_query(resume_token));
     let mut ws = upgrade(&url).await.map_err(|e| ResumeError::Unreachable(e.code))?;
     let mut seen = 0;
-    let hello = expect(&mut ws, "connected", "RESUME_CONNECTED", &mut seen).await.map_err(ResumeError::Unreachable)?;
+    let hello = expect_within(&mut ws, "connected", "RESUME_CONNECTED", &mut seen, wait)
+        .await
+        .map_err(ResumeError::Unreachable)?;
     let hello = serde_json::from_str::<ConnectedData>(&hello)
         .map_err(|_| ResumeError::Unreachable("RESUME_BAD_FRAME".into()))?;
     if hello.resumed && hello.socket_id == socket_id {

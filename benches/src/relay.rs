@@ -67,7 +67,7 @@ pub(crate) struct Flow {
     /// In flight when a socket was lost and given up on (never to be delivered, or in doubt).
     pub(crate) forgiven: AtomicU64,
     progress: Notify,
-    /// Counters at which the sender began writing on a new socket.
+    /// Counters at which a socket of the sender was lost (`sent` then; its reader records it).
     boundaries: Mutex<Vec<u64>>,
 }
 
@@ -97,8 +97,6 @@ pub(crate) struct Side {
     pub(crate) sink: tokio::sync::Mutex<Option<Sink>>,
     /// Notified when a new socket is in place.
     pub(crate) restored: Notify,
-    /// Bumped when the socket is lost.
-    pub(crate) epoch: AtomicU64,
 }
 
 /// What a sender needs.
@@ -118,7 +116,6 @@ async fn send(s: Sending, plan: &Plan) -> u64 {
     let refill = (plan.window / 4).max(1);
     let mut seq: u64 = 0;
     let mut failed = 0;
-    let mut epoch = s.side.epoch.load(Ordering::Acquire);
     loop {
         let now = Instant::now();
         if now >= s.deadline {
@@ -158,11 +155,6 @@ async fn send(s: Sending, plan: &Plan) -> u64 {
             let _ = tokio::time::timeout_at(until.into(), s.side.restored.notified()).await;
             continue;
         };
-        let now_epoch = s.side.epoch.load(Ordering::Acquire);
-        if now_epoch != epoch {
-            epoch = now_epoch;
-            s.flow.boundaries.lock().unwrap_or_else(|p| p.into_inner()).push(seq);
-        }
         let mut ok = true;
         for _ in 0..n {
             let t = plan.origin.elapsed().as_nanos() as u64;

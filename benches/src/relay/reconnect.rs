@@ -30,9 +30,13 @@ pub(super) async fn reconnect(
 ) -> Option<Stream> {
     // The old socket goes (no close frame: dropping both halves just closes the TCP
     // connection); the sender waits for the new one and starts a new epoch of counters.
-    let old = r.side.sink.lock().await.take();
+    // Under the sink's lock the sender is between batches, so `sent` is exactly where the
+    // lost socket's counters end.
+    let mut sink = r.side.sink.lock().await;
+    let old = sink.take();
+    r.outgoing.boundaries.lock().unwrap_or_else(|p| p.into_inner()).push(r.outgoing.sent.load(Ordering::Acquire));
+    drop(sink);
     drop(old);
-    r.side.epoch.fetch_add(1, Ordering::AcqRel);
     if *stop.borrow() {
         return None;
     }
@@ -50,7 +54,8 @@ pub(super) async fn reconnect(
             return None;
         }
         let url = plan.targets[idx].ws_url(&r.seat.token);
-        let attempt = conn::resume(&url, &r.seat.socket_id, &r.seat.resume_token, r.seat.last_seq);
+        let wait = give_up.saturating_duration_since(Instant::now());
+        let attempt = conn::resume(&url, &r.seat.socket_id, &r.seat.resume_token, r.seat.last_seq, wait);
         match tokio::time::timeout_at(give_up.into(), attempt).await {
             Ok(Ok(back)) => {
                 let at = plan.origin.elapsed().as_nanos() as u64;
