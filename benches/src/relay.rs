@@ -221,11 +221,29 @@ pub(crate) struct Seat {
 }
 
 /// A resume whose owed frames are still coming: done once the incoming counter reaches
-/// `until` (what the peer had written when `connected` arrived).
+/// `until` (what the peer had written when `connected` arrived). If a later counter comes
+/// first, the owed frame was lost and the resume ended with the last owed frame that did
+/// come (`last`: its arrival, or `connected`'s).
 struct Pending {
     began: Instant,
     until: u64,
+    last: Instant,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Pending {
+    /// The resume latency once counter `c` arrived at `now`, or None while owed frames
+    /// may still come.
+    fn done(&mut self, c: u64, now: Instant) -> Option<Duration> {
+        match c.cmp(&self.until) {
+            std::cmp::Ordering::Less => {
+                self.last = now;
+                None
+            }
+            std::cmp::Ordering::Equal => Some(now - self.began),
+            std::cmp::Ordering::Greater => Some(self.last - self.began),
+        }
+    }
 }
 
 struct Reading {
@@ -321,9 +339,9 @@ async fn read(stream: Stream, mut r: Reading, plan: &Plan, hist: &Shared, mut st
                 }
                 r.incoming.delivered.fetch_add(1, Ordering::AcqRel);
                 r.incoming.progress.notify_one();
-                if pending.as_ref().is_some_and(|p| c.candidate.seq >= p.until) {
-                    let p = pending.take().expect("checked");
-                    r.shared.latency.record_all(r.index, &[p.began.elapsed().as_nanos() as u64]);
+                if let Some(took) = pending.as_mut().and_then(|p| p.done(c.candidate.seq, Instant::now())) {
+                    pending = None;
+                    r.shared.latency.record_all(r.index, &[took.as_nanos() as u64]);
                 }
             }
             "error" => {
@@ -513,4 +531,22 @@ pub async fn run(pairs: Vec<(Joined, Joined)>, plan: Plan) -> (RelayReport, Resu
         latency: Latency::of(&hist.merged(), true),
     };
     (report, resume, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_ends_with_the_last_owed_frame_even_if_the_highest_was_lost() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut p = Pending { began: t0, until: 5, last: at(1), _permit: None };
+        assert_eq!(p.done(3, at(2)), None);
+        assert_eq!(p.done(4, at(3)), None);
+        // 5 never came; 6 (a live frame, much later) shows it: the resume ended at 4.
+        assert_eq!(p.done(6, at(200)), Some(Duration::from_millis(3)));
+        let mut q = Pending { began: t0, until: 5, last: at(1), _permit: None };
+        assert_eq!(q.done(5, at(7)), Some(Duration::from_millis(7)));
+    }
 }

@@ -74,13 +74,14 @@ pub(super) async fn reconnect(
                 r.side.restored.notify_waiters();
                 // Owed: whatever the peer had written and we have not had. Done at
                 // `connected` when that is nothing, else at the frame with the highest
-                // counter written by now.
+                // counter written by now (or the last owed one that came, if that one
+                // was lost).
                 let written = r.incoming.sent.load(Ordering::Acquire);
                 if r.incoming.in_flight() == 0 || written == 0 {
                     r.shared.latency.record_all(r.index, &[began.elapsed().as_nanos() as u64]);
                     *pending = None;
                 } else {
-                    *pending = Some(Pending { began, until: written - 1, _permit: permit });
+                    *pending = Some(Pending { began, until: written - 1, last: Instant::now(), _permit: permit });
                 }
                 return Some(stream);
             }
