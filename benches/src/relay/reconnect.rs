@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
-use super::{Pending, Plan, Reading, Stream};
+use super::read::{Pending, Reading};
+use super::{Plan, Stream};
 use crate::conn::{self, ResumeError};
 use crate::resume::{ResumeShared, RESUME_BUDGET};
 use crate::stats::Errors;
