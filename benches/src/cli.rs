@@ -73,6 +73,35 @@ pub struct Args {
     #[arg(long)]
     pub threads: Option<usize>,
 
+    /// Send `ack {seq}` after every this many frames from the server, as the web client
+    /// does, so that a seat's replay buffer stays small; 0 never acknowledges.
+    #[arg(long, default_value_t = 32)]
+    pub ack_every: u64,
+
+    /// During the relay phase, signal the node of `--fault-node-pid`: `drain` (SIGTERM:
+    /// NODE_DRAINING, close 1012, seats kept) or `kill` (SIGKILL). Its clients resume on
+    /// the other `--url`; the report's `resume` object says how that went.
+    #[arg(long, value_enum, requires_all = ["fault_node_pid"])]
+    pub fault: Option<crate::resume::FaultKind>,
+
+    /// PID of the node `--fault` signals.
+    #[arg(long, value_name = "PID")]
+    pub fault_node_pid: Option<u32>,
+
+    /// Seconds into the relay phase at which `--fault` strikes.
+    #[arg(long, default_value_t = 5)]
+    pub fault_after: u64,
+
+    /// During the relay phase (from its second second), drop this many sockets without a
+    /// close frame, each resuming at once on the next `--url` (the same node with one URL,
+    /// the other with two); the report's `resume.resume_latency` times them.
+    #[arg(long, default_value_t = 0)]
+    pub resume_churn: usize,
+
+    /// Dropped sockets resuming at once, at most (`--resume-churn`).
+    #[arg(long, default_value_t = 10)]
+    pub resume_inflight: usize,
+
     /// Pretty-print the JSON report.
     #[arg(long)]
     pub pretty: bool,
@@ -106,7 +135,34 @@ impl Args {
         if self.drain > 60 || self.settle > 600 || self.setup_timeout > 1800 {
             return Err("--drain <= 60, --settle <= 600, --setup-timeout <= 1800".into());
         }
+        if self.fault.is_some() && self.idle {
+            return Err("--fault needs the relay phase (not --idle)".into());
+        }
+        if self.fault.is_some() && self.fault_after >= self.duration {
+            return Err("--fault-after must be less than --duration".into());
+        }
+        if self.resume_churn > 0 && (self.idle || self.resume_inflight == 0) {
+            return Err("--resume-churn needs the relay phase and --resume-inflight >= 1".into());
+        }
+        if self.resume_churn > 1_000_000 || self.resume_inflight > 10_000 {
+            return Err("--resume-churn <= 1000000, --resume-inflight <= 10000".into());
+        }
         Ok(())
+    }
+
+    /// The fault to inject, if any.
+    pub fn fault(&self) -> Option<crate::resume::Fault> {
+        Some(crate::resume::Fault {
+            kind: self.fault?,
+            pid: self.fault_node_pid?,
+            after: std::time::Duration::from_secs(self.fault_after),
+        })
+    }
+
+    /// The sockets to drop, if any.
+    pub fn churn(&self) -> Option<crate::resume::Churn> {
+        (self.resume_churn > 0)
+            .then_some(crate::resume::Churn { count: self.resume_churn, inflight: self.resume_inflight })
     }
 
     pub fn pairs(&self) -> usize {

@@ -4,7 +4,9 @@ mod cli;
 mod conn;
 mod relay;
 mod rest;
+mod resume;
 mod stats;
+mod tally;
 mod target;
 
 use std::process::ExitCode;
@@ -85,12 +87,14 @@ async fn open_all(specs: &[PairSpec], targets: &[Target], concurrency: usize, li
     let gate = Arc::new(Semaphore::new(concurrency));
     let mut set = JoinSet::new();
     for (i, spec) in specs.iter().enumerate() {
-        let sides = [targets[0].ws_url(&spec.client_token), targets[targets.len() - 1].ws_url(&spec.psy_token)];
-        for (side, url) in sides.into_iter().enumerate() {
+        let last = targets.len() - 1;
+        let sides = [(0, &spec.client_token), (last, &spec.psy_token)];
+        for (side, (at, token)) in sides.into_iter().enumerate() {
+            let (url, token) = (targets[at].ws_url(token), token.clone());
             let (room, gate) = (spec.room_id.clone(), gate.clone());
             set.spawn(async move {
                 let _permit = gate.acquire_owned().await;
-                (i, side, conn::open(&url, &room).await)
+                (i, side, conn::open(&url, &token, at, &room).await)
             });
         }
     }
@@ -195,11 +199,16 @@ async fn run(args: Args, origin: Instant) -> Result<Report, String> {
             duration: Duration::from_secs(args.duration),
             drain: Duration::from_secs(args.drain),
             origin,
+            ack_every: args.ack_every,
+            targets: targets.clone(),
+            fault: args.fault(),
+            churn: args.churn(),
         };
         let (wall, me, server) =
             (Instant::now(), stats::cpu_secs(None), args.server_pid.and_then(|p| stats::cpu_secs(Some(p))));
         let machine = stats::machine_busy_secs();
-        let (relay, relay_errors) = relay::run(pairs, plan).await;
+        let (relay, resume, relay_errors) = relay::run(pairs, plan).await;
+        report.resume = Some(resume);
         let secs = wall.elapsed().as_secs_f64();
         let cores = |before: Option<f64>, pid: Option<u32>| {
             let used = stats::cpu_secs(pid)? - before?;

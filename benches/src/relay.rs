@@ -1,23 +1,38 @@
 //! The relay phase: in every pair, each side sends `ice-candidate` frames to the other
 //! (paced, or as fast as its window allows) and reads what the other sends it.
 //!
-//! A candidate carries `{"seq":n,"t":<ns since the generator started>,"pad":"..."}`; the
-//! reader takes `t` back out of the relayed frame for the latency. A flow (one direction of
-//! one pair) counts sent, delivered and refused messages; the sender never has more than
-//! `window` in flight, so the server's per-connection outbound queue cannot overflow.
+//! A candidate carries `{"seq":n,"t":<ns since the generator started>,"pad":"..."}`: `seq`
+//! is the sender's own counter (0, 1, 2, ... per direction of a pair), which the reader
+//! checks for frames lost or delivered twice (`tally`), and `t` gives the latency. A flow
+//! (one direction of one pair) counts sent, delivered and refused messages; the sender never
+//! has more than `window` in flight, so the server's per-connection outbound queue cannot
+//! overflow.
+//!
+//! Every side tracks the server's `seq` (PROTOCOL.md section 6), acknowledges every
+//! `ack_every` frames (`ack {seq}`, as the web client does, so the seat's replay buffer stays
+//! small), and when its socket is lost (close 1012 after `NODE_DRAINING`, any other close,
+//! the TCP connection gone, or a drop on purpose) resumes its seat on the next `--url`
+//! (`resume::reconnect`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::conn::{error_code, Frame, Joined, Ws};
+use crate::conn::{Joined, Ws};
+use crate::resume::{Churn, Fault, ResumeReport, ResumeShared};
 use crate::stats::{Errors, Latency, RelayReport, Shared};
+use crate::tally;
+use crate::target::Target;
+
+mod read;
+mod reconnect;
+
+use read::{read, Reading, Seat};
 
 /// Messages written before one flush.
 const BATCH: u64 = 32;
@@ -37,30 +52,59 @@ pub struct Plan {
     pub drain: Duration,
     /// Time origin of the `t` stamps.
     pub origin: Instant,
+    /// Send `ack {seq}` every this many server frames (0: never).
+    pub ack_every: u64,
+    /// The `--url`s, for resumes.
+    pub targets: Vec<Target>,
+    pub fault: Option<Fault>,
+    pub churn: Option<Churn>,
 }
 
 /// One direction of one pair.
 #[derive(Default)]
-struct Flow {
-    sent: AtomicU64,
-    delivered: AtomicU64,
+pub(crate) struct Flow {
+    pub(crate) sent: AtomicU64,
+    pub(crate) delivered: AtomicU64,
     refused: AtomicU64,
+    /// In flight when a socket was lost and given up on (never to be delivered, or in doubt).
+    pub(crate) forgiven: AtomicU64,
     progress: Notify,
+    /// Counters at which a socket of the sender was lost (`sent` then; its reader records it).
+    boundaries: Mutex<Vec<u64>>,
 }
 
 impl Flow {
-    fn in_flight(&self) -> u64 {
-        let done = self.delivered.load(Ordering::Acquire) + self.refused.load(Ordering::Acquire);
+    pub(crate) fn in_flight(&self) -> u64 {
+        let done = self.delivered.load(Ordering::Acquire)
+            + self.refused.load(Ordering::Acquire)
+            + self.forgiven.load(Ordering::Acquire);
         self.sent.load(Ordering::Acquire).saturating_sub(done)
+    }
+
+    /// Writes off what is in flight now.
+    pub(crate) fn forgive(&self) {
+        self.forgiven.fetch_add(self.in_flight(), Ordering::AcqRel);
+        self.progress.notify_one();
     }
 }
 
-type Sink = SplitSink<Ws, Message>;
-type Stream = SplitStream<Ws>;
+pub(crate) type Sink = SplitSink<Ws, Message>;
+pub(crate) type Stream = SplitStream<Ws>;
+
+/// One connection's writing end, shared by its sender and its reader (which acks through
+/// it and swaps it on a resume).
+#[derive(Default)]
+pub(crate) struct Side {
+    /// None while the socket is lost.
+    pub(crate) sink: tokio::sync::Mutex<Option<Sink>>,
+    /// Notified when a new socket is in place.
+    pub(crate) restored: Notify,
+}
 
 /// What a sender needs.
 struct Sending {
     flow: Arc<Flow>,
+    side: Arc<Side>,
     /// Frame text before the seq number.
     prefix: String,
     /// This flow's rate in msgs/s (0: unthrottled) and its start (staggered across flows).
@@ -69,13 +113,15 @@ struct Sending {
     deadline: Instant,
 }
 
-async fn send(mut sink: Sink, s: Sending, plan: &Plan) -> Result<Sink, (Sink, &'static str)> {
+/// Sends until the deadline; counts writes that failed (the reader resumes the socket).
+async fn send(s: Sending, plan: &Plan) -> u64 {
     let refill = (plan.window / 4).max(1);
     let mut seq: u64 = 0;
+    let mut failed = 0;
     loop {
         let now = Instant::now();
         if now >= s.deadline {
-            return Ok(sink);
+            return failed;
         }
         let in_flight = s.flow.in_flight();
         let room = plan.window.saturating_sub(in_flight);
@@ -104,17 +150,27 @@ async fn send(mut sink: Sink, s: Sending, plan: &Plan) -> Result<Sink, (Sink, &'
             }
             continue;
         }
+        let mut guard = s.side.sink.lock().await;
+        let Some(sink) = guard.as_mut() else {
+            drop(guard);
+            let until = (now + POLL).min(s.deadline);
+            let _ = tokio::time::timeout_at(until.into(), s.side.restored.notified()).await;
+            continue;
+        };
+        let mut ok = true;
         for _ in 0..n {
             let t = plan.origin.elapsed().as_nanos() as u64;
             let text = format!("{}{seq},\"t\":{t},\"pad\":\"{}\"}}}}}}", s.prefix, Pad(plan.pad));
             s.flow.sent.fetch_add(1, Ordering::AcqRel);
             seq += 1;
             if sink.feed(Message::text(text)).await.is_err() {
-                return Err((sink, "RELAY_SEND_FAILED"));
+                ok = false;
+                break;
             }
         }
-        if sink.flush().await.is_err() {
-            return Err((sink, "RELAY_SEND_FAILED"));
+        if !ok || sink.flush().await.is_err() {
+            failed += 1;
+            *guard = None;
         }
     }
 }
@@ -134,95 +190,16 @@ impl std::fmt::Display for Pad {
     }
 }
 
-#[derive(Deserialize)]
-struct Stamp {
-    t: u64,
-}
-
-#[derive(Deserialize)]
-struct Candidate {
-    candidate: Stamp,
-}
-
-/// What a reader found.
-#[derive(Default)]
-struct ReadOut {
-    errors: Errors,
-    delivered_in_period: u64,
-}
-
-struct Reading {
-    /// The flow this side receives, and the one it sends (its refusals come back here).
-    incoming: Arc<Flow>,
-    outgoing: Arc<Flow>,
-    index: usize,
-    period_end: Instant,
-}
-
-async fn read(mut stream: Stream, r: Reading, plan: &Plan, hist: &Shared, mut stop: watch::Receiver<bool>) -> ReadOut {
-    let mut out = ReadOut::default();
-    let mut local = Vec::with_capacity(LOCAL);
-    loop {
-        let msg = tokio::select! {
-            _ = stop.changed() => break,
-            m = stream.next() => m,
-        };
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(c))) => {
-                let code = c.map(|c| u16::from(c.code)).unwrap_or(1005);
-                out.errors.add(format!("RELAY_CLOSED_{code}"), 1);
-                break;
-            }
-            Some(Ok(_)) => continue,
-            None | Some(Err(_)) => {
-                out.errors.add("RELAY_SOCKET_LOST", 1);
-                break;
-            }
-        };
-        let now_ns = plan.origin.elapsed().as_nanos() as u64;
-        let Ok(frame) = serde_json::from_str::<Frame>(&text) else {
-            out.errors.add("RELAY_BAD_FRAME", 1);
-            continue;
-        };
-        match frame.event {
-            "ice-candidate" => {
-                let stamp = frame.data.and_then(|d| serde_json::from_str::<Candidate>(d.get()).ok());
-                let Some(c) = stamp else {
-                    out.errors.add("RELAY_BAD_CANDIDATE", 1);
-                    continue;
-                };
-                local.push(now_ns.saturating_sub(c.candidate.t));
-                if local.len() == LOCAL {
-                    hist.record_all(r.index, &local);
-                    local.clear();
-                }
-                if Instant::now() < r.period_end {
-                    out.delivered_in_period += 1;
-                }
-                r.incoming.delivered.fetch_add(1, Ordering::AcqRel);
-                r.incoming.progress.notify_one();
-            }
-            "error" => {
-                out.errors.add(error_code(frame.data), 1);
-                r.outgoing.refused.fetch_add(1, Ordering::AcqRel);
-                r.outgoing.progress.notify_one();
-            }
-            _ => {}
-        }
-    }
-    hist.record_all(r.index, &local);
-    out
-}
-
 fn prefix(to: &str) -> String {
     format!(r#"{{"event":"ice-candidate","data":{{"to":{},"candidate":{{"seq":"#, serde_json::Value::from(to))
 }
 
-/// Relays inside every pair for `plan.duration`, drains, closes the sockets, and reports.
-pub async fn run(pairs: Vec<(Joined, Joined)>, plan: Plan) -> (RelayReport, Errors) {
+/// Relays inside every pair for `plan.duration` (with the plan's fault or churn), drains,
+/// closes the sockets, and reports.
+pub async fn run(pairs: Vec<(Joined, Joined)>, plan: Plan) -> (RelayReport, ResumeReport, Errors) {
     let plan = Arc::new(plan);
     let hist = Arc::new(Shared::new());
+    let shared = Arc::new(ResumeShared::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let flows_n = pairs.len() * 2;
     let frame_bytes = pairs.first().map_or(0, |(_, b)| {
@@ -230,21 +207,26 @@ pub async fn run(pairs: Vec<(Joined, Joined)>, plan: Plan) -> (RelayReport, Erro
     });
     let rate_per_flow = plan.rate as f64 / flows_n.max(1) as f64;
     let start = Instant::now();
+    let start_ns = plan.origin.elapsed().as_nanos() as u64;
     let deadline = start + plan.duration;
     let mut flows = Vec::with_capacity(flows_n);
+    let mut sides = Vec::with_capacity(flows_n);
+    let mut cmd_txs = Vec::with_capacity(flows_n);
     let mut senders = Vec::with_capacity(flows_n);
     let mut readers = Vec::with_capacity(flows_n);
+    let bound = plan.duration + plan.drain + Duration::from_secs(2);
+    // A lost socket may spend the whole resume budget before its reader returns.
+    let read_bound = bound + crate::resume::RESUME_BUDGET + Duration::from_secs(5);
     for (i, (a, b)) in pairs.into_iter().enumerate() {
         let (ab, ba) = (Arc::new(Flow::default()), Arc::new(Flow::default()));
         flows.push(ab.clone());
         flows.push(ba.clone());
-        let (sink_a, stream_a) = a.ws.split();
-        let (sink_b, stream_b) = b.ws.split();
-        let sides = [
-            (2 * i, sink_a, stream_a, &b.socket_id, ab.clone(), ba.clone()),
-            (2 * i + 1, sink_b, stream_b, &a.socket_id, ba, ab),
-        ];
-        for (index, sink, stream, to, outgoing, incoming) in sides {
+        let (peer_of_a, peer_of_b) = (b.socket_id.clone(), a.socket_id.clone());
+        let both = [(2 * i, a, peer_of_a, ab.clone(), ba.clone()), (2 * i + 1, b, peer_of_b, ba, ab)];
+        for (index, j, to, outgoing, incoming) in both {
+            let (sink, stream) = j.ws.split();
+            let side = Arc::new(Side { sink: tokio::sync::Mutex::new(Some(sink)), ..Side::default() });
+            sides.push(side.clone());
             // Spread the flows' first messages over one period, so paced sends do not
             // arrive in lock-step bursts.
             let offset = if rate_per_flow > 0.0 {
@@ -254,32 +236,44 @@ pub async fn run(pairs: Vec<(Joined, Joined)>, plan: Plan) -> (RelayReport, Erro
             };
             let sending = Sending {
                 flow: outgoing.clone(),
-                prefix: prefix(to),
+                side: side.clone(),
+                prefix: prefix(&to),
                 rate: rate_per_flow,
                 begin: start + offset,
                 deadline,
             };
             let p = plan.clone();
-            let bound = plan.duration + plan.drain + Duration::from_secs(2);
-            senders.push(tokio::spawn(async move { tokio::time::timeout(bound, send(sink, sending, &p)).await }));
-            let reading = Reading { incoming, outgoing, index, period_end: deadline };
+            senders.push(tokio::spawn(async move { tokio::time::timeout(bound, send(sending, &p)).await }));
+            let (tx, cmds) = mpsc::unbounded_channel();
+            cmd_txs.push(tx);
+            let seat = Seat {
+                socket_id: j.socket_id,
+                token: j.token,
+                url_index: j.url_index,
+                resume_token: j.resume_token,
+                last_seq: j.last_seq,
+                acked: 0,
+            };
+            let reading =
+                Reading { incoming, outgoing, index, period_end: deadline, side, seat, cmds, shared: shared.clone() };
             let (p, h, stop) = (plan.clone(), hist.clone(), stop_rx.clone());
             readers.push(tokio::spawn(async move {
-                tokio::time::timeout(bound + Duration::from_secs(2), read(stream, reading, &p, &h, stop))
-                    .await
-                    .unwrap_or_default()
+                tokio::time::timeout(read_bound, read(stream, reading, &p, &h, stop)).await.unwrap_or_default()
             }));
         }
     }
+    let fault = plan.fault.map(|f| tokio::spawn(crate::resume::inject(f, shared.clone(), plan.origin)));
+    let churn = match plan.churn {
+        Some(c) => Some(tokio::spawn(crate::resume::churn(cmd_txs, c, start + Duration::from_secs(1), deadline))),
+        None => {
+            drop(cmd_txs);
+            None
+        }
+    };
     let mut errors = Errors::default();
-    let mut sinks = Vec::with_capacity(flows_n);
     for s in senders {
         match s.await {
-            Ok(Ok(Ok(sink))) => sinks.push(sink),
-            Ok(Ok(Err((sink, code)))) => {
-                errors.add(code, 1);
-                sinks.push(sink);
-            }
+            Ok(Ok(failed)) => errors.add("RELAY_SEND_FAILED", failed),
             Ok(Err(_)) => errors.add("RELAY_SEND_STUCK", 1),
             Err(_) => errors.add("RELAY_TASK_FAILED", 1),
         }
@@ -292,18 +286,46 @@ pub async fn run(pairs: Vec<(Joined, Joined)>, plan: Plan) -> (RelayReport, Erro
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = stop_tx.send(true);
+    for t in [fault, churn].into_iter().flatten() {
+        t.abort();
+    }
     let mut in_period = 0;
+    let mut seen = Vec::with_capacity(flows_n);
     for r in readers {
         let out = r.await.unwrap_or_default();
         in_period += out.delivered_in_period;
         errors.merge(out.errors);
+        seen.push(out.seen);
     }
-    let closing = sinks.into_iter().map(|mut s| async move {
-        let _ = tokio::time::timeout(Duration::from_secs(2), s.close()).await;
+    let closing = sides.into_iter().map(|side| async move {
+        let sink = side.sink.lock().await.take();
+        if let Some(mut s) = sink {
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.close()).await;
+        }
     });
     futures_util::future::join_all(closing).await;
     let delivered: u64 = flows.iter().map(|f| f.delivered.load(Ordering::Acquire)).sum();
     let refused: u64 = flows.iter().map(|f| f.refused.load(Ordering::Acquire)).sum();
+    let mut resume = ResumeReport::of(&shared, start_ns);
+    resume.fault = plan.fault.as_ref().map(crate::resume::fault_name);
+    resume.ack_every = plan.ack_every;
+    // Reader 2i reads flow 2i+1 (the pair's b -> a) and reader 2i+1 reads flow 2i.
+    let mut lost = 0;
+    for (k, s) in seen.iter().enumerate() {
+        let f = &flows[k ^ 1];
+        let boundaries = f.boundaries.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let t = tally::tally(s, f.sent.load(Ordering::Acquire), &boundaries);
+        lost += t.lost;
+        if t.lost > 0 && std::env::var_os("SIGNALGRID_LOAD_DEBUG").is_some() {
+            let sent = f.sent.load(Ordering::Acquire);
+            let missing: Vec<u64> = (0..sent).filter(|&c| !s.contains(c)).collect();
+            eprintln!("flow {} (reader {k}): sent {sent} boundaries {boundaries:?} missing {missing:?}", k ^ 1);
+        }
+        resume.frames_unsent += t.unsent;
+        resume.frames_duplicated += s.duplicates;
+    }
+    // Refused frames never arrive either; they are counted as refused, not lost.
+    resume.frames_lost = lost.saturating_sub(refused);
     let report = RelayReport {
         target_rate: plan.rate,
         window: plan.window,
@@ -317,5 +339,5 @@ pub async fn run(pairs: Vec<(Joined, Joined)>, plan: Plan) -> (RelayReport, Erro
         sent_per_sec: (sent as f64 / sending_secs).round(),
         latency: Latency::of(&hist.merged(), true),
     };
-    (report, errors)
+    (report, resume, errors)
 }

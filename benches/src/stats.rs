@@ -24,6 +24,12 @@ pub struct Shared {
     shards: Vec<Mutex<Histogram<u64>>>,
 }
 
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::new()
+    }
+}
+
 impl Shared {
     pub fn new() -> Shared {
         Shared { shards: (0..SHARDS).map(|_| Mutex::new(histogram())).collect() }
@@ -126,6 +132,8 @@ pub struct Report {
     pub join_latency: Latency,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume: Option<crate::resume::ResumeReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_cpu: Option<CpuReport>,
     pub errors: BTreeMap<String, u64>,
