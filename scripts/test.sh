@@ -104,7 +104,7 @@ fi
 # Integration tests open a few hundred sockets at most; make sure the soft limit allows it.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-cargo test --workspace --all-targets --locked "$@"
+cargo test --workspace --all-targets --locked --no-fail-fast "$@"
 
 # The REST and WebSocket suites once more, every test node on MongoDB (a secantusd per test
 # process). Only for a full run: with arguments, the caller chose what to run.

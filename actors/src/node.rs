@@ -86,7 +86,10 @@ impl Inbound {
             // A seat that moved on a resume: its peers' nodes may not route there yet.
             if let Some(Gone::Moved(node)) = self.ctx.conns.what_became(d.to) {
                 if node != self.ctx.node_id {
-                    return self.ctx.ports.bus.deliver(&node, d, frame).is_ok();
+                    // As the seat's own forward: straight into its buffer there, which may
+                    // still be waiting for its history.
+                    let fwd = Delivery { room: d.room, from: d.to, to: d.to };
+                    return self.ctx.ports.bus.deliver(&node, fwd, frame).is_ok();
                 }
             }
             return false;
@@ -114,6 +117,11 @@ impl Inbound {
                     view.release(seq);
                     tracing::debug!(room = d.room, "room stopped; frame dropped");
                 }
+            }
+            // The seat is between nodes (its room here stopped, or is not joined yet): its
+            // buffer forwards the frame, or keeps it behind the seat's history.
+            Path::NoRoom if c.out.is_moving() => {
+                c.out.send(frame);
             }
             // `to` is not in that room here: rooms stay isolated on the receiving side too.
             Path::NoRoom => tracing::debug!(room = d.room, to = d.to, "frame for a room with no members here dropped"),

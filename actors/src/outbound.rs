@@ -278,6 +278,12 @@ impl Outbound {
         true
     }
 
+    /// Whether the seat is between nodes: moved away (its frames are forwarded) or arriving
+    /// (its frames wait for its history). Either way a frame for it goes into this buffer.
+    pub fn is_moving(&self) -> bool {
+        matches!(self.lock().mode, Mode::Forward(_) | Mode::Claiming(_))
+    }
+
     /// True once the attached socket's client fell too far behind.
     pub fn is_overflowed(&self) -> bool {
         self.lock().overflowed

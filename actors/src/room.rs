@@ -380,7 +380,7 @@ impl RoomState {
                 None => match self.ctx.conns.what_became(to) {
                     // Its seat moved on a resume while the frame waited here: it follows.
                     Some(Gone::Moved(node)) => {
-                        let d = crate::ports::Delivery { room: &self.room_id, from, to };
+                        let d = crate::ports::Delivery { room: &self.room_id, from: to, to };
                         if let Err(e) = self.ctx.ports.bus.deliver(&node, d, frame) {
                             tracing::debug!(room = %self.room_id, error = %e, "frame for a moved seat not forwarded");
                         }

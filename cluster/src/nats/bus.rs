@@ -172,7 +172,10 @@ impl Bus for NatsBus {
             return Ok(());
         }
         let payload = encode_delivery(delivery, &frame);
-        self.send(Outgoing { subject: self.subjects.inbox(node), payload, relay: true, queued_at: Instant::now() })?;
+        // A frame a seat's old node forwards after a resume is owed to that seat (the
+        // resume promised nothing lost): never dropped as stale.
+        let relay = delivery.from != delivery.to;
+        self.send(Outgoing { subject: self.subjects.inbox(node), payload, relay, queued_at: Instant::now() })?;
         metrics::forward_sent();
         Ok(())
     }
