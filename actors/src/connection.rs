@@ -164,11 +164,14 @@ impl ConnState {
         let capacity = rules::capacity(session.session_type, &self.ctx.policy);
         let name = member.user_name.clone();
         match self.enter_room(&room_id, member, capacity, false).await {
-            Ok(view) => {
+            Ok((view, members)) => {
                 let session_id = session.id.clone();
                 self.room = Some(Joined { room_id: room_id.clone(), session_id, user_name: name, view });
                 self.ctx.conns.set_room(&self.id, Some(room_id.clone()));
-                self.record_join(&session, &room_id).await;
+                // Alone in the room after the join: of joins racing on any node, exactly one
+                // finds the room empty (shared membership changes by compare-and-set).
+                let first = members.iter().all(|m| m.conn_id == self.id);
+                self.record_join(&session, &room_id, first).await;
                 Ok(())
             }
             Err(code) => {
@@ -187,7 +190,7 @@ impl ConnState {
         member: Member,
         capacity: usize,
         resume: bool,
-    ) -> Result<Arc<RoomView>, ErrorCode> {
+    ) -> Result<(Arc<RoomView>, Vec<Member>), ErrorCode> {
         let me = self.ctx.conns.get(&self.id).map(|c| c.actor.clone()).ok_or(ErrorCode::Internal)?;
         for _ in 0..ROOM_RETRIES {
             let rid = room_id.clone();
@@ -203,7 +206,7 @@ impl ConnState {
                     )
                     .await;
                 if let Ok(ractor::rpc::CallResult::Success(res)) = res {
-                    return res.map(|_| view);
+                    return res.map(|members| (view, members));
                 }
             }
             tokio::time::sleep(ROOM_RETRY_PAUSE).await;
@@ -211,13 +214,16 @@ impl ConnState {
         Err(ErrorCode::Internal)
     }
 
-    /// The call record: first join starts the call; every join counts as an access.
-    async fn record_join(&self, session: &Session, room_id: &str) {
+    /// The call record: the first join starts the call; every join counts as an access.
+    /// `first`: this join found the room empty, so it, and no join racing with it, records
+    /// the start in the audit trail (two joins in one millisecond would otherwise both see
+    /// their own time stored).
+    async fn record_join(&self, session: &Session, room_id: &str, first: bool) {
         let store = &self.ctx.ports.store;
         let now = now_ms();
         if session.video_call_started.is_none() {
             match store.mark_started(&session.id, now).await {
-                Ok(Some(s)) if s.video_call_started == Some(now) => {
+                Ok(Some(s)) if first && s.video_call_started.is_some() => {
                     self.audit(&session.id, AuditAction::CallStart, json!({ "roomId": room_id, "via": "join-room" }));
                 }
                 Ok(_) => {}
