@@ -163,15 +163,20 @@ async fn a_refund_ejects_both_participants_wherever_they_are() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn time_limits_warn_each_member_once_on_its_own_node_then_remove_it() {
     let nats = NatsServer::start();
-    let extra = [("rooms.grace_minutes", "0"), ("limits.session_ending_minutes", "1")];
+    // Pings every 60 s: the test clients read nothing (so answer no ping) while they wait.
+    let extra =
+        [("rooms.grace_minutes", "0"), ("limits.session_ending_minutes", "1"), ("limits.heartbeat_ms", "60000")];
     let (a, b) = two_nodes(&nats, "sapi4", &extra).await;
     // The window ends 63 s from now: the 1-minute warning comes due during the call.
+    let ends = tokio::time::Instant::now() + std::time::Duration::from_secs(63);
     let (_, room) = session_and_room(&a, ending_in(63, "Individual")).await;
     let (mut client, mut psy) = pair_in_room(&ws_base(&a), &ws_base(&b), &room).await;
     for ws in [&mut client, &mut psy] {
         assert_eq!(ws.next_event("session-ending").await, json!({ "minutesLeft": 1 }));
     }
-    // The next thing either hears is its removal: no second warning from the other node.
+    // Waiting for the clock to reach the end (each removal is then awaited as usual). The
+    // next thing either hears is its removal: no second warning from the other node.
+    tokio::time::sleep_until(ends).await;
     for ws in [&mut client, &mut psy] {
         let frames = removed_with(ws, "OUTSIDE_TIME_WINDOW", "ejected").await;
         assert!(!frames.iter().any(|f| f["event"] == "session-ending"), "warned twice: {frames:?}");

@@ -19,7 +19,8 @@ async fn patch_validates_stores_and_guards() {
     let (session, _) = node.call().await;
     let path = format!("/api/sessions/{session}");
     let later = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let change = json!({ "paymentStatus": "pending", "status": "Scheduled", "sessionDate": later, "durationMinutes": 30 });
+    let change =
+        json!({ "paymentStatus": "pending", "status": "Scheduled", "sessionDate": later, "durationMinutes": 30 });
     let (status, s) = api(&node, "PATCH", &path, None, Some(change)).await;
     assert_eq!(status, 200, "{s}");
     assert_eq!((&s["paymentStatus"], &s["durationMinutes"]), (&json!("pending"), &json!(30)));
@@ -28,8 +29,12 @@ async fn patch_validates_stores_and_guards() {
 
     let (status, e) = api(&node, "PATCH", &path, None, Some(json!({ "status": "Done", "client": {} }))).await;
     assert_eq!((status, &e["error"]["code"]), (400, &json!("VALIDATION_ERROR")), "{e}");
-    assert!(e["error"]["details"]["fields"]["status"].is_string() && e["error"]["details"]["fields"]["client"].is_string());
-    let (status, e) = api(&node, "PATCH", "/api/sessions/0123456789abcdef01234567", None, Some(json!({ "status": "Cancelled" }))).await;
+    assert!(
+        e["error"]["details"]["fields"]["status"].is_string() && e["error"]["details"]["fields"]["client"].is_string()
+    );
+    let (status, e) =
+        api(&node, "PATCH", "/api/sessions/0123456789abcdef01234567", None, Some(json!({ "status": "Cancelled" })))
+            .await;
     assert_eq!((status, &e["error"]["code"]), (404, &json!("SESSION_NOT_FOUND")), "{e}");
     let (status, e) = api(&node, "PATCH", &path, Some(&client_token()), Some(json!({ "status": "Cancelled" }))).await;
     assert_eq!((status, &e["error"]["code"]), (403, &json!("FORBIDDEN")), "{e}");
@@ -51,7 +56,9 @@ async fn cancelling_ejects_the_call_but_not_an_exempt_admin() {
     psy.next_event("user-joined").await;
 
     // A refund: the admin (payment and time exempt here) stays.
-    let (status, _) = api(&node, "PATCH", &format!("/api/sessions/{session}"), None, Some(json!({ "paymentStatus": "refunded" }))).await;
+    let (status, _) =
+        api(&node, "PATCH", &format!("/api/sessions/{session}"), None, Some(json!({ "paymentStatus": "refunded" })))
+            .await;
     assert_eq!(status, 200);
     for ws in [&mut client, &mut psy] {
         removed_with(ws, "PAYMENT_REQUIRED", "ejected").await;
@@ -64,7 +71,8 @@ async fn cancelling_ejects_the_call_but_not_an_exempt_admin() {
         assert_eq!((&l["socketId"], &l["reason"]), (&json!(id), &json!("ejected")));
     }
     // Cancelled: nobody is exempt from a closed session.
-    let (status, _) = api(&node, "PATCH", &format!("/api/sessions/{session}"), None, Some(json!({ "status": "Cancelled" }))).await;
+    let (status, _) =
+        api(&node, "PATCH", &format!("/api/sessions/{session}"), None, Some(json!({ "status": "Cancelled" }))).await;
     assert_eq!(status, 200);
     removed_with(&mut ops, "SESSION_CLOSED", "ejected").await;
     assert_eq!(api(&node, "GET", "/api/rooms", None, None).await.1, json!([]));

@@ -161,7 +161,6 @@ fn rooms_routes(
         .and(warp::delete())
         .and(ctx.clone())
         .then(rooms::kick);
-    let close =
-        warp::path!("api" / "rooms" / String / "close").and(warp::post()).and(ctx.clone()).then(rooms::close);
+    let close = warp::path!("api" / "rooms" / String / "close").and(warp::post()).and(ctx.clone()).then(rooms::close);
     list.or(show).unify().or(kick).unify().or(close).unify().boxed()
 }

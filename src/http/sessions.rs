@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
+use signalgrid_actors::control::RoomControl;
 use signalgrid_actors::errors::ErrorCode;
 use signalgrid_actors::rules;
-use signalgrid_actors::control::RoomControl;
 use signalgrid_actors::session::{NewSession, Party, PaymentStatus, SessionPatch, SessionStatus, SessionType};
 use warp::http::StatusCode;
 use warp::reply::Response;

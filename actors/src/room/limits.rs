@@ -129,9 +129,11 @@ impl RoomState {
                 self.limits_lookup(me);
             }
             if resume {
-                let due = self.limits.session.as_ref().and_then(|s| {
-                    due(&self.ctx.policy.session_ending_minutes, self.window_end(s), Utc::now())
-                });
+                let due = self
+                    .limits
+                    .session
+                    .as_ref()
+                    .and_then(|s| due(&self.ctx.policy.session_ending_minutes, self.window_end(s), Utc::now()));
                 if let Some(d) = due {
                     self.limits.warned.insert(conn.clone(), d);
                 }
