@@ -63,7 +63,7 @@ async fn cancelling_ejects_the_call_but_not_an_exempt_admin() {
     for ws in [&mut client, &mut psy] {
         removed_with(ws, "PAYMENT_REQUIRED", "ejected").await;
     }
-    let mut gone = vec![ops.next_event("user-left").await, ops.next_event("user-left").await];
+    let mut gone = [ops.next_event("user-left").await, ops.next_event("user-left").await];
     gone.sort_by_key(|l| l["socketId"].as_str().unwrap().to_owned());
     let mut want = vec![client.socket_id.clone(), psy.socket_id.clone()];
     want.sort();
