@@ -40,5 +40,12 @@ pub fn policy(s: &Settings) -> JoinPolicy {
         grace_after_minutes: s.rooms.grace_minutes,
         admin_bypass: s.rooms.admin_bypass,
         group_capacity: s.rooms.group_capacity,
+        session_ending_minutes: {
+            let mut m = s.limits.session_ending_minutes.clone();
+            m.sort_unstable_by(|a, b| b.cmp(a));
+            m.dedup();
+            m
+        },
+        enforce_window_end: s.rooms.enforce_window_end,
     }
 }

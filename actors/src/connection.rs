@@ -163,7 +163,7 @@ impl ConnState {
         };
         let capacity = rules::capacity(session.session_type, &self.ctx.policy);
         let name = member.user_name.clone();
-        match self.enter_room(&room_id, member, capacity, false).await {
+        match self.enter_room(&room_id, member, capacity, Some(&session)).await {
             Ok((view, members)) => {
                 let session_id = session.id.clone();
                 self.room = Some(Joined { room_id: room_id.clone(), session_id, user_name: name, view });
@@ -182,15 +182,16 @@ impl ConnState {
     }
 
     /// Asks the room to admit us; retries (bounded) while a failed room actor is replaced.
-    /// `resume`: the seat is already a member (it arrives from another node), so the room
-    /// sends it no `room-joined`.
+    /// `session`: the session the join was checked against; None when the seat is already a
+    /// member (it arrives from another node), so the room sends it no `room-joined`.
     async fn enter_room(
         &self,
         room_id: &RoomId,
         member: Member,
         capacity: usize,
-        resume: bool,
+        session: Option<&Session>,
     ) -> Result<(Arc<RoomView>, Vec<Member>), ErrorCode> {
+        let resume = session.is_none();
         let me = self.ctx.conns.get(&self.id).map(|c| c.actor.clone()).ok_or(ErrorCode::Internal)?;
         for _ in 0..ROOM_RETRIES {
             let rid = room_id.clone();
@@ -199,9 +200,12 @@ impl ConnState {
             {
                 let conn = LocalConn { out: self.out.clone(), actor: me.clone(), member: member.clone() };
                 let m = member.clone();
+                let session = session.map(|s| Box::new(s.clone()));
                 let res = room
                     .call(
-                        |reply| RoomMsg::Join(Box::new(JoinRequest { member: m, conn, capacity, resume, reply })),
+                        |reply| {
+                            RoomMsg::Join(Box::new(JoinRequest { member: m, conn, capacity, resume, session, reply }))
+                        },
                         Some(CALL_TIMEOUT),
                     )
                     .await;
@@ -285,6 +289,19 @@ impl ConnState {
         let frame = ServerFrame::CallEnded { room_id: &rid, ended_by: &self.identity.user_id, duration }.encode();
         if let Some(room) = self.ctx.room(&rid) {
             let _ = room.send_message(RoomMsg::Broadcast { frame, except: None });
+        }
+    }
+
+    /// Audits a removal by an operator (`kicked`) or by the session's rules (`ejected`).
+    fn audit_removal(&self, reason: LeaveReason, code: ErrorCode) {
+        let action = match reason {
+            LeaveReason::Kicked | LeaveReason::RoomClosed => AuditAction::Kicked,
+            LeaveReason::Ejected => AuditAction::Ejected,
+            _ => return,
+        };
+        if let Some(j) = &self.room {
+            let meta = json!({ "roomId": &*j.room_id, "socketId": &*self.id, "code": code.as_str() });
+            self.audit(&j.session_id, action, meta);
         }
     }
 
@@ -386,9 +403,14 @@ impl Actor for ConnectionActor {
                 let reason = match code {
                     ErrorCode::RoomClosed => LeaveReason::RoomClosed,
                     ErrorCode::Kicked => LeaveReason::Kicked,
-                    ErrorCode::OutsideTimeWindow => LeaveReason::Ejected,
+                    // The session's rules removed it (section 8: time window, PATCH).
+                    ErrorCode::OutsideTimeWindow
+                    | ErrorCode::PaymentRequired
+                    | ErrorCode::SessionClosed
+                    | ErrorCode::Forbidden => LeaveReason::Ejected,
                     _ => LeaveReason::Left,
                 };
+                st.audit_removal(reason, code);
                 st.end(&me, reason, close_code, code.as_str());
             }
             ConnMsg::SocketClosed { socket, clean } => {

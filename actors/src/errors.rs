@@ -3,9 +3,9 @@
 //! Every failure that reaches a client (REST or WebSocket) is one of these; the edges only
 //! choose the shape (full REST error object, or the WebSocket `error` frame).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     Unauthorized,
@@ -138,5 +138,19 @@ impl ErrorCode {
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The server API's failures (`control`).
+impl From<&crate::control::ControlError> for ErrorCode {
+    fn from(e: &crate::control::ControlError) -> ErrorCode {
+        use crate::control::ControlError as E;
+        use crate::ports::StoreError as S;
+        match e {
+            E::NotFound => ErrorCode::NotFound,
+            E::Membership(_) => ErrorCode::ClusterUnavailable,
+            E::Store(S::Unavailable(_)) => ErrorCode::StoreUnavailable,
+            E::Store(S::Other(_)) => ErrorCode::Internal,
+        }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`outbound`]: the bounded per-connection send queue (a full one disconnects the client).
 //! - [`room`], [`rooms`]: the RoomActor and its supervisor/registry.
 //! - [`connection`], [`connections`]: the ConnectionActor and its supervisor.
+//! - [`control`]: the server API's side: rooms, kicks, closes and session changes for the
+//!   whole cluster.
 //! - [`node`]: the supervision tree of one node and the handle the edges use.
 //! - [`telemetry`]: metric names and pre-registered handles for the hot path.
 //!
@@ -21,6 +23,7 @@
 pub mod budget;
 pub mod connection;
 pub mod connections;
+pub mod control;
 pub mod ctx;
 pub mod errors;
 pub mod identity;

@@ -131,6 +131,9 @@ pub enum RoomMsg {
     /// so that `user-joined` goes first, then hand it to local member `to`. Dropped if the
     /// sender or `to` is not in the room.
     Deliver { from: ConnId, to: ConnId, frame: String, seq: u64 },
+    /// A time limit of the room's session came due (a `session-ending` warning or the
+    /// window's end; see `room::limits`). Stale when `generation` is not the current one.
+    LimitsTick { generation: u64 },
     /// Test hook: panic inside the handler, to exercise supervision.
     InjectFault,
 }
@@ -143,6 +146,9 @@ pub struct JoinRequest {
     pub capacity: usize,
     /// The seat is already a member (it arrives from another node): no `room-joined`.
     pub resume: bool,
+    /// The session as the joiner's rules were checked against (None for a seat arriving
+    /// from another node: the room looks it up); its time limits start from it.
+    pub session: Option<Box<crate::session::Session>>,
     pub reply: RpcReplyPort<Result<Vec<Member>, ErrorCode>>,
 }
 

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::session::{AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session};
+use crate::session::{AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session, SessionPatch};
 use crate::{ConnId, NodeId, RoomId};
 
 /// A store failure. `Unavailable` is transient (retry later; REST says 503).
@@ -49,6 +49,9 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_started(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Session>, StoreError>;
     /// Sets `videoCallEnded`, `callDuration` (from the stored start), status Completed.
     async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError>;
+    /// Changes the fields `patch` sets (in one write); returns the stored session after it,
+    /// None if there is no such session (`PATCH /api/sessions/:id`).
+    async fn update_session(&self, id: &str, patch: &SessionPatch) -> Result<Option<Session>, StoreError>;
     /// `lastAccessedAt = at`, `accessCount += 1`.
     async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
@@ -209,6 +212,12 @@ pub enum RoomEvent {
     Frame { frame: String, except: Option<ConnId> },
     /// An operator closed the room: every member is disconnected.
     Close,
+    /// Disconnect these members with `code` (an operator's kick: `KICKED`), wherever they
+    /// are connected; the node holding each one does it.
+    Remove { conns: Vec<ConnId>, code: crate::errors::ErrorCode },
+    /// The room's session changed (`PATCH /api/sessions/:id`): every node checks its own
+    /// members against the session's rules again and reschedules the time limits.
+    Session(Box<Session>),
 }
 
 /// The envelope of a relayed frame: the room it belongs to, its sender and its target. The

@@ -14,8 +14,11 @@
 //! members that are no longer connected (docs/architecture.md, "Membership converges after
 //! faults"). The routing view lives in `view`.
 //!
-//! Must not: do store I/O or rule checks (the ConnectionActor did those), or block on a slow
-//! member (every send is a bounded `try_send`).
+//! The session's rules during the call (time limits, a changed session, removals) live in
+//! `limits`.
+//!
+//! Must not: do store I/O or join checks (the ConnectionActor did those), or block on a
+//! slow member (every send is a bounded `try_send`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +37,8 @@ use crate::registry::Gone;
 use crate::{ConnId, RoomId};
 
 pub use crate::routing::{RoomView, Route};
+
+pub mod limits;
 
 /// How often a room re-reads shared membership, to repair lost events.
 const RESYNC_EVERY: Duration = Duration::from_secs(5);
@@ -71,6 +76,8 @@ pub struct RoomState {
     active: bool,
     /// A snapshot dropped a member still connected here: re-read and put it back at once.
     readmit: bool,
+    /// The session's time limits and live rule checks (`limits`).
+    limits: limits::Limits,
 }
 
 fn participant(m: &Member) -> Participant {
@@ -216,7 +223,7 @@ impl RoomState {
 
     /// Admits the member of a `JoinRequest` and answers it.
     async fn answer_join(&mut self, req: Box<JoinRequest>) {
-        let JoinRequest { member, conn, capacity, resume, reply } = *req;
+        let JoinRequest { member, conn, capacity, resume, reply, .. } = *req;
         let res = self.join(member, conn, capacity, resume).await;
         let _ = reply.send(res);
     }
@@ -457,6 +464,7 @@ impl Actor for RoomActor {
             capacity: 0,
             active: false,
             readmit: false,
+            limits: limits::Limits::default(),
         };
         // Watch before reading, so that no change falls between the read and the events.
         st.ctx.ports.bus.watch_room(&st.room_id);
@@ -475,7 +483,11 @@ impl Actor for RoomActor {
         match msg {
             // The arms that await are boxed: the processing loop lives as long as the room,
             // and would otherwise reserve, while idle, room for its largest await.
-            RoomMsg::Join(req) => Box::pin(st.answer_join(req)).await,
+            RoomMsg::Join(mut req) => {
+                let (conn, session, resume) = (req.member.conn_id.clone(), req.session.take(), req.resume);
+                Box::pin(st.answer_join(req)).await;
+                st.limits_joined(&me, &conn, session, resume);
+            }
             RoomMsg::Leave { conn_id, reason, reply } => {
                 Box::pin(st.leave(&[conn_id], reason)).await;
                 if let Some(r) = reply {
@@ -497,8 +509,18 @@ impl Actor for RoomActor {
                 st.tell_locals(&frame, &except);
             }
             RoomMsg::Remote(RoomEvent::Close) => st.close(),
+            RoomMsg::Remote(RoomEvent::Remove { conns, code }) => {
+                for c in &conns {
+                    st.remove_local(c, code);
+                }
+            }
+            RoomMsg::Remote(RoomEvent::Session(s)) => st.limits_session(&me, *s),
+            RoomMsg::LimitsTick { generation } => st.limits_tick(&me, generation),
             RoomMsg::Init { restart } => {
                 Box::pin(st.init(restart)).await;
+                if !st.locals.is_empty() {
+                    st.limits_lookup(&me);
+                }
                 if restart && st.locals.is_empty() {
                     me.stop(Some("no local members after restart".into()));
                 }

@@ -20,11 +20,23 @@ pub struct JoinPolicy {
     pub admin_bypass: bool,
     /// Capacity of a Group room (an Individual room holds 2).
     pub group_capacity: usize,
+    /// Members of a live call are warned (`session-ending`) this many minutes before the
+    /// window's end (largest first; see `room::limits`).
+    pub session_ending_minutes: Vec<u32>,
+    /// Members are removed when the window ends during a call (and warned before).
+    pub enforce_window_end: bool,
 }
 
 impl Default for JoinPolicy {
     fn default() -> Self {
-        JoinPolicy { window_before_minutes: 15, grace_after_minutes: 30, admin_bypass: false, group_capacity: 8 }
+        JoinPolicy {
+            window_before_minutes: 15,
+            grace_after_minutes: 30,
+            admin_bypass: false,
+            group_capacity: 8,
+            session_ending_minutes: vec![10, 5, 1],
+            enforce_window_end: true,
+        }
     }
 }
 

@@ -53,8 +53,9 @@ pub struct Party {
     pub name: String,
 }
 
-/// A session as stored, video call fields included (null when unset).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A session as stored, video call fields included (null when unset). Deserialize: rooms
+/// pass it between nodes when it changes (`RoomEvent::Session`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub id: String,
@@ -87,6 +88,33 @@ pub struct NewSession {
     pub session_type: SessionType,
     pub payment_status: PaymentStatus,
     pub status: SessionStatus,
+}
+
+/// What `PATCH /api/sessions/:id` may change (`None`: left as it is).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionPatch {
+    pub payment_status: Option<PaymentStatus>,
+    pub status: Option<SessionStatus>,
+    pub session_date: Option<DateTime<Utc>>,
+    pub duration_minutes: Option<i64>,
+}
+
+impl SessionPatch {
+    /// Applies the patch to `s` (the stores write the same fields).
+    pub fn apply(&self, s: &mut Session) {
+        if let Some(p) = self.payment_status {
+            s.payment_status = p;
+        }
+        if let Some(st) = self.status {
+            s.status = st;
+        }
+        if let Some(d) = self.session_date {
+            s.session_date = d;
+        }
+        if let Some(m) = self.duration_minutes {
+            s.duration_minutes = m;
+        }
+    }
 }
 
 /// The audit trail's actions: the seed's five, then v2's (PROTOCOL.md section 10, "Audit

@@ -60,6 +60,8 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_GRACE_MINUTES", "rooms.grace_minutes"),
     k("SIGNALGRID_GROUP_CAPACITY", "rooms.group_capacity"),
     k("SIGNALGRID_ADMIN_BYPASS", "rooms.admin_bypass"),
+    k("SIGNALGRID_ENFORCE_WINDOW_END", "rooms.enforce_window_end"),
+    k("SIGNALGRID_SESSION_ENDING_MINUTES", "limits.session_ending_minutes"),
     k("SIGNALGRID_LOG_FORMAT", "log.format"),
     k("SIGNALGRID_TLS_CERT", "tls.cert_path"),
     k("SIGNALGRID_TLS_KEY", "tls.key_path"),
@@ -157,6 +159,10 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
         "rooms.grace_minutes" => s.rooms.grace_minutes = parse(v)?,
         "rooms.group_capacity" => s.rooms.group_capacity = parse(v)?,
         "rooms.admin_bypass" => s.rooms.admin_bypass = boolean(v)?,
+        "rooms.enforce_window_end" => s.rooms.enforce_window_end = boolean(v)?,
+        "limits.session_ending_minutes" => {
+            s.limits.session_ending_minutes = list(v).iter().map(|m| parse(m)).collect::<Result<_, _>>()?
+        }
         "log.level" => s.log.level = v.trim().to_owned(),
         "log.format" => {
             s.log.format = match v.trim() {

@@ -167,6 +167,9 @@ pub struct LimitSettings {
     pub connect_rate: f64,
     /// Upgrades accepted at once above `connect_rate` (a full bucket at start); 1 to 1,000,000.
     pub connect_burst: u32,
+    /// Minutes before the end of a session's join window at which its members get
+    /// `session-ending {minutesLeft}` (PROTOCOL.md section 8); empty: no warnings.
+    pub session_ending_minutes: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +183,9 @@ pub struct RoomSettings {
     pub group_capacity: usize,
     /// Admins skip the payment and time-window rules.
     pub admin_bypass: bool,
+    /// Members are removed (`OUTSIDE_TIME_WINDOW`) when the join window ends during a call,
+    /// after the `session-ending` warnings; false: calls run on past the window, unwarned.
+    pub enforce_window_end: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -337,13 +343,20 @@ impl Default for LimitSettings {
             heartbeat_ms: 25_000,
             connect_rate: 1_000.0,
             connect_burst: 2_000,
+            session_ending_minutes: vec![10, 5, 1],
         }
     }
 }
 
 impl Default for RoomSettings {
     fn default() -> Self {
-        RoomSettings { join_window_minutes: 15, grace_minutes: 30, group_capacity: 8, admin_bypass: false }
+        RoomSettings {
+            join_window_minutes: 15,
+            grace_minutes: 30,
+            group_capacity: 8,
+            admin_bypass: false,
+            enforce_window_end: true,
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cors;
 pub mod error;
 pub mod ops;
 pub mod rate_limit;
+pub mod rooms;
 pub mod sessions;
 pub mod video_calls;
 pub mod web;
@@ -91,6 +92,18 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             }
         });
     let get = warp::path!("api" / "sessions" / String).and(warp::get()).and(ctx.clone()).then(sessions::get);
+    let patch = warp::path!("api" / "sessions" / String)
+        .and(warp::patch())
+        .and(ctx.clone())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .then(|id: String, ctx: context::Ctx, declared: Option<u64>, body| async move {
+            match read_limited(declared, body).await {
+                Ok(b) => sessions::patch(id, ctx, b).await,
+                Err(e) => ctx.respond("sessions-patch", Err(e)),
+            }
+        });
+    let rooms = rooms_routes(&ctx);
     let audit = warp::path!("api" / "audit")
         .and(warp::get())
         .and(warp::query::<Vec<(String, String)>>().map(Some).or(warp::any().map(|| None)).unify())
@@ -115,6 +128,10 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(get)
         .unify()
+        .or(patch)
+        .unify()
+        .or(rooms)
+        .unify()
         .or(audit)
         .unify()
         .or(healthz)
@@ -132,4 +149,18 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .or(fallback)
         .unify()
         .boxed()
+}
+
+/// The server API's room routes (`rooms`).
+fn rooms_routes(
+    ctx: &(impl Filter<Extract = (context::Ctx,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static),
+) -> BoxedFilter<(Response,)> {
+    let list = warp::path!("api" / "rooms").and(warp::get()).and(ctx.clone()).then(rooms::list);
+    let show = warp::path!("api" / "rooms" / String).and(warp::get()).and(ctx.clone()).then(rooms::show);
+    let kick = warp::path!("api" / "rooms" / String / "participants" / String)
+        .and(warp::delete())
+        .and(ctx.clone())
+        .then(rooms::kick);
+    let close = warp::path!("api" / "rooms" / String / "close").and(warp::post()).and(ctx.clone()).then(rooms::close);
+    list.or(show).unify().or(kick).unify().or(close).unify().boxed()
 }

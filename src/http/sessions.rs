@@ -1,11 +1,13 @@
-//! `POST /api/sessions` (admin) and `GET /api/sessions/:id`.
+//! `POST /api/sessions` (admin), `GET /api/sessions/:id` and `PATCH /api/sessions/:id`
+//! (admin; the server API, PROTOCOL.md section 7).
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
+use signalgrid_actors::control::RoomControl;
 use signalgrid_actors::errors::ErrorCode;
 use signalgrid_actors::rules;
-use signalgrid_actors::session::{NewSession, Party, PaymentStatus, SessionStatus, SessionType};
+use signalgrid_actors::session::{NewSession, Party, PaymentStatus, SessionPatch, SessionStatus, SessionType};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -43,6 +45,90 @@ pub async fn get(id: String, ctx: Ctx) -> Response {
     }
     .await;
     ctx.respond("sessions-get", res)
+}
+
+/// `PATCH /api/sessions/:id` (admin): changes `paymentStatus`, `status`, `sessionDate`,
+/// `durationMinutes` (validated as on `POST`; other fields are `VALIDATION_ERROR`) and
+/// answers `200` with the stored session. When the session can no longer be joined
+/// (cancelled, completed, not paid, its window moved away from now), the members of its
+/// live call are removed at once, on every node, with that rule's code (`user-left` reason
+/// `ejected`); the answer comes once they are out (bounded wait).
+pub async fn patch(id: String, ctx: Ctx, body: Bytes) -> Response {
+    let res = async {
+        let who = ctx.caller()?;
+        if !who.is_admin() {
+            return Err(ApiError::new(ErrorCode::Forbidden).message("Only an admin may change sessions."));
+        }
+        if !rules::valid_session_id(&id) {
+            return Err(ApiError::new(ErrorCode::InvalidSessionId).details(json!({ "sessionId": id })));
+        }
+        let patch = parse_patch(&body)?;
+        let before = ctx.app.store.session(&id).await?.ok_or(ErrorCode::SessionNotFound)?;
+        let after = ctx.app.store.update_session(&id, &patch).await?.ok_or(ErrorCode::SessionNotFound)?;
+        let control = RoomControl::new(ctx.app.node.ctx().clone());
+        match control.session_changed(&before, &after).await {
+            Ok(ejected) if !ejected.is_empty() => {
+                tracing::info!(session = %id, ejected = ejected.len(), "session changed: members removed")
+            }
+            Ok(_) => {}
+            // Stored: the rooms' own checks catch up (the next join or time limit).
+            Err(e) => tracing::warn!(session = %id, error = %e, "session changed; its call not checked"),
+        }
+        ok(json!(after))
+    }
+    .await;
+    ctx.respond("sessions-patch", res)
+}
+
+/// The body of `PATCH /api/sessions/:id`: a JSON object with at least one of the fields it
+/// may change; every bad or unknown field goes into `details.fields`.
+pub fn parse_patch(body: &[u8]) -> Result<SessionPatch, ApiError> {
+    let mut bad = Map::new();
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let Some(obj) = v.as_object() else {
+        bad.insert("body".into(), json!("a JSON object"));
+        return Err(ApiError::new(ErrorCode::ValidationError).details(json!({ "fields": bad })));
+    };
+    let mut p = SessionPatch::default();
+    for (k, val) in obj {
+        match k.as_str() {
+            "paymentStatus" => match val.as_str().and_then(PaymentStatus::parse) {
+                Some(x) => p.payment_status = Some(x),
+                None => {
+                    bad.insert(k.clone(), json!("one of paid, pending, failed, refunded"));
+                }
+            },
+            "status" => match val.as_str().and_then(SessionStatus::parse) {
+                Some(x) => p.status = Some(x),
+                None => {
+                    bad.insert(k.clone(), json!("one of Scheduled, In Progress, Completed, Cancelled"));
+                }
+            },
+            "sessionDate" => match val.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) {
+                Some(d) => p.session_date = Some(d.with_timezone(&Utc)),
+                None => {
+                    bad.insert(k.clone(), json!("an RFC 3339 date-time such as 2026-11-24T10:00:00.000Z"));
+                }
+            },
+            "durationMinutes" => match val.as_i64().filter(|d| (1..=MAX_DURATION_MINUTES).contains(d)) {
+                Some(d) => p.duration_minutes = Some(d),
+                None => {
+                    bad.insert(k.clone(), json!("a whole number of minutes from 1 to 1440"));
+                }
+            },
+            _ => {
+                bad.insert(k.clone(), json!("not a field PATCH changes"));
+            }
+        }
+    }
+    if bad.is_empty() && p == SessionPatch::default() {
+        bad.insert("body".into(), json!("at least one of paymentStatus, status, sessionDate, durationMinutes"));
+    }
+    if bad.is_empty() {
+        Ok(p)
+    } else {
+        Err(ApiError::new(ErrorCode::ValidationError).details(json!({ "fields": bad })))
+    }
 }
 
 /// Validates the body, collecting every bad field into `details.fields`.
@@ -145,6 +231,20 @@ mod tests {
             assert!(fields.contains_key(f), "{f} missing from {fields:?}");
         }
         assert!(!fields.contains_key("paymentStatus"));
+    }
+
+    #[test]
+    fn patch_bodies_are_validated() {
+        let p = parse_patch(br#"{"paymentStatus":"refunded","durationMinutes":30}"#).unwrap();
+        assert_eq!(p.payment_status, Some(PaymentStatus::Refunded));
+        assert_eq!(p.duration_minutes, Some(30));
+        let e = parse_patch(br#"{"status":"Done","sessionDate":"soon","client":{},"durationMinutes":0}"#).unwrap_err();
+        let fields = e.details["fields"].as_object().unwrap();
+        for f in ["status", "sessionDate", "client", "durationMinutes"] {
+            assert!(fields.contains_key(f), "{f} missing from {fields:?}");
+        }
+        assert!(parse_patch(b"{}").is_err());
+        assert!(parse_patch(b"[1]").is_err());
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl ConnState {
             member.node_id = self.ctx.node_id.clone();
             member.away_since_ms = None;
             let user_name = member.user_name.clone();
-            match self.enter_room(&r.room_id, member, usize::MAX, true).await {
+            match self.enter_room(&r.room_id, member, usize::MAX, None).await {
                 Ok((view, _)) => {
                     self.room = Some(Joined { room_id: r.room_id.clone(), session_id: r.session_id, user_name, view });
                     self.ctx.conns.set_room(&self.id, Some(r.room_id));

@@ -68,6 +68,11 @@ pub enum ServerFrame<'a> {
         message: &'a str,
         details: serde_json::Value,
     },
+    /// The session's join window ends in `minutes_left` whole minutes (rounded up); at its
+    /// end the members are removed (PROTOCOL.md section 8).
+    SessionEnding {
+        minutes_left: i64,
+    },
 }
 
 impl ServerFrame<'_> {
@@ -107,6 +112,7 @@ impl ServerFrame<'_> {
             ServerFrame::Error { code, message, details } => {
                 ("error", json!({"message": message, "code": code.as_str(), "details": details}))
             }
+            ServerFrame::SessionEnding { minutes_left } => ("session-ending", json!({"minutesLeft": minutes_left})),
         };
         json!({"event": event, "data": data}).to_string()
     }

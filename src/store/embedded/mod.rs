@@ -25,7 +25,7 @@ use signalgrid_actors::ports::{EndOutcome, Store, StoreError};
 use signalgrid_actors::rules::call_duration_minutes;
 use signalgrid_actors::session::{
     new_object_id, now_ms, AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Party, PaymentStatus, Session,
-    SessionStatus, SessionType,
+    SessionPatch, SessionStatus, SessionType,
 };
 
 /// File name of the store inside the data directory.
@@ -328,6 +328,26 @@ impl Store for EmbeddedStore {
         self.with(move |c| {
             c.prepare_cached("UPDATE sessions SET meeting_link = ?2 WHERE id = ?1 AND meeting_link IS NULL")?
                 .execute(params![id, candidate])?;
+            load(c, &id)
+        })
+        .await
+    }
+
+    async fn update_session(&self, id: &str, patch: &SessionPatch) -> Result<Option<Session>, StoreError> {
+        let (id, p) = (id.to_owned(), patch.clone());
+        self.with(move |c| {
+            c.prepare_cached(
+                "UPDATE sessions SET payment_status = COALESCE(?2, payment_status), status = COALESCE(?3, status), \
+                 session_date = COALESCE(?4, session_date), duration_minutes = COALESCE(?5, duration_minutes) \
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                p.payment_status.map(PaymentStatus::as_str),
+                p.status.map(SessionStatus::as_str),
+                p.session_date.map(ms),
+                p.duration_minutes
+            ])?;
             load(c, &id)
         })
         .await

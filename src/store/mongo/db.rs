@@ -16,7 +16,7 @@ use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, IndexModel};
 use signalgrid_actors::ports::{EndOutcome, StoreError};
 use signalgrid_actors::rules::call_duration_minutes;
-use signalgrid_actors::session::{AuditEntry, NewSession, Session, SessionStatus};
+use signalgrid_actors::session::{AuditEntry, NewSession, Session, SessionPatch, SessionStatus};
 
 use super::docs::{self, date, party_refs, session_from, session_oid, user_ref};
 use crate::store::outbox::OutboxOp;
@@ -172,6 +172,34 @@ impl Db {
         match set {
             Some(d) => self.with_names(&d).await.map(Some),
             None => self.by_id(id).await,
+        }
+    }
+
+    /// One `$set` of the fields the patch names (and `updatedAt`).
+    pub async fn update_session(&self, id: &str, p: &SessionPatch) -> Result<Option<Session>, StoreError> {
+        let Some(oid) = session_oid(id) else { return Ok(None) };
+        let mut set = doc! { "updatedAt": date(Utc::now()) };
+        if let Some(v) = p.payment_status {
+            set.insert("paymentStatus", v.as_str());
+        }
+        if let Some(v) = p.status {
+            set.insert("status", v.as_str());
+        }
+        if let Some(v) = p.session_date {
+            set.insert("sessionDate", date(v));
+        }
+        if let Some(v) = p.duration_minutes {
+            set.insert("duration", v);
+        }
+        let d = self
+            .sessions
+            .find_one_and_update(doc! { "_id": oid }, doc! { "$set": set })
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(store_err)?;
+        match d {
+            Some(d) => self.with_names(&d).await.map(Some),
+            None => Ok(None),
         }
     }
 

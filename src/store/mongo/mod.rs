@@ -283,6 +283,18 @@ impl Store for MongoStore {
         Ok(s)
     }
 
+    async fn update_session(
+        &self,
+        id: &str,
+        patch: &signalgrid_actors::session::SessionPatch,
+    ) -> Result<Option<Session>, StoreError> {
+        let res = self.inner.db.update_session(id, patch).await;
+        self.inner.note(&res);
+        let s = res?;
+        s.iter().for_each(|s| self.inner.remember(s));
+        Ok(s)
+    }
+
     async fn mark_started(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Session>, StoreError> {
         let inner = &self.inner;
         let cause = if inner.must_queue().await {
