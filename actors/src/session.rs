@@ -5,14 +5,15 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum SessionType {
     Individual,
     Group,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum SessionStatus {
     Scheduled,
     #[serde(rename = "In Progress")]
@@ -21,7 +22,7 @@ pub enum SessionStatus {
     Cancelled,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PaymentStatus {
     Paid,
@@ -47,7 +48,7 @@ wire_names!(SessionStatus {
 wire_names!(PaymentStatus { Paid => "paid", Pending => "pending", Failed => "failed", Refunded => "refunded" });
 
 /// One side of a session: a user id and the name to show.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Party {
     pub id: String,
     pub name: String,
@@ -55,7 +56,7 @@ pub struct Party {
 
 /// A session as stored, video call fields included (null when unset). Deserialize: rooms
 /// pass it between nodes when it changes (`RoomEvent::Session`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub id: String,
@@ -119,7 +120,7 @@ impl SessionPatch {
 
 /// The audit trail's actions: the seed's five, then v2's (PROTOCOL.md section 10, "Audit
 /// API"). `AuditRead` is someone reading the trail through `GET /api/audit` or the CLI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditAction {
     JoinAttempt,

@@ -23,6 +23,8 @@ use warp::Reply as _;
 
 use super::context::{ok, Ctx, Reply};
 use super::error::ApiError;
+#[allow(unused_imports)] // The schemas are named in the `utoipa::path` attributes.
+use super::openapi::schemas::{AuditPage, AuditParams, ErrorBody};
 
 /// Page size without `limit`.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -149,6 +151,25 @@ pub fn read_entry(who: &str, f: &AuditFilter, metadata: Value, ip: Option<String
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/audit",
+    operation_id = "readAudit",
+    tag = "audit",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "A page of entries, newest first; with `format=ndjson`, every matching entry, one JSON object per line.", content(
+            (AuditPage = "application/json"),
+            (String = "application/x-ndjson"),
+        )),
+        (status = 400, description = "VALIDATION_ERROR: a parameter is not valid or not known (each one named in `details.fields`).", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is not an admin.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "STORE_UNAVAILABLE: the store did not answer (nothing is read when the `audit_read` entry cannot be written).", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 /// The handler; `params` is None when the query string could not be read (never silently
 /// dropped filters: that would widen the read).
 pub async fn get(params: Option<Vec<(String, String)>>, ctx: Ctx) -> Response {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod context;
 pub mod cors;
 pub mod error;
+pub mod openapi;
 pub mod ops;
 pub mod rate_limit;
 pub mod rooms;
@@ -109,6 +110,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .and(warp::query::<Vec<(String, String)>>().map(Some).or(warp::any().map(|| None)).unify())
         .and(ctx.clone())
         .then(audit::get);
+    let openapi = warp::path!("api" / "openapi.json").and(warp::get()).and(ctx.clone()).then(openapi::serve);
     let healthz = warp::path!("healthz").and(ctx.clone()).then(ops::healthz);
     let readyz = warp::path!("readyz").and(ctx.clone()).then(ops::readyz);
     let metrics = warp::path!("metrics").and(ctx.clone()).then(ops::metrics);
@@ -133,6 +135,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .or(rooms)
         .unify()
         .or(audit)
+        .unify()
+        .or(openapi)
         .unify()
         .or(healthz)
         .unify()

@@ -13,10 +13,38 @@ use warp::reply::Response;
 
 use super::context::{ok, Ctx, Reply};
 use super::error::ApiError;
+#[allow(unused_imports)] // The schemas are named in the `utoipa::path` attributes.
+use super::openapi::schemas::{ErrorBody, NewSessionBody};
+#[allow(unused_imports)]
+use signalgrid_actors::session::Session;
 
 /// Longest accepted session, in minutes.
 const MAX_DURATION_MINUTES: i64 = 24 * 60;
 
+/// Creates a session (admin); the id is made by the store.
+#[utoipa::path(
+    post,
+    path = "/api/sessions",
+    operation_id = "createSession",
+    tag = "sessions",
+    request_body(content = NewSessionBody, description = "The new session (at most 64 KiB).", content_type = "application/json"),
+    responses(
+        (status = 201, description = "The stored session.", body = Session, links(
+            ("GetSession" = (operation_id = "getSession", parameters(("sessionId" = "$response.body#/id")))),
+            ("GenerateRoom" = (operation_id = "generateRoom", parameters(("sessionId" = "$response.body#/id")))),
+            ("CanJoin" = (operation_id = "canJoin", parameters(("sessionId" = "$response.body#/id")))),
+            ("StartCall" = (operation_id = "startCall", parameters(("sessionId" = "$response.body#/id")))),
+            ("EndCall" = (operation_id = "endCall", parameters(("sessionId" = "$response.body#/id")))),
+        )),
+        (status = 400, description = "VALIDATION_ERROR: a field is missing or not valid (each one named in `details.fields`), or the body is not JSON; BAD_REQUEST: the body did not arrive in full, in time.", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is not an admin.", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: the body is larger than 64 KiB.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "STORE_UNAVAILABLE: the store did not answer.", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 pub async fn create(ctx: Ctx, body: Bytes) -> Response {
     let res = async {
         let who = ctx.caller()?;
@@ -31,6 +59,24 @@ pub async fn create(ctx: Ctx, body: Bytes) -> Response {
     ctx.respond("sessions-create", res)
 }
 
+/// A session, for its parties and admins.
+#[utoipa::path(
+    get,
+    path = "/api/sessions/{sessionId}",
+    operation_id = "getSession",
+    tag = "sessions",
+    params(("sessionId" = String, Path, description = "The session id: 24 hexadecimal digits.", pattern = "^[0-9a-fA-F]{24}$")),
+    responses(
+        (status = 200, description = "The stored session.", body = Session),
+        (status = 400, description = "INVALID_SESSION_ID: the id is not 24 hexadecimal digits.", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is neither a party of the session nor an admin.", body = ErrorBody),
+        (status = 404, description = "SESSION_NOT_FOUND: no session has this id.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "STORE_UNAVAILABLE: the store did not answer.", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 pub async fn get(id: String, ctx: Ctx) -> Response {
     let res = async {
         let who = ctx.caller()?;

@@ -11,8 +11,22 @@ use warp::reply::Response;
 
 use super::context::{ok, Ctx};
 use super::error::ApiError;
+#[allow(unused_imports)] // The schemas are named in the `utoipa::path` attributes.
+use super::openapi::schemas::{CallEnded, CallStarted, CanJoin, ErrorBody, GeneratedRoom, IceConfig};
 use crate::ice::ice_config;
 
+#[utoipa::path(
+    get,
+    path = "/api/video-calls/config",
+    operation_id = "getIceConfig",
+    tag = "video-calls",
+    responses(
+        (status = 200, description = "The ICE servers, with TURN credentials for this user when configured.", body = IceConfig),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 pub async fn config(ctx: Ctx) -> Response {
     let res = (|| {
         let who = ctx.caller()?;
@@ -33,6 +47,24 @@ async fn accessible(ctx: &Ctx, id: &str, who: &Identity) -> Result<Session, ApiE
     Ok(s)
 }
 
+/// Answers the session's room, making it on the first call.
+#[utoipa::path(
+    post,
+    path = "/api/video-calls/generate-room/{sessionId}",
+    operation_id = "generateRoom",
+    tag = "video-calls",
+    params(("sessionId" = String, Path, description = "The session id: 24 hexadecimal digits.", pattern = "^[0-9a-fA-F]{24}$")),
+    responses(
+        (status = 200, description = "The session's room.", body = GeneratedRoom),
+        (status = 400, description = "INVALID_SESSION_ID: the id is not 24 hexadecimal digits.", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is neither a party of the session nor an admin.", body = ErrorBody),
+        (status = 404, description = "SESSION_NOT_FOUND: no session has this id.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "STORE_UNAVAILABLE: the store did not answer.", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 pub async fn generate_room(id: String, ctx: Ctx) -> Response {
     let res = async {
         let who = ctx.caller()?;
@@ -56,6 +88,21 @@ pub async fn generate_room(id: String, ctx: Ctx) -> Response {
     ctx.respond("generate-room", res)
 }
 
+/// Every join rule, checked without joining: a refusal is `canJoin: false` with its code.
+#[utoipa::path(
+    get,
+    path = "/api/video-calls/can-join/{sessionId}",
+    operation_id = "canJoin",
+    tag = "video-calls",
+    params(("sessionId" = String, Path, description = "The session id (one that is not 24 hexadecimal digits answers `reason: INVALID_SESSION_ID`).")),
+    responses(
+        (status = 200, description = "The verdict.", body = CanJoin),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "STORE_UNAVAILABLE: the store did not answer.", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 pub async fn can_join(id: String, ctx: Ctx) -> Response {
     let res = async {
         let who = ctx.caller()?;
@@ -78,6 +125,26 @@ pub async fn can_join(id: String, ctx: Ctx) -> Response {
     ctx.respond("can-join", res)
 }
 
+/// Marks the call started (the first start's time is kept), after the session rules.
+#[utoipa::path(
+    post,
+    path = "/api/video-calls/start/{sessionId}",
+    operation_id = "startCall",
+    tag = "video-calls",
+    params(("sessionId" = String, Path, description = "The session id: 24 hexadecimal digits.", pattern = "^[0-9a-fA-F]{24}$")),
+    responses(
+        (status = 200, description = "The call is started.", body = CallStarted),
+        (status = 400, description = "INVALID_SESSION_ID: the id is not 24 hexadecimal digits.", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 402, description = "PAYMENT_REQUIRED: the session is not paid (admins too, unless rooms.admin_bypass).", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: not a party of the session; OUTSIDE_TIME_WINDOW: the join window is not open.", body = ErrorBody),
+        (status = 404, description = "SESSION_NOT_FOUND: no session has this id.", body = ErrorBody),
+        (status = 409, description = "SESSION_CLOSED: the session is cancelled or completed.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "STORE_UNAVAILABLE: the store did not answer.", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 pub async fn start(id: String, ctx: Ctx) -> Response {
     let res = async {
         let who = ctx.caller()?;
@@ -97,6 +164,25 @@ pub async fn start(id: String, ctx: Ctx) -> Response {
     ctx.respond("start", res)
 }
 
+/// Ends the call: stores its end and duration, tells the room (`call-ended`).
+#[utoipa::path(
+    post,
+    path = "/api/video-calls/end/{sessionId}",
+    operation_id = "endCall",
+    tag = "video-calls",
+    params(("sessionId" = String, Path, description = "The session id: 24 hexadecimal digits.", pattern = "^[0-9a-fA-F]{24}$")),
+    responses(
+        (status = 200, description = "The call is ended.", body = CallEnded),
+        (status = 400, description = "INVALID_SESSION_ID: the id is not 24 hexadecimal digits.", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is neither a party of the session nor an admin.", body = ErrorBody),
+        (status = 404, description = "SESSION_NOT_FOUND: no session has this id.", body = ErrorBody),
+        (status = 409, description = "CALL_NOT_STARTED: the call was never started.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "STORE_UNAVAILABLE: the store did not answer.", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 pub async fn end(id: String, ctx: Ctx) -> Response {
     let res = async {
         let who = ctx.caller()?;

@@ -9,6 +9,8 @@ use warp::Filter;
 
 use super::context::{Ctx, Reply};
 use super::error::ApiError;
+#[allow(unused_imports)] // The schemas are named in the `utoipa::path` attributes.
+use super::openapi::schemas::ErrorBody;
 use signalgrid_actors::errors::ErrorCode;
 
 const CALL_HTML: &str = include_str!("../../web/call.html");
@@ -57,13 +59,35 @@ fn file(body: &'static str, content_type: &'static str, page: bool) -> Response 
     r
 }
 
-async fn page(_session_id: String, ctx: Ctx) -> Response {
+#[utoipa::path(
+    get,
+    path = "/call/{sessionId}",
+    operation_id = "callPage",
+    tag = "web",
+    params(("sessionId" = String, Path, description = "Read by the page itself; any value gets the page, which checks it through `can-join`.", example = "6650a1b2c3d4e5f6a7b8c9d0")),
+    responses((status = 200, description = "The call page.", content_type = "text/html; charset=utf-8", body = String))
+)]
+pub(crate) async fn page(_session_id: String, ctx: Ctx) -> Response {
     // The session id is read by the page itself from its path; the page checks it through
     // `can-join`, so an unknown id shows the friendly error rather than a 404.
     ctx.respond("web-call", Ok(Reply::Raw(file(CALL_HTML, "text/html; charset=utf-8", true))))
 }
 
-async fn asset(name: String, ctx: Ctx) -> Response {
+#[utoipa::path(
+    get,
+    path = "/web/{file}",
+    operation_id = "webAsset",
+    tag = "web",
+    params(("file" = String, Path, description = "A file of the web client, e.g. `signalgrid-client.js`.", example = "signalgrid-client.js")),
+    responses(
+        (status = 200, description = "The file.", content(
+            ("text/javascript; charset=utf-8"),
+            ("text/css; charset=utf-8"),
+        )),
+        (status = 404, description = "NOT_FOUND: no such file.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn asset(name: String, ctx: Ctx) -> Response {
     match FILES.iter().find(|(n, _, _)| *n == name) {
         Some((_, ct, body)) => ctx.respond("web-asset", Ok(Reply::Raw(file(body, ct, false)))),
         None => ctx.respond("web-asset", Err(ApiError::new(ErrorCode::NotFound))),
