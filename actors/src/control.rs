@@ -53,7 +53,7 @@ pub struct RoomInfo {
 /// A participant's state in a room: `joined`, `reconnecting` (its seat waits for a resume).
 /// The waiting room adds `waiting` (a client not yet admitted: listed from the room's
 /// waiting list, not from its members).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ParticipantState {
     Joined,

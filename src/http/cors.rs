@@ -17,7 +17,7 @@ use super::context::{Ctx, HandlerResult, Reply};
 use super::error::ApiError;
 
 /// Methods the API answers.
-const METHODS: &str = "GET, POST, OPTIONS";
+const METHODS: &str = "GET, POST, PATCH, DELETE, OPTIONS";
 /// Request headers a page may send.
 const HEADERS: &str = "authorization, content-type, x-auth-token, x-request-id";
 /// Response headers a page may read.

@@ -20,10 +20,13 @@ use warp::reply::Response;
 
 use super::context::{ok, Ctx};
 use super::error::ApiError;
+#[allow(unused_imports)] // named in the `utoipa::path` attributes
+use super::openapi::schemas::ErrorBody;
 
 /// A participant of a room.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(rename_all = "camelCase")]
 pub struct RoomParticipant {
     pub socket_id: String,
     pub user_id: String,
@@ -37,8 +40,9 @@ pub struct RoomParticipant {
 }
 
 /// A room as `GET /api/rooms/:roomId` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(rename_all = "camelCase")]
 pub struct RoomDetails {
     pub room_id: String,
     /// The session whose `meetingLink` the room is; null if the store has none.
@@ -47,8 +51,9 @@ pub struct RoomDetails {
 }
 
 /// A room as `GET /api/rooms` lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(rename_all = "camelCase")]
 pub struct RoomSummary {
     pub room_id: String,
     pub session_id: Option<String>,
@@ -59,16 +64,18 @@ pub struct RoomSummary {
 }
 
 /// `DELETE /api/rooms/:roomId/participants/:socketId` answers this.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(rename_all = "camelCase")]
 pub struct Removed {
     /// The socket id removed.
     pub removed: String,
 }
 
 /// `POST /api/rooms/:roomId/close` answers this.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(rename_all = "camelCase")]
 pub struct Closed {
     pub closed: String,
     /// How many participants were removed.
@@ -114,6 +121,20 @@ fn not_found(what: serde_json::Value) -> ApiError {
 }
 
 /// `GET /api/rooms`.
+#[utoipa::path(
+    get,
+    path = "/api/rooms",
+    operation_id = "listRooms",
+    tag = "rooms",
+    responses(
+        (status = 200, description = "Every room with members, in the whole cluster, ordered by room id.", body = Vec<RoomSummary>),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is not an admin.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "CLUSTER_UNAVAILABLE or STORE_UNAVAILABLE: shared membership or the store did not answer.", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 pub async fn list(ctx: Ctx) -> Response {
     let res = async {
         let control = admin(&ctx)?;
@@ -134,6 +155,22 @@ pub async fn list(ctx: Ctx) -> Response {
 }
 
 /// `GET /api/rooms/:roomId`.
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{roomId}",
+    operation_id = "getRoom",
+    tag = "rooms",
+    params(("roomId" = String, Path, description = "The room id (the session's meetingLink).")),
+    responses(
+        (status = 200, description = "The room and its participants, wherever they are connected.", body = RoomDetails),
+        (status = 404, description = "NOT_FOUND: the room has no members.", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is not an admin.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "CLUSTER_UNAVAILABLE or STORE_UNAVAILABLE: shared membership or the store did not answer.", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 pub async fn show(room: String, ctx: Ctx) -> Response {
     let res = async {
         let control = admin(&ctx)?;
@@ -151,6 +188,25 @@ pub async fn show(room: String, ctx: Ctx) -> Response {
 }
 
 /// `DELETE /api/rooms/:roomId/participants/:socketId`.
+#[utoipa::path(
+    delete,
+    path = "/api/rooms/{roomId}/participants/{socketId}",
+    operation_id = "removeParticipant",
+    tag = "rooms",
+    params(
+        ("roomId" = String, Path, description = "The room id."),
+        ("socketId" = String, Path, description = "The participant's socket id."),
+    ),
+    responses(
+        (status = 200, description = "Removed: it got `error KICKED` and close 4003; the others `user-left` reason `kicked`.", body = Removed),
+        (status = 404, description = "NOT_FOUND: no such room, or no such participant in it.", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is not an admin.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "CLUSTER_UNAVAILABLE or STORE_UNAVAILABLE: shared membership or the store did not answer.", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 pub async fn kick(room: String, socket: String, ctx: Ctx) -> Response {
     let res = async {
         let control = admin(&ctx)?;
@@ -165,6 +221,22 @@ pub async fn kick(room: String, socket: String, ctx: Ctx) -> Response {
 }
 
 /// `POST /api/rooms/:roomId/close`.
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{roomId}/close",
+    operation_id = "closeRoom",
+    tag = "rooms",
+    params(("roomId" = String, Path, description = "The room id.")),
+    responses(
+        (status = 200, description = "Every member got `error ROOM_CLOSED` and close 4003; the session stays joinable.", body = Closed),
+        (status = 404, description = "NOT_FOUND: the room has no members.", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is not an admin.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "CLUSTER_UNAVAILABLE or STORE_UNAVAILABLE: shared membership or the store did not answer.", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 pub async fn close(room: String, ctx: Ctx) -> Response {
     let res = async {
         let control = admin(&ctx)?;

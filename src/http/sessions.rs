@@ -14,7 +14,7 @@ use warp::reply::Response;
 use super::context::{ok, Ctx, Reply};
 use super::error::ApiError;
 #[allow(unused_imports)] // The schemas are named in the `utoipa::path` attributes.
-use super::openapi::schemas::{ErrorBody, NewSessionBody};
+use super::openapi::schemas::{ErrorBody, NewSessionBody, SessionPatchBody};
 #[allow(unused_imports)]
 use signalgrid_actors::session::Session;
 
@@ -93,6 +93,25 @@ pub async fn get(id: String, ctx: Ctx) -> Response {
     ctx.respond("sessions-get", res)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/sessions/{sessionId}",
+    operation_id = "patchSession",
+    tag = "sessions",
+    params(("sessionId" = String, Path, description = "The session id: 24 hexadecimal digits.", pattern = "^[0-9a-fA-F]{24}$")),
+    request_body(content = SessionPatchBody, description = "At least one of the fields.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The stored session; if it can no longer be joined its members were removed (`user-left` reason `ejected`).", body = Session),
+        (status = 400, description = "INVALID_SESSION_ID: the id is not 24 hexadecimal digits; VALIDATION_ERROR: an unknown or invalid field, or no field; BAD_REQUEST: the body did not arrive in full, in time.", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: no token, or one that is expired or not valid.", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the caller is not an admin.", body = ErrorBody),
+        (status = 404, description = "SESSION_NOT_FOUND: no session has this id.", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: the body is larger than 64 KiB.", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many requests of this user (or of this address, before sign-in).", body = ErrorBody),
+        (status = 503, description = "STORE_UNAVAILABLE: the store did not answer.", body = ErrorBody),
+    ),
+    security(("token" = []), ("bearer" = []))
+)]
 /// `PATCH /api/sessions/:id` (admin): changes `paymentStatus`, `status`, `sessionDate`,
 /// `durationMinutes` (validated as on `POST`; other fields are `VALIDATION_ERROR`) and
 /// answers `200` with the stored session. When the session can no longer be joined

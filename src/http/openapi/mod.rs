@@ -26,7 +26,7 @@ use utoipa::{Modify, OpenApi};
 use warp::reply::Response;
 
 use super::context::{Ctx, Reply};
-use super::{audit, ops, sessions, video_calls, web};
+use super::{audit, ops, rooms, sessions, video_calls, web};
 
 /// The document, as utoipa assembles it.
 #[derive(OpenApi)]
@@ -45,6 +45,11 @@ use super::{audit, ops, sessions, video_calls, web};
         video_calls::end,
         sessions::create,
         sessions::get,
+        sessions::patch,
+        rooms::list,
+        rooms::show,
+        rooms::kick,
+        rooms::close,
         audit::get,
         ops::healthz,
         ops::readyz,
@@ -58,6 +63,7 @@ use super::{audit, ops, sessions, video_calls, web};
     tags(
         (name = "video-calls", description = "The call's REST side: ICE servers, room, start and end."),
         (name = "sessions", description = "The platform's appointments."),
+        (name = "rooms", description = "The server API: rooms and their participants across the cluster (admin)."),
         (name = "audit", description = "The audit trail (admin)."),
         (name = "ops", description = "Probes and metrics for operators and load balancers."),
         (name = "web", description = "The web client served by every node."),

@@ -243,3 +243,18 @@ pub struct Readiness {
     pub draining: bool,
     pub node_id: String,
 }
+
+/// The body of `PATCH /api/sessions/:id`: at least one field; others are refused.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct SessionPatchBody {
+    #[schema(nullable = false)]
+    pub payment_status: Option<PaymentStatus>,
+    #[schema(nullable = false)]
+    pub status: Option<SessionStatus>,
+    /// RFC 3339.
+    #[schema(nullable = false)]
+    pub session_date: Option<DateTime<Utc>>,
+    #[schema(minimum = 1, maximum = 1440, nullable = false)]
+    pub duration_minutes: Option<i64>,
+}
