@@ -29,14 +29,25 @@ impl LocalMembership {
 /// The membership rule shared by every implementation: admit `member` into `members`,
 /// replacing the same user's other connection (noted in `departed` as `replaced`), within
 /// `capacity`. An entry with the same connection id is updated in place (a seat that went
-/// away, came back, or moved node). False if full.
+/// away, came back, moved node, or changed its media). Waiting members (the waiting room)
+/// take no seat: a waiting member is always let in, and `capacity` counts only the others;
+/// a waiting entry updated to not waiting (a host admitted it) must fit. False if full.
 pub fn admit(members: &mut Vec<Member>, member: Member, capacity: usize, departed: &mut Vec<Departure>) -> bool {
-    if let Some(m) = members.iter_mut().find(|m| m.conn_id == member.conn_id) {
-        *m = member;
+    let seated =
+        |members: &[Member], skip: &dyn Fn(&Member) -> bool| members.iter().filter(|m| !m.waiting && !skip(m)).count();
+    if let Some(i) = members.iter().position(|m| m.conn_id == member.conn_id) {
+        if members[i].waiting && !member.waiting && seated(members, &|m| m.conn_id == member.conn_id) >= capacity {
+            return false;
+        }
+        // An admitted member never goes back to waiting (a node that has not heard of the
+        // admission yet may write its older entry: away, media).
+        let mut member = member;
+        member.waiting &= members[i].waiting;
+        members[i] = member;
         return true;
     }
     let stays = |m: &Member| m.user_id != member.user_id;
-    if members.iter().filter(|m| stays(m)).count() >= capacity {
+    if !member.waiting && seated(members, &|m| !stays(m)) >= capacity {
         return false;
     }
     for m in members.iter().filter(|m| !stays(m)) {
@@ -81,6 +92,24 @@ impl Membership for LocalMembership {
         Ok(snap.clone())
     }
 
+    async fn settle_waiting(
+        &self,
+        room: &RoomId,
+        conn: &str,
+        admit: bool,
+        capacity: usize,
+    ) -> Result<RoomSnapshot, MembershipError> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let snap = rooms.entry(room.clone()).or_default();
+        let mut members = snap.members.clone();
+        let mut departed = Vec::new();
+        settle(&mut members, conn, admit, capacity, &mut departed)?;
+        snap.members = members;
+        snap.departed = departed;
+        snap.revision += 1;
+        Ok(snap.clone())
+    }
+
     async fn snapshot(&self, room: &RoomId) -> Result<RoomSnapshot, MembershipError> {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         Ok(rooms.get(room).cloned().unwrap_or_default())
@@ -90,6 +119,31 @@ impl Membership for LocalMembership {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         Ok(rooms.iter().filter(|(_, s)| !s.members.is_empty()).map(|(k, _)| k.clone()).collect())
     }
+}
+
+/// The waiting-room rule shared by every implementation (`Membership::settle_waiting`):
+/// admits waiting member `conn` into a seat (if one is free within `capacity`), or removes it
+/// with reason `Denied`.
+pub fn settle(
+    members: &mut Vec<Member>,
+    conn: &str,
+    admit: bool,
+    capacity: usize,
+    departed: &mut Vec<Departure>,
+) -> Result<bool, MembershipError> {
+    let Some(i) = members.iter().position(|m| *m.conn_id == *conn && m.waiting) else {
+        return Err(MembershipError::NotWaiting);
+    };
+    if admit {
+        if members.iter().filter(|m| !m.waiting).count() >= capacity {
+            return Err(MembershipError::Full);
+        }
+        members[i].waiting = false;
+    } else {
+        let gone = members.remove(i);
+        departed.push(Departure { conn_id: gone.conn_id, reason: LeaveReason::Denied });
+    }
+    Ok(true)
 }
 
 /// The departures of removing `conns` (those present) from `members` for `reason`.
@@ -132,6 +186,8 @@ mod tests {
             user_role: "client".into(),
             node_id: "n1".into(),
             away_since_ms: None,
+            media: None,
+            waiting: false,
         }
     }
 

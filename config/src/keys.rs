@@ -60,6 +60,8 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_GRACE_MINUTES", "rooms.grace_minutes"),
     k("SIGNALGRID_GROUP_CAPACITY", "rooms.group_capacity"),
     k("SIGNALGRID_ADMIN_BYPASS", "rooms.admin_bypass"),
+    k("SIGNALGRID_WAITING_ROOM", "rooms.waiting_room"),
+    k("SIGNALGRID_CHAT_PER_MINUTE", "limits.chat_per_minute"),
     k("SIGNALGRID_LOG_FORMAT", "log.format"),
     k("SIGNALGRID_TLS_CERT", "tls.cert_path"),
     k("SIGNALGRID_TLS_KEY", "tls.key_path"),
@@ -157,6 +159,8 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
         "rooms.grace_minutes" => s.rooms.grace_minutes = parse(v)?,
         "rooms.group_capacity" => s.rooms.group_capacity = parse(v)?,
         "rooms.admin_bypass" => s.rooms.admin_bypass = boolean(v)?,
+        "rooms.waiting_room" => s.rooms.waiting_room = boolean(v)?,
+        "limits.chat_per_minute" => s.limits.chat_per_minute = parse(v)?,
         "log.level" => s.log.level = v.trim().to_owned(),
         "log.format" => {
             s.log.format = match v.trim() {

@@ -167,6 +167,9 @@ pub struct LimitSettings {
     pub connect_rate: f64,
     /// Upgrades accepted at once above `connect_rate` (a full bucket at start); 1 to 1,000,000.
     pub connect_burst: u32,
+    /// Chat messages (`chat-message`) a WebSocket client may send per minute, sustained and
+    /// at once; more are refused with `RATE_LIMITED` (PROTOCOL.md section 8). 1 or more.
+    pub chat_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +183,9 @@ pub struct RoomSettings {
     pub group_capacity: usize,
     /// Admins skip the payment and time-window rules.
     pub admin_bypass: bool,
+    /// `waitingRoom` of a session created without one (`POST /api/sessions`): its clients
+    /// wait until a host admits them (PROTOCOL.md section 8).
+    pub waiting_room: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -337,13 +343,20 @@ impl Default for LimitSettings {
             heartbeat_ms: 25_000,
             connect_rate: 1_000.0,
             connect_burst: 2_000,
+            chat_per_minute: 60,
         }
     }
 }
 
 impl Default for RoomSettings {
     fn default() -> Self {
-        RoomSettings { join_window_minutes: 15, grace_minutes: 30, group_capacity: 8, admin_bypass: false }
+        RoomSettings {
+            join_window_minutes: 15,
+            grace_minutes: 30,
+            group_capacity: 8,
+            admin_bypass: false,
+            waiting_room: false,
+        }
     }
 }
 
@@ -490,7 +503,7 @@ impl Settings {
         if l.heartbeat_ms < 100 {
             return Err(bad("limits.heartbeat_ms", "must be at least 100"));
         }
-        if l.ws_messages_per_sec == 0 || l.ws_bytes_per_sec == 0 || l.rest_per_minute == 0 {
+        if l.ws_messages_per_sec == 0 || l.ws_bytes_per_sec == 0 || l.rest_per_minute == 0 || l.chat_per_minute == 0 {
             return Err(bad("limits", "rates must be greater than 0"));
         }
         if l.ws_burst_bytes < l.max_frame_bytes {

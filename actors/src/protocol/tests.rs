@@ -67,10 +67,16 @@ fn server_frames_have_the_contract_shape() {
     assert_eq!(v["data"]["code"], "ROOM_FULL");
     assert!(v["data"]["message"].is_string());
     assert!(v["data"]["details"].is_object());
-    let p =
-        Participant { socket_id: "s".into(), user_id: "u".into(), user_name: "n".into(), user_role: "client".into() };
+    let p = Participant {
+        socket_id: "s".into(),
+        user_id: "u".into(),
+        user_name: "n".into(),
+        user_role: "client".into(),
+        media_state: None,
+    };
     let v: Value =
-        serde_json::from_str(&ServerFrame::RoomJoined { room_id: "r", participants: &[p] }.encode()).unwrap();
+        serde_json::from_str(&ServerFrame::RoomJoined { room_id: "r", participants: &[p], waiting: None }.encode())
+            .unwrap();
     assert_eq!(v["data"]["participants"][0]["socketId"], "s");
     assert_eq!(v["data"]["participants"][0]["userRole"], "client");
 }
