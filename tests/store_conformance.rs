@@ -47,6 +47,8 @@ fn new_session(client: &str, psy: &str, status: SessionStatus) -> NewSession {
         session_type: SessionType::Individual,
         payment_status: PaymentStatus::Paid,
         status,
+        // Sessions of clients named `…-w` have a waiting room (`waiting_room_round_trips`).
+        waiting_room: client.ends_with("-w"),
     }
 }
 
@@ -73,6 +75,14 @@ async fn create_and_read(st: Arc<dyn Store>) {
     assert_eq!(st.session(UNKNOWN).await.unwrap(), None);
     assert_eq!(st.session("not-an-id").await.unwrap(), None);
     assert_eq!(st.session_by_room("room-none").await.unwrap(), None);
+}
+
+async fn waiting_room_round_trips(st: Arc<dyn Store>) {
+    let waits = st.create_session(new_session("c-wait-w", "p-wait", SessionStatus::Scheduled)).await.unwrap();
+    assert!(waits.waiting_room);
+    assert!(st.session(&waits.id).await.unwrap().unwrap().waiting_room);
+    let plain = st.create_session(new_session("c-plain", "p-plain", SessionStatus::Scheduled)).await.unwrap();
+    assert!(!st.session(&plain.id).await.unwrap().unwrap().waiting_room);
 }
 
 async fn room_is_set_once(st: Arc<dyn Store>) {
@@ -195,6 +205,7 @@ macro_rules! conformance {
 
 conformance!(
     create_and_read,
+    waiting_room_round_trips,
     room_is_set_once,
     racing_rooms_agree,
     start_and_end,

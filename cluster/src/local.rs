@@ -192,6 +192,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn waiting_members_take_no_seat_and_are_settled_once() {
+        let ms = LocalMembership::new();
+        let room: RoomId = "w".into();
+        let waiting = |c: &str, u: &str| Member { waiting: true, ..m(c, u) };
+        ms.join(&room, m("h1", "host"), 2).await.unwrap();
+        ms.join(&room, m("h2", "admin"), 2).await.unwrap();
+        // A full room still lets a client wait.
+        ms.join(&room, waiting("c1", "client"), 2).await.unwrap();
+        assert_eq!(ms.settle_waiting(&room, "c1", true, 2).await, Err(MembershipError::Full));
+        assert_eq!(ms.settle_waiting(&room, "h1", true, 2).await, Err(MembershipError::NotWaiting));
+        // Nor does an update in place admit it past capacity.
+        assert_eq!(ms.join(&room, m("c1", "client"), 2).await, Err(MembershipError::Full));
+        ms.leave(&room, &["h2".into()], LeaveReason::Left).await.unwrap();
+        let snap = ms.settle_waiting(&room, "c1", true, 2).await.unwrap();
+        assert!(snap.members.iter().all(|m| !m.waiting));
+        assert_eq!(ms.settle_waiting(&room, "c1", false, 2).await, Err(MembershipError::NotWaiting));
+        // An admitted member's older entry (written by a node that has not heard yet) keeps it in.
+        let snap = ms.join(&room, waiting("c1", "client"), usize::MAX).await.unwrap();
+        assert!(snap.members.iter().all(|m| !m.waiting), "never back to waiting");
+        // Denied: removed with its reason.
+        ms.join(&room, waiting("c2", "other"), 2).await.unwrap();
+        let snap = ms.settle_waiting(&room, "c2", false, 2).await.unwrap();
+        assert_eq!(snap.reason("c2"), Some(LeaveReason::Denied));
+        assert!(!snap.members.iter().any(|m| &*m.conn_id == "c2"));
+    }
+
+    #[tokio::test]
     async fn capacity_replace_and_revisions() {
         let ms = LocalMembership::new();
         let room: RoomId = "r".into();
