@@ -238,6 +238,11 @@ async fn the_waiting_room_works_across_nodes() {
     waits(&mut client, &room).await;
     hears_waiting(&mut host, &client).await;
     waiting_is_outside(&mut host, &mut client).await;
+    // The waiting seat moves to the host's node and back (resumes: hand-overs), still waiting.
+    let seat = client.drop_socket();
+    let client = resume_ok(&ws_base(&na), &seat, false).await;
+    let seat = client.drop_socket();
+    let mut client = resume_ok(&ws_base(&nb), &seat, false).await;
     admits(&mut host, &mut client).await;
     // Chat in both directions once in.
     client.send("chat-message", json!({ "text": "hello doctor" })).await;
@@ -257,10 +262,11 @@ async fn a_host_on_another_node_finds_the_waiting_list_and_denies() {
     host.send("deny", json!({ "socketId": client.socket_id })).await;
     client.expect_error("ADMISSION_DENIED").await;
     assert_eq!(host.next_event("user-left").await["reason"], "denied");
-    // Waits again, and a second host on the client's node sees it too.
+    // Waits again.
     waits(&mut client, &room).await;
     hears_waiting(&mut host, &client).await;
-    // Full room across nodes: an admin on b takes the second seat; admitting is ROOM_FULL.
+    // Full room across nodes: an admin on b (a host too: it finds the waiting list) takes the
+    // second seat; admitting is ROOM_FULL.
     let mut ops = WsClient::connect(&nb, &admin()).await;
     let joined = ops.join(&room).await;
     assert_eq!(joined["waiting"][0]["socketId"], client.socket_id.as_str(), "{joined}");

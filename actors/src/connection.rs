@@ -169,9 +169,12 @@ impl ConnState {
             return Err(code);
         }
         let current = self.room.as_ref().filter(|j| j.room_id == room_id).map(|j| j.user_name.clone());
-        // Only clients wait (hosts never do), and a seat already admitted stays in.
-        let admitted = self.room.as_ref().is_some_and(|j| j.room_id == room_id && !j.waiting);
-        let waiting = session.waiting_room && self.identity.role == Role::Client && !admitted;
+        // Only clients wait (hosts never do); a seat already admitted stays in, and one that
+        // waits goes on waiting (only a host's `admit` lets it in: shared membership keeps
+        // the flag of a member that joins again).
+        let here = self.room.as_ref().filter(|j| j.room_id == room_id);
+        let (admitted, still_waiting) = (here.is_some_and(|j| !j.waiting), here.is_some_and(|j| j.waiting));
+        let waiting = still_waiting || (session.waiting_room && self.identity.role == Role::Client && !admitted);
         let media = self.room.as_ref().filter(|j| j.room_id == room_id).and_then(|j| j.media);
         if self.room.is_some() && current.is_none() {
             self.leave_current(LeaveReason::Left).await;

@@ -29,25 +29,20 @@ impl LocalMembership {
 /// The membership rule shared by every implementation: admit `member` into `members`,
 /// replacing the same user's other connection (noted in `departed` as `replaced`), within
 /// `capacity`. An entry with the same connection id is updated in place (a seat that went
-/// away, came back, moved node, or changed its media). Waiting members (the waiting room)
-/// take no seat: a waiting member is always let in, and `capacity` counts only the others;
-/// a waiting entry updated to not waiting (a host admitted it) must fit. False if full.
+/// away, came back, moved node, or changed its media), its `waiting` flag kept. Waiting
+/// members (the waiting room) take no seat: a waiting member is always let in, and
+/// `capacity` counts only the others. False if full.
 pub fn admit(members: &mut Vec<Member>, member: Member, capacity: usize, departed: &mut Vec<Departure>) -> bool {
-    let seated =
-        |members: &[Member], skip: &dyn Fn(&Member) -> bool| members.iter().filter(|m| !m.waiting && !skip(m)).count();
     if let Some(i) = members.iter().position(|m| m.conn_id == member.conn_id) {
-        if members[i].waiting && !member.waiting && seated(members, &|m| m.conn_id == member.conn_id) >= capacity {
-            return false;
-        }
-        // An admitted member never goes back to waiting (a node that has not heard of the
-        // admission yet may write its older entry: away, media).
+        // Only `settle` changes `waiting`: an update in place (away, back, moved, media,
+        // written by a node that may not have heard of an admission yet) keeps it.
         let mut member = member;
-        member.waiting &= members[i].waiting;
+        member.waiting = members[i].waiting;
         members[i] = member;
         return true;
     }
     let stays = |m: &Member| m.user_id != member.user_id;
-    if !member.waiting && seated(members, &|m| !stays(m)) >= capacity {
+    if !member.waiting && members.iter().filter(|m| !m.waiting && stays(m)).count() >= capacity {
         return false;
     }
     for m in members.iter().filter(|m| !stays(m)) {
@@ -202,8 +197,9 @@ mod tests {
         ms.join(&room, waiting("c1", "client"), 2).await.unwrap();
         assert_eq!(ms.settle_waiting(&room, "c1", true, 2).await, Err(MembershipError::Full));
         assert_eq!(ms.settle_waiting(&room, "h1", true, 2).await, Err(MembershipError::NotWaiting));
-        // Nor does an update in place admit it past capacity.
-        assert_eq!(ms.join(&room, m("c1", "client"), 2).await, Err(MembershipError::Full));
+        // Nor does an update in place admit it: only settling does.
+        let snap = ms.join(&room, m("c1", "client"), usize::MAX).await.unwrap();
+        assert!(snap.members.iter().any(|m| &*m.conn_id == "c1" && m.waiting));
         ms.leave(&room, &["h2".into()], LeaveReason::Left).await.unwrap();
         let snap = ms.settle_waiting(&room, "c1", true, 2).await.unwrap();
         assert!(snap.members.iter().all(|m| !m.waiting));
