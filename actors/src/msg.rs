@@ -120,10 +120,10 @@ pub enum RoomMsg {
     /// A local seat lost its socket (`away`) or got one back: shared membership says so,
     /// and the others hear `user-reconnecting` / `user-reconnected`.
     Away { conn_id: ConnId, away: bool, reply: RpcReplyPort<()> },
-    /// A host settles waiting member `conn_id`: admitted (`admit`) or denied. Answers the
-    /// member as it was, or `PEER_NOT_FOUND` (not waiting here), `ROOM_FULL`,
-    /// `CLUSTER_UNAVAILABLE`.
-    Settle { conn_id: ConnId, admit: bool, reply: RpcReplyPort<Result<Member, ErrorCode>> },
+    /// A host settles waiting member `conn_id`: admitted (`admit`, within `capacity`
+    /// members) or denied. Answers the member as it was, or `PEER_NOT_FOUND` (not waiting
+    /// here), `ROOM_FULL`, `CLUSTER_UNAVAILABLE`.
+    Settle { conn_id: ConnId, admit: bool, capacity: usize, reply: RpcReplyPort<Result<Member, ErrorCode>> },
     /// Local member `conn_id` sent `media-state`: remember it in shared membership (written
     /// at most every `MEDIA_WRITE_EVERY` per room; later changes wait for `FlushMedia`).
     Media { conn_id: ConnId, media: MediaState, reply: RpcReplyPort<()> },

@@ -444,7 +444,8 @@ impl RoomState {
                     self.locals.insert(m.conn_id.clone(), local);
                 }
             }
-            self.capacity = snap.members.len().max(2);
+            // Waiting members take no seat.
+            self.capacity = snap.members.iter().filter(|m| !m.waiting).count().max(2);
             self.revision = snap.revision;
             self.members = snap.members;
             self.publish_view();
@@ -529,8 +530,8 @@ impl Actor for RoomActor {
                 Box::pin(st.set_away(&conn_id, away)).await;
                 let _ = reply.send(());
             }
-            RoomMsg::Settle { conn_id, admit, reply } => {
-                let res = Box::pin(st.settle(&conn_id, admit)).await;
+            RoomMsg::Settle { conn_id, admit, capacity, reply } => {
+                let res = Box::pin(st.settle(&conn_id, admit, capacity)).await;
                 let _ = reply.send(res);
             }
             RoomMsg::Media { conn_id, media, reply } => {

@@ -23,7 +23,7 @@ use crate::ports::Delivery;
 use crate::protocol::{MediaState, ServerFrame};
 use crate::routing::Route;
 use crate::session::{now_ms, AuditAction};
-use crate::telemetry;
+use crate::{rules, telemetry};
 
 /// A seat's chat budget: `limits.chat_per_minute`, sustained and at once.
 pub(super) type ChatBudget = governor::DefaultDirectRateLimiter;
@@ -111,9 +111,18 @@ impl ConnState {
             return self.error(ErrorCode::NotHost, details);
         };
         let (room_id, session_id) = (j.room_id.clone(), j.session_id.clone());
+        // The room's capacity, from the session's type (as the join used).
+        let capacity = match self.ctx.ports.store.session(&session_id).await {
+            Ok(Some(s)) => rules::capacity(s.session_type, &self.ctx.policy),
+            Ok(None) => return self.error(ErrorCode::SessionNotFound, details),
+            Err(e) => {
+                tracing::error!(session = %session_id, error = %e, "store lookup for admit failed");
+                return self.error(ErrorCode::StoreUnavailable, details);
+            }
+        };
         let Some(room) = self.ctx.room(&room_id) else { return self.error(ErrorCode::PeerNotFound, details) };
         let conn_id: crate::ConnId = target.as_str().into();
-        let res = room.call(|reply| RoomMsg::Settle { conn_id, admit, reply }, Some(CALL_TIMEOUT)).await;
+        let res = room.call(|reply| RoomMsg::Settle { conn_id, admit, capacity, reply }, Some(CALL_TIMEOUT)).await;
         match res {
             Ok(ractor::rpc::CallResult::Success(Ok(member))) => {
                 let action = if admit { AuditAction::Admitted } else { AuditAction::Denied };

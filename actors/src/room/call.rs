@@ -74,14 +74,14 @@ impl RoomState {
         self.tell_locals(&ServerFrame::UserJoined(&participant(m)).encode(), &[&m.conn_id]);
     }
 
-    /// Admits (`admit`) or denies waiting member `conn`; answers it as it was.
-    pub(super) async fn settle(&mut self, conn: &ConnId, admit: bool) -> Result<Member, ErrorCode> {
+    /// Admits (`admit`, within `capacity`) or denies waiting member `conn`; answers it as it
+    /// was.
+    pub(super) async fn settle(&mut self, conn: &ConnId, admit: bool, capacity: usize) -> Result<Member, ErrorCode> {
         let waiting = |st: &Self| st.members.iter().find(|m| m.conn_id == *conn && m.waiting).cloned();
         if waiting(self).is_none() {
             self.resync().await;
         }
         let Some(member) = waiting(self) else { return Err(ErrorCode::PeerNotFound) };
-        let capacity = self.capacity.max(1);
         match self.ctx.ports.membership.settle_waiting(&self.room_id, conn, admit, capacity).await {
             Ok(snap) => {
                 self.publish(&RoomEvent::Membership(snap.clone()));
