@@ -361,6 +361,7 @@ async fn create_session(s: &Settings, a: CreateArgs) -> ExitCode {
         session_type: kind,
         payment_status: pay,
         status: SessionStatus::Scheduled,
+        waiting_room: s.rooms.waiting_room,
     };
     match store.create_session(new).await {
         Ok(sess) => {

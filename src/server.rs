@@ -172,6 +172,7 @@ impl Server {
                     frames: settings.resume.buffer_frames,
                     bytes: settings.resume.buffer_bytes,
                 },
+                chat_per_minute: settings.limits.chat_per_minute,
             },
             audit_enabled: settings.log.audit_enabled,
             resume_keys: resume_keys(&settings),

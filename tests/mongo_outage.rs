@@ -156,6 +156,7 @@ async fn an_end_for_a_session_this_node_never_saw_is_kept_through_an_outage() {
             session_type: signalgrid_actors::session::SessionType::Individual,
             payment_status: signalgrid_actors::session::PaymentStatus::Paid,
             status: signalgrid_actors::session::SessionStatus::Scheduled,
+            waiting_room: false,
         })
         .await
         .unwrap();

@@ -36,6 +36,7 @@ fn new_session(client: &str, psy: &str) -> NewSession {
         session_type: SessionType::Group,
         payment_status: PaymentStatus::Pending,
         status: SessionStatus::Scheduled,
+        waiting_room: false,
     }
 }
 

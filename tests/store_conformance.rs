@@ -47,6 +47,8 @@ fn new_session(client: &str, psy: &str, status: SessionStatus) -> NewSession {
         session_type: SessionType::Individual,
         payment_status: PaymentStatus::Paid,
         status,
+        // Sessions of clients named `…-w` have a waiting room (`waiting_room_round_trips`).
+        waiting_room: client.ends_with("-w"),
     }
 }
 
@@ -73,6 +75,14 @@ async fn create_and_read(st: Arc<dyn Store>) {
     assert_eq!(st.session(UNKNOWN).await.unwrap(), None);
     assert_eq!(st.session("not-an-id").await.unwrap(), None);
     assert_eq!(st.session_by_room("room-none").await.unwrap(), None);
+}
+
+async fn waiting_room_round_trips(st: Arc<dyn Store>) {
+    let waits = st.create_session(new_session("c-wait-w", "p-wait", SessionStatus::Scheduled)).await.unwrap();
+    assert!(waits.waiting_room);
+    assert!(st.session(&waits.id).await.unwrap().unwrap().waiting_room);
+    let plain = st.create_session(new_session("c-plain", "p-plain", SessionStatus::Scheduled)).await.unwrap();
+    assert!(!st.session(&plain.id).await.unwrap().unwrap().waiting_room);
 }
 
 async fn room_is_set_once(st: Arc<dyn Store>) {
@@ -195,6 +205,7 @@ macro_rules! conformance {
 
 conformance!(
     create_and_read,
+    waiting_room_round_trips,
     room_is_set_once,
     racing_rooms_agree,
     start_and_end,
@@ -203,3 +214,33 @@ conformance!(
     audit_trail_in_order,
     ping_and_flush,
 );
+
+/// A store file made before sessions had `waiting_room` (its sessions table as it was) gains
+/// the column when opened: its sessions read back without a waiting room, and new ones keep
+/// theirs.
+#[tokio::test]
+async fn an_older_store_file_gains_the_waiting_room_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(signalgrid::store::embedded::FILE_NAME);
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "CREATE TABLE sessions (
+            id TEXT PRIMARY KEY, client_id TEXT NOT NULL, client_name TEXT NOT NULL,
+            psychologist_id TEXT NOT NULL, psychologist_name TEXT NOT NULL, session_date INTEGER NOT NULL,
+            duration_minutes INTEGER NOT NULL, session_type TEXT NOT NULL, status TEXT NOT NULL,
+            payment_status TEXT NOT NULL, meeting_link TEXT UNIQUE, is_video_call INTEGER NOT NULL DEFAULT 1,
+            video_call_started INTEGER, video_call_ended INTEGER, call_duration INTEGER,
+            recording_enabled INTEGER NOT NULL DEFAULT 0, recording_url TEXT, last_accessed_at INTEGER,
+            access_count INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
+         INSERT INTO sessions (id, client_id, client_name, psychologist_id, psychologist_name, session_date,
+            duration_minutes, session_type, status, payment_status, created_at)
+            VALUES ('5f00000000000000000000aa', 'c', 'C', 'p', 'P', 0, 50, 'Individual', 'Scheduled', 'paid', 0);",
+    )
+    .unwrap();
+    drop(old);
+    let st = signalgrid::store::EmbeddedStore::open(dir.path()).unwrap();
+    let before = st.session("5f00000000000000000000aa").await.unwrap().expect("the older session");
+    assert!(!before.waiting_room);
+    let new = st.create_session(new_session("c-new-w", "p-new", SessionStatus::Scheduled)).await.unwrap();
+    assert!(st.session(&new.id).await.unwrap().unwrap().waiting_room);
+}

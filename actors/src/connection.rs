@@ -17,12 +17,13 @@ use serde_json::{json, Value};
 use crate::ctx::NodeCtx;
 use crate::errors::ErrorCode;
 use crate::identity::Identity;
+use crate::identity::Role;
 use crate::intake::Intake;
 pub use crate::msg::{close, Claim, ConnMsg, Origin, ResumeRequest};
 use crate::msg::{JoinRequest, LocalConn, RoomMsg, RoomsMsg};
 use crate::outbound::Outbound;
 use crate::ports::{Delivery, EndOutcome, LeaveReason, Member};
-use crate::protocol::{relay_frame, ClientEvent, RelayKind, Resumed, ServerFrame};
+use crate::protocol::{relay_frame, ClientEvent, MediaState, RelayKind, Resumed, ServerFrame};
 use crate::registry::Gone;
 use crate::room::room_details;
 use crate::routing::{RoomView, Route};
@@ -53,6 +54,19 @@ struct Joined {
     /// The name the others were given; a re-join keeps it.
     user_name: String,
     view: Arc<RoomView>,
+    /// In the waiting room: not in the room yet (no route, hears nothing) until a host
+    /// admits the seat.
+    waiting: bool,
+    /// The last `media-state` sent (carried along when the seat moves node).
+    media: Option<MediaState>,
+    /// Chat messages sent in this room (the audit trail's count; never their text).
+    chats: u64,
+}
+
+impl Joined {
+    fn new(room_id: RoomId, session_id: String, user_name: String, view: Arc<RoomView>) -> Joined {
+        Joined { room_id, session_id, user_name, view, waiting: false, media: None, chats: 0 }
+    }
 }
 
 pub struct ConnState {
@@ -76,6 +90,8 @@ pub struct ConnState {
     moved: bool,
     /// Arriving from another node, until the first `Resume` completes the claim.
     arriving: bool,
+    /// Chat messages this seat may still send (`limits.chat_per_minute`).
+    chat_budget: call::ChatBudget,
 }
 
 impl ConnState {
@@ -97,6 +113,10 @@ impl ConnState {
     async fn leave_current(&mut self, reason: LeaveReason) {
         let Some(j) = self.room.take() else { return };
         self.ctx.conns.set_room(&self.id, None);
+        if j.chats > 0 {
+            let meta = json!({ "roomId": &*j.room_id, "socketId": &*self.id, "messages": j.chats });
+            self.audit(&j.session_id, AuditAction::Chat, meta);
+        }
         for _ in 0..ROOM_RETRIES {
             match self.ctx.room(&j.room_id) {
                 Some(room) => {
@@ -149,6 +169,13 @@ impl ConnState {
             return Err(code);
         }
         let current = self.room.as_ref().filter(|j| j.room_id == room_id).map(|j| j.user_name.clone());
+        // Only clients wait (hosts never do); a seat already admitted stays in, and one that
+        // waits goes on waiting (only a host's `admit` lets it in: shared membership keeps
+        // the flag of a member that joins again).
+        let here = self.room.as_ref().filter(|j| j.room_id == room_id);
+        let (admitted, still_waiting) = (here.is_some_and(|j| !j.waiting), here.is_some_and(|j| j.waiting));
+        let waiting = still_waiting || (session.waiting_room && self.identity.role == Role::Client && !admitted);
+        let media = self.room.as_ref().filter(|j| j.room_id == room_id).and_then(|j| j.media);
         if self.room.is_some() && current.is_none() {
             self.leave_current(LeaveReason::Left).await;
         }
@@ -160,18 +187,27 @@ impl ConnState {
             user_role: self.identity.role.as_str().to_owned(),
             node_id: self.ctx.node_id.clone(),
             away_since_ms: None,
+            media,
+            waiting,
         };
         let capacity = rules::capacity(session.session_type, &self.ctx.policy);
         let name = member.user_name.clone();
         match self.enter_room(&room_id, member, capacity, Some(&session)).await {
             Ok((view, members)) => {
-                let session_id = session.id.clone();
-                self.room = Some(Joined { room_id: room_id.clone(), session_id, user_name: name, view });
+                let chats = self.room.as_ref().filter(|j| j.room_id == room_id).map_or(0, |j| j.chats);
+                let mut j = Joined::new(room_id.clone(), session.id.clone(), name, view);
+                (j.waiting, j.media, j.chats) = (waiting, media, chats);
+                self.room = Some(j);
                 self.ctx.conns.set_room(&self.id, Some(room_id.clone()));
-                // Alone in the room after the join: of joins racing on any node, exactly one
-                // finds the room empty (shared membership changes by compare-and-set).
-                let first = members.iter().all(|m| m.conn_id == self.id);
-                self.record_join(&session, &room_id, first).await;
+                if waiting {
+                    let meta = json!({ "roomId": &*room_id, "socketId": &*self.id });
+                    self.audit(&session.id, AuditAction::Waiting, meta);
+                } else {
+                    // Alone in the room after the join: of joins racing on any node, exactly
+                    // one finds the room empty (shared membership changes by compare-and-set).
+                    let first = members.iter().all(|m| m.conn_id == self.id || m.waiting);
+                    self.record_join(&session, &room_id, first).await;
+                }
                 Ok(())
             }
             Err(code) => {
@@ -242,8 +278,20 @@ impl ConnState {
         self.audit(&session.id, AuditAction::JoinSuccess, json!({ "roomId": room_id, "socketId": &*self.id }));
     }
 
+    /// A host admitted this waiting seat: the call record counts it as joined now.
+    async fn admitted(&mut self, room_id: &RoomId) {
+        let Some(j) = self.room.as_mut().filter(|j| j.room_id == *room_id && j.waiting) else { return };
+        j.waiting = false;
+        let session_id = j.session_id.clone();
+        match self.ctx.ports.store.session(&session_id).await {
+            Ok(Some(session)) => self.record_join(&session, room_id, false).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(session = %session_id, error = %e, "recording an admitted join failed"),
+        }
+    }
+
     fn relay(&self, kind: RelayKind, payload: &str, to: &str, received: Instant) {
-        let Some(j) = &self.room else {
+        let Some(j) = self.room.as_ref().filter(|j| !j.waiting) else {
             return self.error(ErrorCode::PeerNotFound, json!({ "to": to }));
         };
         // The frame is built only once the target is known to be in the room.
@@ -268,7 +316,7 @@ impl ConnState {
 
     async fn call_ended(&mut self, room_id: String) {
         telemetry::ws_event("call-ended");
-        let Some(j) = self.room.as_ref().filter(|j| *j.room_id == *room_id) else {
+        let Some(j) = self.room.as_ref().filter(|j| *j.room_id == *room_id && !j.waiting) else {
             return self.error(ErrorCode::Forbidden, room_details(&room_id));
         };
         let (session_id, rid) = (j.session_id.clone(), j.room_id.clone());
@@ -319,6 +367,10 @@ impl ConnState {
             }
             ClientEvent::CallEnded { room_id } => self.call_ended(room_id).await,
             ClientEvent::Ack { seq } => self.out.ack(seq),
+            ClientEvent::ChatMessage { text } => self.chat(&text, received),
+            ClientEvent::MediaState(state) => self.media_state(state).await,
+            ClientEvent::Admit { socket_id } => self.settle(socket_id, true).await,
+            ClientEvent::Deny { socket_id } => self.settle(socket_id, false).await,
         }
     }
 }
@@ -343,6 +395,7 @@ impl Actor for ConnectionActor {
         a.ctx.conns.insert(a.id.clone(), a.identity.user_id.clone(), a.out.clone(), me);
         telemetry::connections(1.0);
         let (id, identity, meta, out, intake, ctx) = (a.id, a.identity, a.meta, a.out, a.intake, a.ctx);
+        let ctx_chat = ctx.limits.chat_per_minute;
         let mut st = ConnState {
             id,
             identity,
@@ -357,6 +410,7 @@ impl Actor for ConnectionActor {
             ending: None,
             moved: false,
             arriving: false,
+            chat_budget: call::chat_budget(ctx_chat),
         };
         match a.origin {
             Origin::New { failed } => {
@@ -392,6 +446,14 @@ impl Actor for ConnectionActor {
                 }
                 st.error(ErrorCode::SessionReplaced, room_details(&room_id));
                 st.end(&me, LeaveReason::Replaced, close::REPLACED, "session replaced");
+            }
+            ConnMsg::Admitted { room_id } => Box::pin(st.admitted(&room_id)).await,
+            ConnMsg::Denied { room_id } => {
+                if st.room.as_ref().is_some_and(|j| j.room_id == room_id && j.waiting) {
+                    st.room = None;
+                    st.ctx.conns.set_room(&st.id, None);
+                    st.error(ErrorCode::AdmissionDenied, room_details(&room_id));
+                }
             }
             ConnMsg::Disconnect { code: ErrorCode::NodeDraining, close_code } => {
                 // Not the seat's end: its client resumes on another node.
@@ -464,4 +526,5 @@ impl Actor for ConnectionActor {
     }
 }
 
+mod call;
 mod life;

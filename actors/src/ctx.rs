@@ -30,6 +30,9 @@ pub struct ConnLimits {
     pub resume_window_ms: u64,
     /// The bounds of each seat's buffer.
     pub seat: SeatLimits,
+    /// Chat messages a seat may send per minute (sustained and at once); more get
+    /// `RATE_LIMITED`.
+    pub chat_per_minute: u32,
 }
 
 /// A running RoomActor and the routing view it publishes.

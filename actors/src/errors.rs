@@ -36,6 +36,8 @@ pub enum ErrorCode {
     SlowConsumer,
     HeartbeatTimeout,
     ResumeFailed,
+    AdmissionDenied,
+    NotHost,
     StoreUnavailable,
     Internal,
 }
@@ -73,6 +75,8 @@ impl ErrorCode {
             SlowConsumer => "SLOW_CONSUMER",
             HeartbeatTimeout => "HEARTBEAT_TIMEOUT",
             ResumeFailed => "RESUME_FAILED",
+            AdmissionDenied => "ADMISSION_DENIED",
+            NotHost => "NOT_HOST",
             StoreUnavailable => "STORE_UNAVAILABLE",
             Internal => "INTERNAL",
         }
@@ -85,7 +89,7 @@ impl ErrorCode {
             Unauthorized => 401,
             InvalidSessionId | ValidationError | BadRequest | UnknownEvent => 400,
             PaymentRequired => 402,
-            Forbidden | OutsideTimeWindow | OriginNotAllowed => 403,
+            Forbidden | OutsideTimeWindow | OriginNotAllowed | AdmissionDenied | NotHost => 403,
             SessionNotFound | NotFound | PeerNotFound => 404,
             MethodNotAllowed => 405,
             SessionClosed | RoomFull | CallNotStarted | SessionReplaced | ResumeFailed => 409,
@@ -129,6 +133,8 @@ impl ErrorCode {
             SlowConsumer => "The connection could not keep up and was closed.",
             HeartbeatTimeout => "The connection stopped answering and was closed.",
             ResumeFailed => "The call could not be resumed; joining it again.",
+            AdmissionDenied => "The host did not let you into this call.",
+            NotHost => "Only the session's host can do that.",
             StoreUnavailable => "The service is temporarily unavailable. Please try again.",
             Internal => "Something went wrong on our side.",
         }

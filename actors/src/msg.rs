@@ -11,7 +11,7 @@ use crate::errors::ErrorCode;
 use crate::intake::Intake;
 use crate::outbound::{Outbound, SeatReader};
 use crate::ports::{HandOverRequest, HandedOver, LeaveReason, Member, RoomEvent};
-use crate::protocol::ClientEvent;
+use crate::protocol::{ClientEvent, MediaState};
 use crate::routing::RoomView;
 use crate::seat::{ResumeFailure, TokenClaims};
 use crate::{ConnId, RoomId};
@@ -48,6 +48,10 @@ pub enum ConnMsg {
     Client { event: ClientEvent, received: Instant, len: usize },
     /// This connection's place in `room_id` was taken by the same user's new connection.
     Replaced { room_id: RoomId },
+    /// A host admitted this waiting seat into `room_id` (its `room-joined` follows).
+    Admitted { room_id: RoomId },
+    /// A host turned this waiting seat away from `room_id`: `error ADMISSION_DENIED`.
+    Denied { room_id: RoomId },
     /// Close the socket with an `error` frame (drain, kick, room close). Unless the code is
     /// `NodeDraining`, the seat ends with the socket.
     Disconnect { code: ErrorCode, close_code: u16 },
@@ -116,6 +120,15 @@ pub enum RoomMsg {
     /// A local seat lost its socket (`away`) or got one back: shared membership says so,
     /// and the others hear `user-reconnecting` / `user-reconnected`.
     Away { conn_id: ConnId, away: bool, reply: RpcReplyPort<()> },
+    /// A host settles waiting member `conn_id`: admitted (`admit`, within `capacity`
+    /// members) or denied. Answers the member as it was, or `PEER_NOT_FOUND` (not waiting
+    /// here), `ROOM_FULL`, `CLUSTER_UNAVAILABLE`.
+    Settle { conn_id: ConnId, admit: bool, capacity: usize, reply: RpcReplyPort<Result<Member, ErrorCode>> },
+    /// Local member `conn_id` sent `media-state`: remember it in shared membership (written
+    /// at most every `MEDIA_WRITE_EVERY` per room; later changes wait for `FlushMedia`).
+    Media { conn_id: ConnId, media: MediaState, reply: RpcReplyPort<()> },
+    /// Write the media states that changed since the last write.
+    FlushMedia,
     /// Send a frame to every member (on every node), except `except`.
     Broadcast { frame: String, except: Option<ConnId> },
     /// An event from another node (or this one, echoed by the bus).

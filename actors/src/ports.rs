@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::MediaState;
 use crate::session::{AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session, SessionPatch};
 use crate::{ConnId, NodeId, RoomId};
 
@@ -90,11 +91,23 @@ pub struct Member {
     /// (PROTOCOL.md section 6); None while connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub away_since_ms: Option<i64>,
+    /// The member's last `media-state` (PROTOCOL.md section 8), once it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaState>,
+    /// A client in the waiting room: listed so that every node's hosts see it, but not in
+    /// the room (no seat taken, no route, told nothing) until a host admits it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
 }
 
 impl Member {
     pub fn is_away(&self) -> bool {
         self.away_since_ms.is_some()
+    }
+
+    /// A host (PROTOCOL.md section 10): a psychologist or an admin, who may admit and deny.
+    pub fn is_host(&self) -> bool {
+        matches!(self.user_role.as_str(), "psychologist" | "admin")
     }
 }
 
@@ -114,6 +127,9 @@ pub enum LeaveReason {
     Timeout,
     /// Removed by the session's rules (section 8).
     Ejected,
+    /// A waiting client a host turned away (only hosts hear of it: the client was never in
+    /// the room).
+    Denied,
 }
 
 impl LeaveReason {
@@ -125,6 +141,7 @@ impl LeaveReason {
             LeaveReason::RoomClosed => "room_closed",
             LeaveReason::Timeout => "timeout",
             LeaveReason::Ejected => "ejected",
+            LeaveReason::Denied => "denied",
         }
     }
 }
@@ -159,6 +176,9 @@ impl RoomSnapshot {
 pub enum MembershipError {
     #[error("room is full")]
     Full,
+    /// `settle_waiting` named a connection that is not waiting in the room.
+    #[error("no such waiting member")]
+    NotWaiting,
     #[error("membership unavailable: {0}")]
     Unavailable(String),
 }
@@ -177,6 +197,17 @@ pub trait Membership: Send + Sync + 'static {
         room: &RoomId,
         conns: &[ConnId],
         reason: LeaveReason,
+    ) -> Result<RoomSnapshot, MembershipError>;
+    /// Settles waiting member `conn` (the waiting room, PROTOCOL.md section 8) in one
+    /// atomic change: `admit` makes it a member within `capacity` (`Full` if there is no
+    /// seat), otherwise it is removed with reason `Denied`. `NotWaiting` (nothing changed) if
+    /// `conn` is not a waiting member of the room.
+    async fn settle_waiting(
+        &self,
+        room: &RoomId,
+        conn: &str,
+        admit: bool,
+        capacity: usize,
     ) -> Result<RoomSnapshot, MembershipError>;
     /// The room as it is now (revision 0 and no members for an unknown room).
     async fn snapshot(&self, room: &RoomId) -> Result<RoomSnapshot, MembershipError>;

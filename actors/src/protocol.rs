@@ -8,8 +8,8 @@
 mod decode;
 mod encode;
 
-pub use decode::{decode, ClientEvent, DecodeError, RelayKind};
-pub use encode::{relay_frame, Participant, Resumed, ServerFrame};
+pub use decode::{decode, ClientEvent, DecodeError, MediaState, RelayKind, CHAT_MAX_CHARS};
+pub use encode::{relay_frame, Participant, Resumed, ServerFrame, Waiter};
 
 #[cfg(test)]
 mod tests;

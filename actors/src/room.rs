@@ -39,6 +39,8 @@ use crate::{ConnId, RoomId};
 pub use crate::routing::{RoomView, Route};
 
 pub mod limits;
+mod call;
+use call::waiter;
 
 /// How often a room re-reads shared membership, to repair lost events.
 const RESYNC_EVERY: Duration = Duration::from_secs(5);
@@ -51,6 +53,8 @@ struct Change {
     /// Members whose seat went away, and members whose seat came back.
     away: Vec<Member>,
     back: Vec<Member>,
+    /// Waiting members a host admitted (in the room from now on).
+    admitted: Vec<Member>,
 }
 
 pub struct RoomActor;
@@ -78,6 +82,10 @@ pub struct RoomState {
     readmit: bool,
     /// The session's time limits and live rule checks (`limits`).
     limits: limits::Limits,
+    /// Media states: when shared membership was last written for one, and whether a
+    /// `FlushMedia` is due (see `call`).
+    media_written: Option<std::time::Instant>,
+    media_flush: bool,
 }
 
 fn participant(m: &Member) -> Participant {
@@ -86,14 +94,17 @@ fn participant(m: &Member) -> Participant {
         user_id: m.user_id.clone(),
         user_name: m.user_name.clone(),
         user_role: m.user_role.clone(),
+        media_state: m.media,
     }
 }
 
 impl RoomState {
     fn publish_view(&self) {
+        // Waiting members have no route: nobody reaches them, and they hear nothing.
         let routes = self
             .members
             .iter()
+            .filter(|m| !m.waiting)
             .filter_map(|m| {
                 let route = match self.locals.get(&m.conn_id) {
                     Some(l) => Route::Local(l.out.clone()),
@@ -106,10 +117,10 @@ impl RoomState {
         self.view.replace(routes);
     }
 
-    /// Sends to local members except `except`.
+    /// Sends to local members (not waiting ones) except `except`.
     fn tell_locals(&self, frame: &str, except: &[&ConnId]) {
         for (id, l) in &self.locals {
-            if !except.contains(&id) {
+            if !except.contains(&id) && !l.member.waiting {
                 l.out.send(frame.to_owned());
             }
         }
@@ -161,9 +172,18 @@ impl RoomState {
             .collect();
         let added: Vec<Member> =
             self.members.iter().filter(|m| !old.iter().any(|o| o.conn_id == m.conn_id)).cloned().collect();
-        let (mut away, mut back) = (Vec::new(), Vec::new());
+        let (mut away, mut back, mut admitted) = (Vec::new(), Vec::new(), Vec::new());
         for m in &self.members {
             if let Some(o) = old.iter().find(|o| o.conn_id == m.conn_id) {
+                if o.waiting && !m.waiting {
+                    admitted.push(m.clone());
+                    if let Some(l) = self.locals.get_mut(&m.conn_id) {
+                        l.member.waiting = false;
+                    }
+                }
+                if m.waiting {
+                    continue;
+                }
                 match (o.is_away(), m.is_away()) {
                     (false, true) => away.push(m.clone()),
                     (true, false) => back.push(m.clone()),
@@ -171,9 +191,11 @@ impl RoomState {
                 }
             }
         }
-        for (r, _) in &removed {
+        for (r, reason) in &removed {
             if let Some(l) = self.locals.remove(&r.conn_id) {
-                if self.members.iter().any(|m| m.user_id == r.user_id) {
+                if *reason == LeaveReason::Denied {
+                    let _ = l.actor.send_message(ConnMsg::Denied { room_id: self.room_id.clone() });
+                } else if self.members.iter().any(|m| m.user_id == r.user_id) {
                     let _ = l.actor.send_message(ConnMsg::Replaced { room_id: self.room_id.clone() });
                 } else {
                     // Dropped by the cluster (e.g. thought dead during an outage) while still
@@ -196,7 +218,7 @@ impl RoomState {
             self.locals.remove(&c);
         }
         self.publish_view();
-        Change { removed, added, away, back }
+        Change { removed, added, away, back, admitted }
     }
 
     /// Tells local members (but `joiner`) what changed.
@@ -204,9 +226,18 @@ impl RoomState {
         let quiet: Vec<&ConnId> = joiner.into_iter().collect();
         for (r, reason) in change.removed.iter().filter(|(r, _)| !self.locals.contains_key(&r.conn_id)) {
             let frame = ServerFrame::UserLeft { socket_id: &r.conn_id, user_id: &r.user_id, reason: *reason };
-            self.tell_locals(&frame.encode(), &quiet);
+            if r.waiting {
+                // Only hosts knew of a waiting client: it leaves their waiting list.
+                self.tell_hosts(&frame.encode());
+            } else {
+                self.tell_locals(&frame.encode(), &quiet);
+            }
         }
         for a in &change.added {
+            if a.waiting {
+                self.tell_hosts(&ServerFrame::ParticipantWaiting(&waiter(a)).encode());
+                continue;
+            }
             let mut except = quiet.clone();
             except.push(&a.conn_id);
             self.tell_locals(&ServerFrame::UserJoined(&participant(a)).encode(), &except);
@@ -218,6 +249,9 @@ impl RoomState {
         for m in &change.back {
             let frame = ServerFrame::UserReconnected { socket_id: &m.conn_id, user_id: &m.user_id };
             self.tell_locals(&frame.encode(), &[&m.conn_id]);
+        }
+        for m in &change.admitted {
+            self.announce_admitted(m);
         }
     }
 
@@ -245,19 +279,20 @@ impl RoomState {
                 tracing::error!(room = %self.room_id, error = %e, "membership unavailable");
                 return Err(ErrorCode::ClusterUnavailable);
             }
+            Err(MembershipError::NotWaiting) => return Err(ErrorCode::Internal),
         };
         let view = self.view.clone();
         let _announcing = view.announcing();
         let joiner = conn.out.clone();
         self.locals.insert(member.conn_id.clone(), conn);
-        let participants: Vec<Participant> = snap.members.iter().map(participant).collect();
+        let joined = self.room_joined(&snap.members, &member);
         let event = RoomEvent::Membership(snap.clone());
         // Routes first: whoever hears of the joiner (here or on another node) can reach them.
         let change = self.update(snap);
         // `room-joined` before anything else reaches the joiner: before the room event
         // leaves this node, and before the local members hear of them.
         if !resume {
-            joiner.send(ServerFrame::RoomJoined { room_id: &self.room_id, participants: &participants }.encode());
+            joiner.send(joined);
         }
         self.publish(&event);
         self.announce(&change, Some(&member.conn_id));
@@ -376,7 +411,12 @@ impl RoomState {
 
     /// Hands on a frame from another node behind what came before it (see `RoomMsg::Deliver`).
     async fn deliver(&mut self, from: &str, to: &str, frame: String, seq: u64) {
-        let known = |st: &Self| st.members.iter().any(|m| *m.conn_id == *from);
+        // Both ends must be in the room (a waiting target may have been admitted by a
+        // change this node has not applied yet: re-read, so that `room-joined` goes first).
+        let known = |st: &Self| {
+            let member = |c: &str| st.members.iter().any(|m| *m.conn_id == *c && !m.waiting);
+            member(from) && (member(to) || !st.locals.contains_key(to))
+        };
         // If membership cannot be read, the frame goes on anyway: the sending node checked
         // that its sender is in the room.
         if known(self) || !self.resync().await || known(self) {
@@ -410,7 +450,8 @@ impl RoomState {
                     self.locals.insert(m.conn_id.clone(), local);
                 }
             }
-            self.capacity = snap.members.len().max(2);
+            // Waiting members take no seat.
+            self.capacity = snap.members.iter().filter(|m| !m.waiting).count().max(2);
             self.revision = snap.revision;
             self.members = snap.members;
             self.publish_view();
@@ -465,6 +506,8 @@ impl Actor for RoomActor {
             active: false,
             readmit: false,
             limits: limits::Limits::default(),
+            media_written: None,
+            media_flush: false,
         };
         // Watch before reading, so that no change falls between the read and the events.
         st.ctx.ports.bus.watch_room(&st.room_id);
@@ -498,6 +541,15 @@ impl Actor for RoomActor {
                 Box::pin(st.set_away(&conn_id, away)).await;
                 let _ = reply.send(());
             }
+            RoomMsg::Settle { conn_id, admit, capacity, reply } => {
+                let res = Box::pin(st.settle(&conn_id, admit, capacity)).await;
+                let _ = reply.send(res);
+            }
+            RoomMsg::Media { conn_id, media, reply } => {
+                Box::pin(st.media(&me, &conn_id, media)).await;
+                let _ = reply.send(());
+            }
+            RoomMsg::FlushMedia => Box::pin(st.flush_media()).await,
             RoomMsg::Broadcast { frame, except } => {
                 let skip: Vec<&ConnId> = except.iter().collect();
                 st.tell_locals(&frame, &skip);

@@ -92,6 +92,14 @@ impl RoomView {
         routes.get(to).map(f)
     }
 
+    /// Runs `f` on every member's route but `except`'s (a fan-out: chat, media state).
+    pub fn for_each_other(&self, except: &str, mut f: impl FnMut(&ConnId, &Route)) {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        for (id, route) in routes.iter().filter(|(id, _)| ***id != *except) {
+            f(id, route);
+        }
+    }
+
     pub(super) fn replace(&self, routes: HashMap<ConnId, Route>) {
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
     }

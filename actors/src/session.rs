@@ -77,6 +77,8 @@ pub struct Session {
     pub last_accessed_at: Option<DateTime<Utc>>,
     pub access_count: i64,
     pub created_at: DateTime<Utc>,
+    /// Clients wait until a host admits them (PROTOCOL.md section 8).
+    pub waiting_room: bool,
 }
 
 /// What a caller provides to create a session.
@@ -89,6 +91,8 @@ pub struct NewSession {
     pub session_type: SessionType,
     pub payment_status: PaymentStatus,
     pub status: SessionStatus,
+    /// Clients wait until a host admits them (default: config `rooms.waiting_room`).
+    pub waiting_room: bool,
 }
 
 /// What `PATCH /api/sessions/:id` may change (`None`: left as it is).
@@ -135,11 +139,15 @@ pub enum AuditAction {
     Kicked,
     Ejected,
     Resumed,
+    /// How many chat messages a participant sent in a room (never their text), written when
+    /// it leaves the room (PROTOCOL.md section 8).
+    Chat,
 }
 wire_names!(AuditAction {
     JoinAttempt => "join_attempt", JoinSuccess => "join_success", CallStart => "call_start",
     CallEnd => "call_end", Error => "error", AuditRead => "audit_read", Waiting => "waiting",
-    Admitted => "admitted", Denied => "denied", Kicked => "kicked", Ejected => "ejected", Resumed => "resumed"
+    Admitted => "admitted", Denied => "denied", Kicked => "kicked", Ejected => "ejected", Resumed => "resumed",
+    Chat => "chat"
 });
 
 /// One audit record: who did what to which session, from where.

@@ -88,6 +88,7 @@ fn encode_frames(c: &mut Criterion) {
             user_id: format!("user-{i}"),
             user_name: format!("Participant {i}"),
             user_role: if i == 0 { "client" } else { "psychologist" }.into(),
+            media_state: None,
         })
         .collect();
     g.bench_function("room_joined_2", |b| {
@@ -95,6 +96,7 @@ fn encode_frames(c: &mut Criterion) {
             ServerFrame::RoomJoined {
                 room_id: black_box("room-5f2b9c1e7a3d4e8f"),
                 participants: black_box(&participants),
+                waiting: None,
             }
             .encode()
         })

@@ -29,14 +29,20 @@ impl LocalMembership {
 /// The membership rule shared by every implementation: admit `member` into `members`,
 /// replacing the same user's other connection (noted in `departed` as `replaced`), within
 /// `capacity`. An entry with the same connection id is updated in place (a seat that went
-/// away, came back, or moved node). False if full.
+/// away, came back, moved node, or changed its media), its `waiting` flag kept. Waiting
+/// members (the waiting room) take no seat: a waiting member is always let in, and
+/// `capacity` counts only the others. False if full.
 pub fn admit(members: &mut Vec<Member>, member: Member, capacity: usize, departed: &mut Vec<Departure>) -> bool {
-    if let Some(m) = members.iter_mut().find(|m| m.conn_id == member.conn_id) {
-        *m = member;
+    if let Some(i) = members.iter().position(|m| m.conn_id == member.conn_id) {
+        // Only `settle` changes `waiting`: an update in place (away, back, moved, media,
+        // written by a node that may not have heard of an admission yet) keeps it.
+        let mut member = member;
+        member.waiting = members[i].waiting;
+        members[i] = member;
         return true;
     }
     let stays = |m: &Member| m.user_id != member.user_id;
-    if members.iter().filter(|m| stays(m)).count() >= capacity {
+    if !member.waiting && members.iter().filter(|m| !m.waiting && stays(m)).count() >= capacity {
         return false;
     }
     for m in members.iter().filter(|m| !stays(m)) {
@@ -81,6 +87,24 @@ impl Membership for LocalMembership {
         Ok(snap.clone())
     }
 
+    async fn settle_waiting(
+        &self,
+        room: &RoomId,
+        conn: &str,
+        admit: bool,
+        capacity: usize,
+    ) -> Result<RoomSnapshot, MembershipError> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let snap = rooms.entry(room.clone()).or_default();
+        let mut members = snap.members.clone();
+        let mut departed = Vec::new();
+        settle(&mut members, conn, admit, capacity, &mut departed)?;
+        snap.members = members;
+        snap.departed = departed;
+        snap.revision += 1;
+        Ok(snap.clone())
+    }
+
     async fn snapshot(&self, room: &RoomId) -> Result<RoomSnapshot, MembershipError> {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         Ok(rooms.get(room).cloned().unwrap_or_default())
@@ -90,6 +114,31 @@ impl Membership for LocalMembership {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         Ok(rooms.iter().filter(|(_, s)| !s.members.is_empty()).map(|(k, _)| k.clone()).collect())
     }
+}
+
+/// The waiting-room rule shared by every implementation (`Membership::settle_waiting`):
+/// admits waiting member `conn` into a seat (if one is free within `capacity`), or removes it
+/// with reason `Denied`.
+pub fn settle(
+    members: &mut Vec<Member>,
+    conn: &str,
+    admit: bool,
+    capacity: usize,
+    departed: &mut Vec<Departure>,
+) -> Result<bool, MembershipError> {
+    let Some(i) = members.iter().position(|m| *m.conn_id == *conn && m.waiting) else {
+        return Err(MembershipError::NotWaiting);
+    };
+    if admit {
+        if members.iter().filter(|m| !m.waiting).count() >= capacity {
+            return Err(MembershipError::Full);
+        }
+        members[i].waiting = false;
+    } else {
+        let gone = members.remove(i);
+        departed.push(Departure { conn_id: gone.conn_id, reason: LeaveReason::Denied });
+    }
+    Ok(true)
 }
 
 /// The departures of removing `conns` (those present) from `members` for `reason`.
@@ -132,7 +181,37 @@ mod tests {
             user_role: "client".into(),
             node_id: "n1".into(),
             away_since_ms: None,
+            media: None,
+            waiting: false,
         }
+    }
+
+    #[tokio::test]
+    async fn waiting_members_take_no_seat_and_are_settled_once() {
+        let ms = LocalMembership::new();
+        let room: RoomId = "w".into();
+        let waiting = |c: &str, u: &str| Member { waiting: true, ..m(c, u) };
+        ms.join(&room, m("h1", "host"), 2).await.unwrap();
+        ms.join(&room, m("h2", "admin"), 2).await.unwrap();
+        // A full room still lets a client wait.
+        ms.join(&room, waiting("c1", "client"), 2).await.unwrap();
+        assert_eq!(ms.settle_waiting(&room, "c1", true, 2).await, Err(MembershipError::Full));
+        assert_eq!(ms.settle_waiting(&room, "h1", true, 2).await, Err(MembershipError::NotWaiting));
+        // Nor does an update in place admit it: only settling does.
+        let snap = ms.join(&room, m("c1", "client"), usize::MAX).await.unwrap();
+        assert!(snap.members.iter().any(|m| &*m.conn_id == "c1" && m.waiting));
+        ms.leave(&room, &["h2".into()], LeaveReason::Left).await.unwrap();
+        let snap = ms.settle_waiting(&room, "c1", true, 2).await.unwrap();
+        assert!(snap.members.iter().all(|m| !m.waiting));
+        assert_eq!(ms.settle_waiting(&room, "c1", false, 2).await, Err(MembershipError::NotWaiting));
+        // An admitted member's older entry (written by a node that has not heard yet) keeps it in.
+        let snap = ms.join(&room, waiting("c1", "client"), usize::MAX).await.unwrap();
+        assert!(snap.members.iter().all(|m| !m.waiting), "never back to waiting");
+        // Denied: removed with its reason.
+        ms.join(&room, waiting("c2", "other"), 2).await.unwrap();
+        let snap = ms.settle_waiting(&room, "c2", false, 2).await.unwrap();
+        assert_eq!(snap.reason("c2"), Some(LeaveReason::Denied));
+        assert!(!snap.members.iter().any(|m| &*m.conn_id == "c2"));
     }
 
     #[tokio::test]

@@ -62,6 +62,8 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_ADMIN_BYPASS", "rooms.admin_bypass"),
     k("SIGNALGRID_ENFORCE_WINDOW_END", "rooms.enforce_window_end"),
     k("SIGNALGRID_SESSION_ENDING_MINUTES", "limits.session_ending_minutes"),
+    k("SIGNALGRID_WAITING_ROOM", "rooms.waiting_room"),
+    k("SIGNALGRID_CHAT_PER_MINUTE", "limits.chat_per_minute"),
     k("SIGNALGRID_LOG_FORMAT", "log.format"),
     k("SIGNALGRID_TLS_CERT", "tls.cert_path"),
     k("SIGNALGRID_TLS_KEY", "tls.key_path"),
@@ -163,6 +165,8 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
         "limits.session_ending_minutes" => {
             s.limits.session_ending_minutes = list(v).iter().map(|m| parse(m)).collect::<Result<_, _>>()?
         }
+        "rooms.waiting_room" => s.rooms.waiting_room = boolean(v)?,
+        "limits.chat_per_minute" => s.limits.chat_per_minute = parse(v)?,
         "log.level" => s.log.level = v.trim().to_owned(),
         "log.format" => {
             s.log.format = match v.trim() {

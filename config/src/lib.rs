@@ -170,6 +170,9 @@ pub struct LimitSettings {
     /// Minutes before the end of a session's join window at which its members get
     /// `session-ending {minutesLeft}` (PROTOCOL.md section 8); empty: no warnings.
     pub session_ending_minutes: Vec<u32>,
+    /// Chat messages (`chat-message`) a WebSocket client may send per minute, sustained and
+    /// at once; more are refused with `RATE_LIMITED` (PROTOCOL.md section 8). 1 or more.
+    pub chat_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -186,6 +189,9 @@ pub struct RoomSettings {
     /// Members are removed (`OUTSIDE_TIME_WINDOW`) when the join window ends during a call,
     /// after the `session-ending` warnings; false: calls run on past the window, unwarned.
     pub enforce_window_end: bool,
+    /// `waitingRoom` of a session created without one (`POST /api/sessions`): its clients
+    /// wait until a host admits them (PROTOCOL.md section 8).
+    pub waiting_room: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -344,6 +350,7 @@ impl Default for LimitSettings {
             connect_rate: 1_000.0,
             connect_burst: 2_000,
             session_ending_minutes: vec![10, 5, 1],
+            chat_per_minute: 60,
         }
     }
 }
@@ -356,6 +363,7 @@ impl Default for RoomSettings {
             group_capacity: 8,
             admin_bypass: false,
             enforce_window_end: true,
+            waiting_room: false,
         }
     }
 }
@@ -503,7 +511,7 @@ impl Settings {
         if l.heartbeat_ms < 100 {
             return Err(bad("limits.heartbeat_ms", "must be at least 100"));
         }
-        if l.ws_messages_per_sec == 0 || l.ws_bytes_per_sec == 0 || l.rest_per_minute == 0 {
+        if l.ws_messages_per_sec == 0 || l.ws_bytes_per_sec == 0 || l.rest_per_minute == 0 || l.chat_per_minute == 0 {
             return Err(bad("limits", "rates must be greater than 0"));
         }
         if l.ws_burst_bytes < l.max_frame_bytes {

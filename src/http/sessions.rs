@@ -51,7 +51,7 @@ pub async fn create(ctx: Ctx, body: Bytes) -> Response {
         if !who.is_admin() {
             return Err(ApiError::new(ErrorCode::Forbidden).message("Only an admin may create sessions."));
         }
-        let new = parse_new_session(&body)?;
+        let new = parse_new_session(&body, ctx.app.settings.rooms.waiting_room)?;
         let s = ctx.app.store.create_session(new).await?;
         Ok(Reply::Json(StatusCode::CREATED, json!(s)))
     }
@@ -196,8 +196,9 @@ pub fn parse_patch(body: &[u8]) -> Result<SessionPatch, ApiError> {
     }
 }
 
-/// Validates the body, collecting every bad field into `details.fields`.
-pub fn parse_new_session(body: &[u8]) -> Result<NewSession, ApiError> {
+/// Validates the body, collecting every bad field into `details.fields`. `waitingRoom` is
+/// optional (a boolean); `default_waiting_room` (config `rooms.waiting_room`) when absent.
+pub fn parse_new_session(body: &[u8], default_waiting_room: bool) -> Result<NewSession, ApiError> {
     let invalid =
         |fields: Map<String, Value>| ApiError::new(ErrorCode::ValidationError).details(json!({ "fields": fields }));
     let v: Value = serde_json::from_slice(body).map_err(|e| {
@@ -247,12 +248,19 @@ pub fn parse_new_session(body: &[u8]) -> Result<NewSession, ApiError> {
     if status.is_none() {
         note("status", "one of Scheduled, In Progress, Completed, Cancelled");
     }
+    let waiting_room = match &v["waitingRoom"] {
+        Value::Null => Some(default_waiting_room),
+        w => w.as_bool(),
+    };
+    if waiting_room.is_none() {
+        note("waitingRoom", "true or false");
+    }
     if let (Some(c), Some(p)) = (&client, &psychologist) {
         if c.id == p.id {
             note("psychologist.id", "must differ from client.id");
         }
     }
-    match (client, psychologist, date, duration, kind, pay, status) {
+    match (client, psychologist, date, duration, kind, pay, status, waiting_room) {
         (
             Some(client),
             Some(psychologist),
@@ -261,6 +269,7 @@ pub fn parse_new_session(body: &[u8]) -> Result<NewSession, ApiError> {
             Some(session_type),
             Some(payment_status),
             Some(status),
+            Some(waiting_room),
         ) if bad.is_empty() => Ok(NewSession {
             client,
             psychologist,
@@ -269,6 +278,7 @@ pub fn parse_new_session(body: &[u8]) -> Result<NewSession, ApiError> {
             session_type,
             payment_status,
             status,
+            waiting_room,
         }),
         _ => Err(invalid(bad)),
     }
@@ -280,7 +290,7 @@ mod tests {
 
     #[test]
     fn collects_every_bad_field() {
-        let e = parse_new_session(br#"{"client":{"id":"c"},"sessionDate":"tomorrow","durationMinutes":0,"sessionType":"Solo","paymentStatus":"paid","status":"Done"}"#)
+        let e = parse_new_session(br#"{"client":{"id":"c"},"sessionDate":"tomorrow","durationMinutes":0,"sessionType":"Solo","paymentStatus":"paid","status":"Done","waitingRoom":"yes"}"#, false)
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::ValidationError);
         let fields = e.details["fields"].as_object().unwrap();
@@ -292,6 +302,7 @@ mod tests {
             "durationMinutes",
             "sessionType",
             "status",
+            "waitingRoom",
         ] {
             assert!(fields.contains_key(f), "{f} missing from {fields:?}");
         }
@@ -314,9 +325,10 @@ mod tests {
 
     #[test]
     fn accepts_a_good_body() {
-        let n = parse_new_session(br#"{"client":{"id":"c","name":"C"},"psychologist":{"id":"p","name":"P"},"sessionDate":"2026-11-24T10:00:00.000Z","durationMinutes":50,"sessionType":"Individual","paymentStatus":"paid"}"#)
+        let n = parse_new_session(br#"{"client":{"id":"c","name":"C"},"psychologist":{"id":"p","name":"P"},"sessionDate":"2026-11-24T10:00:00.000Z","durationMinutes":50,"sessionType":"Individual","paymentStatus":"paid"}"#, true)
             .unwrap();
         assert_eq!(n.status, SessionStatus::Scheduled);
+        assert!(n.waiting_room, "the configured default");
         assert_eq!(n.duration_minutes, 50);
     }
 }

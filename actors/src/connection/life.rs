@@ -138,10 +138,12 @@ impl ConnState {
             let mut member = r.member;
             member.node_id = self.ctx.node_id.clone();
             member.away_since_ms = None;
-            let user_name = member.user_name.clone();
+            let (user_name, waiting, media) = (member.user_name.clone(), member.waiting, member.media);
             match self.enter_room(&r.room_id, member, usize::MAX, None).await {
                 Ok((view, _)) => {
-                    self.room = Some(Joined { room_id: r.room_id.clone(), session_id: r.session_id, user_name, view });
+                    let mut j = Joined::new(r.room_id.clone(), r.session_id, user_name, view);
+                    (j.waiting, j.media) = (waiting, media);
+                    self.room = Some(j);
                     self.ctx.conns.set_room(&self.id, Some(r.room_id));
                 }
                 Err(code) => {
@@ -194,8 +196,17 @@ impl ConnState {
                 user_role: self.identity.role.as_str().to_owned(),
                 node_id: req.to_node.clone(),
                 away_since_ms: None,
+                media: j.media,
+                waiting: j.waiting,
             },
         });
+        if let Some(j) = self.room.as_mut().filter(|j| j.chats > 0) {
+            // This node's count of the seat's chat messages (the new node counts on).
+            let meta = json!({ "roomId": &*j.room_id, "socketId": &*self.id, "messages": j.chats });
+            let session_id = j.session_id.clone();
+            j.chats = 0;
+            self.audit(&session_id, AuditAction::Chat, meta);
+        }
         if self.socket == 0 {
             telemetry::seats_away(-1.0);
         } else {

@@ -59,6 +59,31 @@ pub enum ClientEvent {
     Ack {
         seq: u64,
     },
+    /// A chat line for the room: 1 to [`CHAT_MAX_CHARS`] Unicode code points (checked here).
+    ChatMessage {
+        text: String,
+    },
+    /// The sender's microphone, camera and screen share: on (true) or off.
+    MediaState(MediaState),
+    /// A host lets waiting seat `socket_id` in.
+    Admit {
+        socket_id: String,
+    },
+    /// A host turns waiting seat `socket_id` away.
+    Deny {
+        socket_id: String,
+    },
+}
+
+/// Longest chat message, in Unicode code points (PROTOCOL.md section 10).
+pub const CHAT_MAX_CHARS: usize = 2000;
+
+/// A participant's media: whether audio, video and screen sharing are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, Deserialize)]
+pub struct MediaState {
+    pub audio: bool,
+    pub video: bool,
+    pub screen: bool,
 }
 
 /// Why a frame was refused; the socket stays open.
@@ -101,6 +126,17 @@ struct JoinData {
 #[serde(rename_all = "camelCase")]
 struct RoomData {
     room_id: String,
+}
+
+#[derive(Deserialize)]
+struct ChatData {
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SocketData {
+    socket_id: String,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +213,24 @@ pub fn decode(frame: &str) -> Result<ClientEvent, DecodeError> {
         "ack" => {
             let d: AckData = data("ack", env.data)?;
             Ok(ClientEvent::Ack { seq: d.seq })
+        }
+        "chat-message" => {
+            let d: ChatData = data("chat-message", env.data)?;
+            let n = d.text.chars().count();
+            if n == 0 || n > CHAT_MAX_CHARS {
+                let reason = format!("text must be 1 to {CHAT_MAX_CHARS} characters, not {n}");
+                return Err(DecodeError::BadData { event: "chat-message", reason });
+            }
+            Ok(ClientEvent::ChatMessage { text: d.text })
+        }
+        "media-state" => Ok(ClientEvent::MediaState(data("media-state", env.data)?)),
+        "admit" => {
+            let d: SocketData = data("admit", env.data)?;
+            Ok(ClientEvent::Admit { socket_id: non_empty("admit", "socketId", d.socket_id)? })
+        }
+        "deny" => {
+            let d: SocketData = data("deny", env.data)?;
+            Ok(ClientEvent::Deny { socket_id: non_empty("deny", "socketId", d.socket_id)? })
         }
         other => Err(DecodeError::UnknownEvent(other.chars().take(64).collect())),
     }

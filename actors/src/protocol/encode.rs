@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::RelayKind;
+use super::{MediaState, RelayKind};
 use crate::errors::ErrorCode;
 use crate::ports::LeaveReason;
 
@@ -24,6 +24,19 @@ pub struct Participant {
     pub user_id: String,
     pub user_name: String,
     pub user_role: String,
+    /// The member's last `media-state`, once it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_state: Option<MediaState>,
+}
+
+/// A client in the waiting room, as hosts see it (`participant-waiting`,
+/// `room-joined.waiting`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Waiter {
+    pub socket_id: String,
+    pub user_id: String,
+    pub user_name: String,
 }
 
 /// Server events other than relays (those use [`relay_frame`]).
@@ -38,9 +51,35 @@ pub enum ServerFrame<'a> {
         resume_window_ms: u64,
         resume: Option<Resumed>,
     },
+    /// `waiting`: the waiting list, sent to hosts only (None for everyone else).
     RoomJoined {
         room_id: &'a str,
         participants: &'a [Participant],
+        waiting: Option<&'a [Waiter]>,
+    },
+    /// To a client who must wait for a host: `join-room` put it in the waiting room.
+    Waiting {
+        room_id: &'a str,
+    },
+    /// To hosts: a client waits to be admitted.
+    ParticipantWaiting(&'a Waiter),
+    /// A chat line from member `from` (never to its sender). `sent_at`: ISO 8601.
+    ChatMessage {
+        id: &'a str,
+        from: &'a str,
+        user_id: &'a str,
+        user_name: &'a str,
+        text: &'a str,
+        sent_at: &'a str,
+    },
+    /// To the sender of a chat line: it was handed on under `id`.
+    ChatSent {
+        id: &'a str,
+    },
+    /// Member `from`'s media changed (never to its sender).
+    MediaState {
+        from: &'a str,
+        state: MediaState,
     },
     UserJoined(&'a Participant),
     UserLeft {
@@ -93,9 +132,24 @@ impl ServerFrame<'_> {
                 }
                 ("connected", d)
             }
-            ServerFrame::RoomJoined { room_id, participants } => {
-                ("room-joined", json!({"roomId": room_id, "participants": participants}))
+            ServerFrame::RoomJoined { room_id, participants, waiting } => {
+                let mut d = json!({"roomId": room_id, "participants": participants});
+                if let Some(w) = waiting {
+                    d["waiting"] = json!(w);
+                }
+                ("room-joined", d)
             }
+            ServerFrame::Waiting { room_id } => ("waiting", json!({"roomId": room_id})),
+            ServerFrame::ParticipantWaiting(w) => ("participant-waiting", json!(w)),
+            ServerFrame::ChatMessage { id, from, user_id, user_name, text, sent_at } => (
+                "chat-message",
+                json!({"id": id, "from": from, "userId": user_id, "userName": user_name, "text": text, "sentAt": sent_at}),
+            ),
+            ServerFrame::ChatSent { id } => ("chat-sent", json!({"id": id})),
+            ServerFrame::MediaState { from, state } => (
+                "media-state",
+                json!({"from": from, "audio": state.audio, "video": state.video, "screen": state.screen}),
+            ),
             ServerFrame::UserJoined(p) => ("user-joined", json!(p)),
             ServerFrame::UserLeft { socket_id, user_id, reason } => {
                 ("user-left", json!({"socketId": socket_id, "userId": user_id, "reason": reason.as_str()}))

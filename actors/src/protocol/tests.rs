@@ -67,10 +67,35 @@ fn server_frames_have_the_contract_shape() {
     assert_eq!(v["data"]["code"], "ROOM_FULL");
     assert!(v["data"]["message"].is_string());
     assert!(v["data"]["details"].is_object());
-    let p =
-        Participant { socket_id: "s".into(), user_id: "u".into(), user_name: "n".into(), user_role: "client".into() };
+    let p = Participant {
+        socket_id: "s".into(),
+        user_id: "u".into(),
+        user_name: "n".into(),
+        user_role: "client".into(),
+        media_state: None,
+    };
     let v: Value =
-        serde_json::from_str(&ServerFrame::RoomJoined { room_id: "r", participants: &[p] }.encode()).unwrap();
+        serde_json::from_str(&ServerFrame::RoomJoined { room_id: "r", participants: &[p], waiting: None }.encode())
+            .unwrap();
     assert_eq!(v["data"]["participants"][0]["socketId"], "s");
     assert_eq!(v["data"]["participants"][0]["userRole"], "client");
+}
+
+#[test]
+fn chat_length_counts_code_points_and_media_state_wants_three_booleans() {
+    let chat = |text: &str| decode(&serde_json::json!({"event": "chat-message", "data": {"text": text}}).to_string());
+    assert!(matches!(chat(&"😀".repeat(CHAT_MAX_CHARS)), Ok(ClientEvent::ChatMessage { .. })));
+    for bad in ["".to_owned(), "é".repeat(CHAT_MAX_CHARS + 1)] {
+        let e = chat(&bad).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::BadRequest);
+        assert!(!e.to_string().contains("éé"), "the text is not echoed: {e}");
+    }
+    let media = decode(r#"{"event":"media-state","data":{"audio":true,"video":false,"screen":false}}"#).unwrap();
+    assert!(matches!(media, ClientEvent::MediaState(MediaState { audio: true, video: false, screen: false })));
+    for bad in [r#"{"audio":1,"video":false,"screen":false}"#, r#"{"audio":true}"#, "null"] {
+        let frame = format!(r#"{{"event":"media-state","data":{bad}}}"#);
+        assert_eq!(decode(&frame).unwrap_err().code(), ErrorCode::BadRequest, "{bad}");
+    }
+    let admit = decode(r#"{"event":"admit","data":{"socketId":"s1"}}"#).unwrap();
+    assert!(matches!(admit, ClientEvent::Admit { socket_id } if socket_id == "s1"));
 }

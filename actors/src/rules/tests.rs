@@ -27,6 +27,7 @@ fn session(status: SessionStatus, pay: PaymentStatus, kind: SessionType) -> Sess
         last_accessed_at: None,
         access_count: 0,
         created_at: date,
+        waiting_room: false,
     }
 }
 

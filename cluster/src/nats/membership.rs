@@ -15,7 +15,7 @@ use signalgrid_actors::{ConnId, RoomId};
 
 use super::metrics;
 use super::subjects::{room_from_token, room_token};
-use crate::local::{admit, departures};
+use crate::local::{admit, departures, settle};
 
 /// Attempts at one change before giving up (only under extreme contention).
 const CAS_ATTEMPTS: usize = 64;
@@ -232,6 +232,16 @@ impl Membership for KvMembership {
             Ok(!departed.is_empty())
         })
         .await
+    }
+
+    async fn settle_waiting(
+        &self,
+        room: &RoomId,
+        conn: &str,
+        admit: bool,
+        capacity: usize,
+    ) -> Result<RoomSnapshot, MembershipError> {
+        self.change(room, |ms, departed| settle(ms, conn, admit, capacity, departed)).await
     }
 
     async fn snapshot(&self, room: &RoomId) -> Result<RoomSnapshot, MembershipError> {

@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     recording_url TEXT,
     last_accessed_at INTEGER,
     access_count INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    waiting_room INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -72,7 +73,8 @@ macro_rules! columns {
     () => {
         "id, client_id, client_name, psychologist_id, psychologist_name, session_date, \
          duration_minutes, session_type, status, payment_status, meeting_link, is_video_call, video_call_started, \
-         video_call_ended, call_duration, recording_enabled, recording_url, last_accessed_at, access_count, created_at"
+         video_call_ended, call_duration, recording_enabled, recording_url, last_accessed_at, access_count, created_at, \
+         waiting_room"
     };
 }
 
@@ -144,7 +146,21 @@ fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         last_accessed_at: time(r.get(17)?),
         access_count: r.get(18)?,
         created_at: time(Some(r.get(19)?)).ok_or_else(|| bad_column(19, "createdAt"))?,
+        waiting_room: r.get(20)?,
     })
+}
+
+/// Columns added after a store file's tables were first made: added to older files at open.
+fn add_missing_columns(c: &Connection) -> rusqlite::Result<()> {
+    let mut have = Vec::new();
+    let mut q = c.prepare("SELECT name FROM pragma_table_info('sessions')")?;
+    for name in q.query_map([], |r| r.get::<_, String>(0))? {
+        have.push(name?);
+    }
+    if !have.iter().any(|n| n == "waiting_room") {
+        c.execute_batch("ALTER TABLE sessions ADD COLUMN waiting_room INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
 }
 
 fn load(c: &Connection, id: &str) -> rusqlite::Result<Option<Session>> {
@@ -257,6 +273,7 @@ impl EmbeddedStore {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
+        add_missing_columns(&conn).map_err(sql_err)?;
         let alive = start_checkpointer(&conn, &path);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -292,8 +309,8 @@ impl Store for EmbeddedStore {
             let id = new_object_id(now);
             c.prepare_cached(
                 "INSERT INTO sessions (id, client_id, client_name, psychologist_id, psychologist_name, session_date, \
-                 duration_minutes, session_type, status, payment_status, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 duration_minutes, session_type, status, payment_status, created_at, waiting_room) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 id,
@@ -306,7 +323,8 @@ impl Store for EmbeddedStore {
                 n.session_type.as_str(),
                 n.status.as_str(),
                 n.payment_status.as_str(),
-                ms(now)
+                ms(now),
+                n.waiting_room
             ])?;
             load(c, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
         })

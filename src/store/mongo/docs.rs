@@ -98,6 +98,7 @@ pub fn new_session(id: ObjectId, n: &NewSession, now: DateTime<Utc>) -> Document
         "accessCount": 0_i64,
         "createdAt": date(now),
         "updatedAt": date(now),
+        "waitingRoom": n.waiting_room,
     }
 }
 
@@ -142,6 +143,8 @@ pub fn session_from(d: &Document, names: &HashMap<String, String>) -> Result<Ses
         created_at: opt_date(d, "createdAt")
             .or_else(|| d.get_object_id("_id").ok().and_then(|o| chrono_of(&o.timestamp())))
             .ok_or_else(|| bad("createdAt"))?,
+        // Sessions written by the platform without the field have no waiting room.
+        waiting_room: d.get_bool("waitingRoom").unwrap_or(false),
     })
 }
 
