@@ -176,6 +176,7 @@ impl Server {
             audit_enabled: settings.log.audit_enabled,
             resume_keys: resume_keys(&settings),
             drain: settings.drain.clone(),
+            webhooks: settings.webhooks.enabled().then_some(settings.webhooks.max_waiting),
         };
         let store = ports.store.clone();
         let node = Node::start(cfg, ports).await.map_err(|e| StartError::Node(e.to_string()))?;

@@ -290,6 +290,7 @@ async fn a_newcomers_first_frame_never_overtakes_user_joined() {
         user_role: "psychologist".into(),
         node_id: "o2".into(),
         away_since_ms: None,
+        joined_at_ms: 0,
     };
     KvMembership::new(kv).join(&room.as_str().into(), newcomer, 2).await.unwrap();
 

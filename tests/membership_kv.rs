@@ -24,6 +24,7 @@ fn member(conn: &str, user: &str, node: &str) -> Member {
         user_role: "client".into(),
         node_id: node.into(),
         away_since_ms: None,
+        joined_at_ms: 0,
     }
 }
 

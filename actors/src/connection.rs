@@ -52,6 +52,8 @@ struct Joined {
     session_id: String,
     /// The name the others were given; a re-join keeps it.
     user_name: String,
+    /// When the seat joined (Unix ms); a re-join keeps it.
+    joined_at_ms: i64,
     view: Arc<RoomView>,
 }
 
@@ -148,7 +150,10 @@ impl ConnState {
             self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &*room_id }));
             return Err(code);
         }
-        let current = self.room.as_ref().filter(|j| j.room_id == room_id).map(|j| j.user_name.clone());
+        let current =
+            self.room.as_ref().filter(|j| j.room_id == room_id).map(|j| (j.user_name.clone(), j.joined_at_ms));
+        let joined_at_ms = current.as_ref().map_or_else(|| now_ms().timestamp_millis(), |c| c.1);
+        let current = current.map(|c| c.0);
         if self.room.is_some() && current.is_none() {
             self.leave_current(LeaveReason::Left).await;
         }
@@ -160,13 +165,14 @@ impl ConnState {
             user_role: self.identity.role.as_str().to_owned(),
             node_id: self.ctx.node_id.clone(),
             away_since_ms: None,
+            joined_at_ms,
         };
         let capacity = rules::capacity(session.session_type, &self.ctx.policy);
         let name = member.user_name.clone();
         match self.enter_room(&room_id, member, capacity, false).await {
             Ok(view) => {
                 let session_id = session.id.clone();
-                self.room = Some(Joined { room_id: room_id.clone(), session_id, user_name: name, view });
+                self.room = Some(Joined { room_id: room_id.clone(), session_id, user_name: name, joined_at_ms, view });
                 self.ctx.conns.set_room(&self.id, Some(room_id.clone()));
                 self.record_join(&session, &room_id).await;
                 Ok(())
@@ -219,6 +225,7 @@ impl ConnState {
             match store.mark_started(&session.id, now).await {
                 Ok(Some(s)) if s.video_call_started == Some(now) => {
                     self.audit(&session.id, AuditAction::CallStart, json!({ "roomId": room_id, "via": "join-room" }));
+                    self.ctx.events.call_started(store, &session.id, Some(&RoomId::from(room_id)), now);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -262,8 +269,16 @@ impl ConnState {
             return self.error(ErrorCode::Forbidden, room_details(&room_id));
         };
         let (session_id, rid) = (j.session_id.clone(), j.room_id.clone());
-        let duration = match self.ctx.ports.store.mark_ended(&session_id, now_ms()).await {
-            Ok(Some(EndOutcome::Ended(s))) => s.call_duration.unwrap_or(0),
+        let at = now_ms();
+        let duration = match self.ctx.ports.store.mark_ended(&session_id, at).await {
+            Ok(Some(EndOutcome::Ended(s))) => {
+                let duration = s.call_duration.unwrap_or(0);
+                if s.video_call_ended == Some(at) {
+                    let (store, by) = (&self.ctx.ports.store, Some(self.identity.user_id.as_str()));
+                    self.ctx.events.call_ended(store, &session_id, Some(&rid), at, duration, by);
+                }
+                duration
+            }
             Ok(Some(EndOutcome::NotStarted)) => return self.error(ErrorCode::CallNotStarted, room_details(&rid)),
             Ok(None) => return self.error(ErrorCode::SessionNotFound, room_details(&rid)),
             Err(e) => {

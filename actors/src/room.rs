@@ -45,7 +45,8 @@ struct Change {
     added: Vec<Member>,
     /// Members whose seat went away, and members whose seat came back.
     away: Vec<Member>,
-    back: Vec<Member>,
+    /// With the time each went away (Unix ms).
+    back: Vec<(Member, i64)>,
 }
 
 pub struct RoomActor;
@@ -159,7 +160,7 @@ impl RoomState {
             if let Some(o) = old.iter().find(|o| o.conn_id == m.conn_id) {
                 match (o.is_away(), m.is_away()) {
                     (false, true) => away.push(m.clone()),
-                    (true, false) => back.push(m.clone()),
+                    (true, false) => back.push((m.clone(), o.away_since_ms.unwrap_or_default())),
                     _ => {}
                 }
             }
@@ -189,6 +190,8 @@ impl RoomState {
             self.locals.remove(&c);
         }
         self.publish_view();
+        let (store, empty) = (&self.ctx.ports.store, self.members.is_empty());
+        self.ctx.events.room_changed(store, &self.room_id, old.is_empty(), empty, &removed, &added, &away, &back);
         Change { removed, added, away, back }
     }
 
@@ -208,7 +211,7 @@ impl RoomState {
             let frame = ServerFrame::UserReconnecting { socket_id: &m.conn_id, user_id: &m.user_id };
             self.tell_locals(&frame.encode(), &[&m.conn_id]);
         }
-        for m in &change.back {
+        for (m, _) in &change.back {
             let frame = ServerFrame::UserReconnected { socket_id: &m.conn_id, user_id: &m.user_id };
             self.tell_locals(&frame.encode(), &[&m.conn_id]);
         }
@@ -407,6 +410,10 @@ impl RoomState {
             self.revision = snap.revision;
             self.members = snap.members;
             self.publish_view();
+            // What this node emits for the room starts with everyone already in it
+            // (`webhook`: each node's copy of the stream is complete, in order).
+            let (store, empty) = (&self.ctx.ports.store, self.members.is_empty());
+            self.ctx.events.room_changed(store, &self.room_id, true, empty, &[], &self.members, &[], &[]);
         }
         self.active = !self.locals.is_empty();
         if restart {

@@ -132,6 +132,7 @@ mod tests {
             user_role: "client".into(),
             node_id: "n1".into(),
             away_since_ms: None,
+            joined_at_ms: 0,
         }
     }
 

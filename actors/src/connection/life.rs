@@ -138,10 +138,11 @@ impl ConnState {
             let mut member = r.member;
             member.node_id = self.ctx.node_id.clone();
             member.away_since_ms = None;
-            let user_name = member.user_name.clone();
+            let (user_name, joined_at_ms) = (member.user_name.clone(), member.joined_at_ms);
             match self.enter_room(&r.room_id, member, usize::MAX, true).await {
                 Ok(view) => {
-                    self.room = Some(Joined { room_id: r.room_id.clone(), session_id: r.session_id, user_name, view });
+                    let (room_id, session_id) = (r.room_id.clone(), r.session_id);
+                    self.room = Some(Joined { room_id, session_id, user_name, joined_at_ms, view });
                     self.ctx.conns.set_room(&self.id, Some(r.room_id));
                 }
                 Err(code) => {
@@ -194,6 +195,7 @@ impl ConnState {
                 user_role: self.identity.role.as_str().to_owned(),
                 node_id: req.to_node.clone(),
                 away_since_ms: None,
+                joined_at_ms: j.joined_at_ms,
             },
         });
         if self.socket == 0 {
