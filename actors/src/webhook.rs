@@ -156,6 +156,8 @@ pub struct Events {
     max_waiting: u64,
     pending: Arc<AtomicUsize>,
     queue: OnceLock<tokio::sync::mpsc::Sender<Pending>>,
+    /// Notified each time the writer has put events in the store (the deliverer waits on it).
+    stored: Arc<tokio::sync::Notify>,
 }
 
 impl Events {
@@ -168,13 +170,19 @@ impl Events {
         self.enabled
     }
 
+    /// Notified whenever this node's writer has put events in the store.
+    pub fn stored(&self) -> Arc<tokio::sync::Notify> {
+        self.stored.clone()
+    }
+
     fn push(&self, p: Pending, store: &Arc<dyn Store>) {
         if !self.enabled {
             return;
         }
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
-            tokio::spawn(writer(rx, store.clone(), self.max_waiting, self.pending.clone()));
+            let (pending, stored) = (self.pending.clone(), self.stored.clone());
+            tokio::spawn(writer(rx, store.clone(), self.max_waiting, pending, stored));
             tx
         });
         self.pending.fetch_add(1, Ordering::AcqRel);
@@ -328,6 +336,7 @@ async fn writer(
     store: Arc<dyn Store>,
     max_waiting: u64,
     pending: Arc<AtomicUsize>,
+    stored: Arc<tokio::sync::Notify>,
 ) {
     let mut sessions: HashMap<RoomId, String> = HashMap::new();
     let mut batch = Vec::with_capacity(BATCH);
@@ -365,6 +374,7 @@ async fn writer(
             }
         }
         pending.fetch_sub(n, Ordering::AcqRel);
+        stored.notify_one();
     }
 }
 

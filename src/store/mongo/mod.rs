@@ -31,10 +31,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use signalgrid_actors::ports::{EndOutcome, Store, StoreError};
 use signalgrid_actors::rules::call_duration_minutes;
-use signalgrid_actors::webhook::{Attempt, ClaimedEvent, QueuedEvent, WebhookStats};
 use signalgrid_actors::session::{
     now_ms, AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session, SessionStatus,
 };
+use signalgrid_actors::webhook::{Attempt, ClaimedEvent, QueuedEvent, WebhookStats};
 
 use self::db::Db;
 use super::outbox::{Outbox, OutboxOp};

@@ -85,7 +85,13 @@ impl Queue {
         let mut waiting = self.events.count_documents(doc! { "state": 0 }).await.map_err(store_err)?;
         let mut dropped = 0;
         for e in events {
-            if self.events.find_one(doc! { "_id": &e.id }).projection(doc! { "_id": 1 }).await.map_err(store_err)?.is_some()
+            if self
+                .events
+                .find_one(doc! { "_id": &e.id })
+                .projection(doc! { "_id": 1 })
+                .await
+                .map_err(store_err)?
+                .is_some()
             {
                 continue;
             }
@@ -103,7 +109,8 @@ impl Queue {
                     }
                 }
                 Rule::RoomFinished => {
-                    let Some(live) = self.rooms.find_one_and_delete(doc! { "_id": &e.room }).await.map_err(store_err)?
+                    let Some(live) =
+                        self.rooms.find_one_and_delete(doc! { "_id": &e.room }).await.map_err(store_err)?
                     else {
                         continue;
                     };
@@ -188,7 +195,13 @@ impl Queue {
     }
 
     /// See `Store::webhook_attempted`.
-    pub async fn attempted(&self, id: &str, owner: &str, attempt: Attempt, now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn attempted(
+        &self,
+        id: &str,
+        owner: &str,
+        attempt: Attempt,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let released = doc! { "leaseUntil": date(DateTime::<Utc>::UNIX_EPOCH), "leaseOwner": Bson::Null };
         let (filter, update) = match attempt {
             Attempt::Delivered | Attempt::GiveUp => {
