@@ -112,5 +112,5 @@ if [ "$#" -eq 0 ]; then
     # --workspace keeps the feature set of the run above, so nothing is rebuilt.
     SIGNALGRID_TEST_STORE=mongo cargo test --workspace --locked \
         --test rest_api --test rest_auth_limits --test ws_call --test ws_limits --test ws_rules \
-        --test audit_api --test retention --test ws_resume
+        --test audit_api --test retention --test ws_resume --test webhooks
 fi

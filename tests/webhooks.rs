@@ -162,6 +162,10 @@ async fn call_on(base: &str, room: &str) -> (String, String) {
     let mut a = WsClient::connect_url(&format!("{base}/ws?token={}", client_token())).await;
     let mut b = WsClient::connect_url(&format!("{base}/ws?token={}", psy_token())).await;
     a.join(room).await;
+    // The client's actor has finished its join (the call's start recorded, `call.started`
+    // emitted) once it answers its next frame.
+    a.send("join-room", json!({ "roomId": "no-such-room" })).await;
+    a.expect_error("SESSION_NOT_FOUND").await;
     b.join(room).await;
     a.next_event("user-joined").await;
     a.send("leave-room", json!({ "roomId": room })).await;
@@ -252,7 +256,15 @@ async fn events_waiting_when_a_node_is_killed_arrive_after_its_restart() {
     let room = room["roomId"].as_str().unwrap().to_owned();
     call_on(&format!("ws://{}", node.addr), &room).await;
     let store = signalgrid::store::open(&s).await.unwrap();
-    waiting(&store, 7).await;
+    let wait = async {
+        while store.webhook_stats().await.unwrap().waiting != 7 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(WAIT, wait).await.is_err() {
+        let lines: Vec<String> = node.stderr.try_iter().collect();
+        panic!("not queued: {:?}; node said {lines:#?}; receiver {:#?}", store.webhook_stats().await, rx.log());
+    }
     rx.until("a refused attempt", |l| !l.is_empty()).await;
     node.kill9();
 
