@@ -277,3 +277,60 @@ async fn events_waiting_when_a_node_is_killed_arrive_after_its_restart() {
     check_deliveries(&log);
     drop(node);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_seat_is_reconnecting_then_reconnected_and_a_timeout_is_a_leave() {
+    let rx = Receiver::start().await;
+    let url = rx.url();
+    let node = TestNode::start_with(|s| {
+        hooks(s, &url);
+        s.resume.window_ms = 500;
+    })
+    .await;
+    let (_, room) = node.call().await;
+    let base = ws_base(&node);
+    let mut a = WsClient::connect(&node, &client_token()).await;
+    a.join(&room).await;
+    rx.until("the call's start", |l| l.len() >= 3).await;
+    let mut b = WsClient::connect(&node, &psy_token()).await;
+    b.join(&room).await;
+    a.next_event("user-joined").await;
+
+    let seat = b.drop_socket();
+    a.next_event("user-reconnecting").await;
+    let b = WsClient::resume(&base, &seat).await;
+    assert_eq!(b.hello["resumed"], true, "{}", b.hello);
+    a.next_event("user-reconnected").await;
+    rx.until("reconnected", |l| l.iter().any(|r| r.kind() == "participant.reconnected")).await;
+    a.send("leave-room", json!({ "roomId": room })).await;
+    rx.until("the first leave", |l| l.iter().any(|r| r.kind() == "participant.left")).await;
+    // Lost again, and not resumed: the window runs out (`timeout`) and the room is empty.
+    b.drop_socket();
+    rx.until("room.finished", |l| l.iter().any(|r| r.kind() == "room.finished")).await;
+    drained(&app_store(&node)).await;
+
+    let log = rx.log();
+    let want = [
+        "room.started",
+        "participant.joined",
+        "call.started",
+        "participant.joined",
+        "participant.reconnecting",
+        "participant.reconnected",
+        "participant.left",
+        "participant.reconnecting",
+        "participant.left",
+        "room.finished",
+    ];
+    assert_eq!(kinds(&log), want, "{log:#?}");
+    check_deliveries(&log);
+    let data: Vec<Value> = log.iter().map(|r| r.json()["data"].clone()).collect();
+    for d in [&data[4], &data[5], &data[7], &data[8]] {
+        assert_eq!(d["socketId"], seat.socket_id.as_str(), "{d}");
+        assert_eq!(d["userId"], "psy-1");
+    }
+    assert_eq!(data[8]["reason"], "timeout");
+    assert_ne!(log[4].id, log[7].id, "each absence is an event of its own");
+    drop(a);
+    node.stop().await;
+}
