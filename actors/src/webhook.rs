@@ -235,8 +235,11 @@ impl Events {
             },
             rule,
         };
-        if was_empty && !added.is_empty() {
-            self.push(ev(random_id(), kind::ROOM_STARTED, json!({}), Rule::RoomStarted), store);
+        // Named after the room's first member as this node saw it, so that a late copy of an
+        // earlier life's `room.started` is known to the store and cannot open a new life.
+        if let Some(first) = added.iter().filter(|_| was_empty).min_by_key(|m| (m.joined_at_ms, m.conn_id.clone())) {
+            let id = derived_id(&[room, &first.conn_id, &first.joined_at_ms.to_string(), kind::ROOM_STARTED]);
+            self.push(ev(id, kind::ROOM_STARTED, json!({}), Rule::RoomStarted), store);
         }
         let seat = |m: &Member| json!({ "socketId": &*m.conn_id, "userId": m.user_id, "role": m.user_role, "nodeId": &*m.node_id });
         let joined_at = |m: &Member| m.joined_at_ms.to_string();
