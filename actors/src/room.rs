@@ -190,8 +190,12 @@ impl RoomState {
             self.locals.remove(&c);
         }
         self.publish_view();
-        let (store, empty) = (&self.ctx.ports.store, self.members.is_empty());
-        self.ctx.events.room_changed(store, &self.room_id, old.is_empty(), empty, &removed, &added, &away, &back);
+        if self.ctx.events.enabled() {
+            // A member kept because it is still connected here has not left (it is put back).
+            let gone: Vec<_> = removed.iter().filter(|(r, _)| !self.locals.contains_key(&r.conn_id)).cloned().collect();
+            let (store, empty) = (&self.ctx.ports.store, self.members.is_empty() && gone.len() == removed.len());
+            self.ctx.events.room_changed(store, &self.room_id, old.is_empty(), empty, &gone, &added, &away, &back);
+        }
         Change { removed, added, away, back }
     }
 
