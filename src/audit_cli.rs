@@ -139,13 +139,15 @@ impl RetentionTask {
 /// With `audit_days` 0 it only keeps no lock and removes nothing.
 pub async fn start_retention(app: &Arc<App>) -> RetentionTask {
     let lease = match &app.cluster {
-        Some(c) if app.settings.retention.audit_days > 0 => match c.lease(LOCK_KEY, LOCK_TTL).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                tracing::warn!(error = %e, "retention lock unavailable; this node will not purge");
-                None
+        Some(c) if app.settings.retention.audit_days > 0 || app.settings.retention.webhook_days > 0 => {
+            match c.lease(LOCK_KEY, LOCK_TTL).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention lock unavailable; this node will not purge");
+                    None
+                }
             }
-        },
+        }
         _ => None,
     };
     let (stop, stopped) = watch::channel(false);

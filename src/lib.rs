@@ -16,6 +16,7 @@
 //! - [`store`]: `Store` implementations (the embedded SQLite store).
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //! - [`redact`]: masks secrets in every log line.
+//! - [`webhooks`]: delivering the store's queued webhook events, signed, with retries.
 
 pub mod admin_cli;
 pub mod app;
@@ -31,6 +32,7 @@ pub mod redact;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 pub mod ws;
 
 pub use signalgrid_config::Settings;

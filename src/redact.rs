@@ -64,6 +64,7 @@ impl Redactor {
             &s.cluster.nats_password,
             &s.cluster.nats_token,
             &s.resume.secret,
+            &s.webhooks.secret,
         ];
         let mut secrets: Vec<String> = values.into_iter().flatten().cloned().collect();
         secrets.extend(url_password(&s.cluster.nats_url));

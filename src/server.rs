@@ -77,6 +77,8 @@ pub struct Server {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     accept: JoinHandle<JoinSet<()>>,
+    /// The webhook deliverer (when `webhooks.urls` is set).
+    hooks: Option<crate::webhooks::WebhookTask>,
 }
 
 /// Longest TLS handshake (shorter if `http.header_timeout_ms` is).
@@ -177,6 +179,7 @@ impl Server {
             audit_enabled: settings.log.audit_enabled,
             resume_keys: resume_keys(&settings),
             drain: settings.drain.clone(),
+            webhooks: settings.webhooks.enabled().then_some(settings.webhooks.max_waiting),
         };
         let store = ports.store.clone();
         let node = Node::start(cfg, ports).await.map_err(|e| StartError::Node(e.to_string()))?;
@@ -204,9 +207,11 @@ impl Server {
         let http = app.settings.http.clone();
         let minimise = app.settings.privacy.minimise_logs;
         let accept = tokio::spawn(accept_loop(listener, routes, tls, caps, http, minimise, stop_rx));
+        let stored = app.node.ctx().events.stored();
+        let hooks = crate::webhooks::start(app.store.clone(), &app.settings.webhooks, &app.node_id, stored);
         let clustered = app.cluster.is_some();
         tracing::info!(%addr, node = %app.node_id, tls = app.settings.tls.cert_path.is_some(), clustered, "signalgrid node serving");
-        Ok(Server { app, addr, stop, accept })
+        Ok(Server { app, addr, stop, accept, hooks })
     }
 
     /// Completes when an operator asked this node to drain (admin over NATS); never for a
@@ -235,6 +240,12 @@ impl Server {
         }
         if !self.app.node.ctx().audits_settled(DRAIN_TIMEOUT).await {
             tracing::warn!("some audit entries were still being written at shutdown");
+        }
+        if !self.app.node.ctx().events.settled(DRAIN_TIMEOUT).await {
+            tracing::warn!("some webhook events were still being queued at shutdown");
+        }
+        if let Some(h) = self.hooks {
+            h.stop().await;
         }
         if let Some(c) = &self.app.cluster {
             c.close().await;

@@ -95,6 +95,16 @@ const COUNTERS: &[(&str, &str)] = &[
     (cluster::DEAD_NODES, "Members removed because their node stopped answering"),
     (cluster::PUBLISH_DROPPED, "Frames for other nodes dropped, by reason (queue_full, disconnected, stale)"),
     (crate::conn_caps::CONNECTIONS_REFUSED, "Connections refused at accept by a cap, by reason (per_ip, total)"),
+    (crate::webhooks::DELIVERED, "Webhook events delivered (every URL answered 2xx) by this node"),
+    (
+        crate::webhooks::FAILED_ATTEMPTS,
+        "Webhook POSTs that got no 2xx, by reason (status, timeout, connect); each is retried",
+    ),
+    (crate::webhooks::GIVEN_UP, "Webhook events given up after webhooks.max_age_secs"),
+    (
+        signalgrid_actors::webhook::DROPPED,
+        "Webhook events not queued: the node's queue was full, or webhooks.max_waiting events waited",
+    ),
 ];
 const GAUGES: &[(&str, &str)] = &[
     (node::CONNECTIONS, "Open WebSockets on this node"),
@@ -103,6 +113,8 @@ const GAUGES: &[(&str, &str)] = &[
     (crate::store::outbox::PENDING_GAUGE, "Call records waiting in the outbox for MongoDB"),
     (cluster::PUBLISH_QUEUE_BYTES, "Bytes waiting in the publish queue for NATS"),
     (crate::conn_caps::CONNECTIONS_OPEN, "Open HTTP connections, WebSockets included"),
+    (crate::webhooks::WAITING, "Webhook events waiting for delivery in the store (the whole cluster's)"),
+    (crate::webhooks::OLDEST_AGE, "Age in seconds of the oldest webhook event waiting for delivery"),
 ];
 const HISTOGRAMS: &[(&str, &str)] = &[
     (node::RELAY_LATENCY, "From reading a relay frame to queueing it for its target"),

@@ -292,6 +292,7 @@ async fn a_newcomers_first_frame_never_overtakes_user_joined() {
         away_since_ms: None,
         media: None,
         waiting: false,
+        joined_at_ms: 0,
     };
     KvMembership::new(kv).join(&room.as_str().into(), newcomer, 2).await.unwrap();
 

@@ -26,6 +26,7 @@ fn member(conn: &str, user: &str, node: &str) -> Member {
         away_since_ms: None,
         media: None,
         waiting: false,
+        joined_at_ms: 0,
     }
 }
 

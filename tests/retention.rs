@@ -107,7 +107,7 @@ async fn two_nodes_purging_at_once_do_not_both_run() {
     let store = open_store(dir.path()).await;
     let now = now_ms();
     seed(&*store, now, 20, 3).await;
-    let settings = RetentionSettings { audit_days: 30, purge_every_secs: 3600, purge_batch: 7 };
+    let settings = RetentionSettings { audit_days: 30, purge_every_secs: 3600, purge_batch: 7, webhook_days: 0 };
     let mut nodes = Vec::new();
     for id in ["node-a", "node-b"] {
         let client = async_nats::connect(nats.url()).await.unwrap();

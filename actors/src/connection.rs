@@ -53,6 +53,8 @@ struct Joined {
     session_id: String,
     /// The name the others were given; a re-join keeps it.
     user_name: String,
+    /// When the seat joined (Unix ms); a re-join keeps it.
+    joined_at_ms: i64,
     view: Arc<RoomView>,
     /// In the waiting room: not in the room yet (no route, hears nothing) until a host
     /// admits the seat.
@@ -65,7 +67,7 @@ struct Joined {
 
 impl Joined {
     fn new(room_id: RoomId, session_id: String, user_name: String, view: Arc<RoomView>) -> Joined {
-        Joined { room_id, session_id, user_name, view, waiting: false, media: None, chats: 0 }
+        Joined { room_id, session_id, user_name, joined_at_ms: 0, view, waiting: false, media: None, chats: 0 }
     }
 }
 
@@ -168,7 +170,10 @@ impl ConnState {
             self.audit(&session.id, AuditAction::Error, json!({ "code": code.as_str(), "roomId": &*room_id }));
             return Err(code);
         }
-        let current = self.room.as_ref().filter(|j| j.room_id == room_id).map(|j| j.user_name.clone());
+        let current =
+            self.room.as_ref().filter(|j| j.room_id == room_id).map(|j| (j.user_name.clone(), j.joined_at_ms));
+        let joined_at_ms = current.as_ref().map_or_else(|| now_ms().timestamp_millis(), |c| c.1);
+        let current = current.map(|c| c.0);
         // Only clients wait (hosts never do); a seat already admitted stays in, and one that
         // waits goes on waiting (only a host's `admit` lets it in: shared membership keeps
         // the flag of a member that joins again).
@@ -189,6 +194,7 @@ impl ConnState {
             away_since_ms: None,
             media,
             waiting,
+            joined_at_ms,
         };
         let capacity = rules::capacity(session.session_type, &self.ctx.policy);
         let name = member.user_name.clone();
@@ -197,6 +203,7 @@ impl ConnState {
                 let chats = self.room.as_ref().filter(|j| j.room_id == room_id).map_or(0, |j| j.chats);
                 let mut j = Joined::new(room_id.clone(), session.id.clone(), name, view);
                 (j.waiting, j.media, j.chats) = (waiting, media, chats);
+                j.joined_at_ms = joined_at_ms;
                 self.room = Some(j);
                 self.ctx.conns.set_room(&self.id, Some(room_id.clone()));
                 if waiting {
@@ -265,6 +272,7 @@ impl ConnState {
             match store.mark_started(&session.id, now).await {
                 Ok(Some(s)) if first && s.video_call_started.is_some() => {
                     self.audit(&session.id, AuditAction::CallStart, json!({ "roomId": room_id, "via": "join-room" }));
+                    self.ctx.events.call_started(store, &session.id, Some(&RoomId::from(room_id)), now);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -320,8 +328,16 @@ impl ConnState {
             return self.error(ErrorCode::Forbidden, room_details(&room_id));
         };
         let (session_id, rid) = (j.session_id.clone(), j.room_id.clone());
-        let duration = match self.ctx.ports.store.mark_ended(&session_id, now_ms()).await {
-            Ok(Some(EndOutcome::Ended(s))) => s.call_duration.unwrap_or(0),
+        let at = now_ms();
+        let duration = match self.ctx.ports.store.mark_ended(&session_id, at).await {
+            Ok(Some(EndOutcome::Ended(s))) => {
+                let duration = s.call_duration.unwrap_or(0);
+                if s.video_call_ended == Some(at) {
+                    let (store, by) = (&self.ctx.ports.store, Some(self.identity.user_id.as_str()));
+                    self.ctx.events.call_ended(store, &session_id, Some(&rid), at, duration, by);
+                }
+                duration
+            }
             Ok(Some(EndOutcome::NotStarted)) => return self.error(ErrorCode::CallNotStarted, room_details(&rid)),
             Ok(None) => return self.error(ErrorCode::SessionNotFound, room_details(&rid)),
             Err(e) => {

@@ -54,6 +54,8 @@ pub struct NodeCtx {
     /// Running RoomActors (and their routing views) by room, kept by the RoomSupervisor.
     pub(crate) room_index: RwLock<HashMap<RoomId, IndexedRoom>>,
     pub(crate) started: std::time::Instant,
+    /// Webhook events this node emits (`webhook`).
+    pub events: crate::webhook::Events,
 }
 
 impl NodeCtx {

@@ -17,6 +17,7 @@
 //!   whole cluster.
 //! - [`node`]: the supervision tree of one node and the handle the edges use.
 //! - [`telemetry`]: metric names and pre-registered handles for the hot path.
+//! - [`webhook`]: webhook events: who emits which, their ids and payloads, the node's writer.
 //!
 //! This crate imports no NATS, HTTP framework or database client: it only names traits.
 
@@ -41,6 +42,7 @@ pub mod rules;
 pub mod seat;
 pub mod session;
 pub mod telemetry;
+pub mod webhook;
 
 /// Opaque, cluster-unique connection id (the seed's `socketId`).
 pub type ConnId = std::sync::Arc<str>;

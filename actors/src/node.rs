@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub resume_keys: ResumeKeys,
     /// How `Node::drain` lets the clients go (batch size and interval).
     pub drain: signalgrid_config::DrainSettings,
+    /// Webhook events are emitted (`webhook`) when set: the most events that may wait in
+    /// the store (`webhooks.max_waiting`).
+    pub webhooks: Option<u64>,
 }
 
 /// What this node reports about itself (presence, admin).
@@ -275,6 +278,7 @@ impl Node {
             rooms: OnceLock::new(),
             room_index: RwLock::default(),
             started: std::time::Instant::now(),
+            events: crate::webhook::Events::new(cfg.webhooks.is_some(), cfg.webhooks.unwrap_or(0)),
         });
         let spawn_err = |e: ractor::SpawnErr| NodeError::Spawn(e.to_string());
         let (room_sup, _) = Actor::spawn(None, RoomSupervisor, ctx.clone()).await.map_err(spawn_err)?;

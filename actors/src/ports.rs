@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::MediaState;
 use crate::session::{AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session, SessionPatch};
+use crate::webhook::{Attempt, ClaimedEvent, QueuedEvent, WebhookStats};
 use crate::{ConnId, NodeId, RoomId};
 
 /// A store failure. `Unavailable` is transient (retry later; REST says 503).
@@ -77,6 +78,50 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Makes every acknowledged write durable (called on shutdown).
     async fn flush(&self) -> Result<(), StoreError>;
+
+    // The durable webhook queue (PROTOCOL.md section 7; `crate::webhook`, docs/storage.md).
+
+    /// Adds `events` to the queue in their order, each kept or not by its `rule`, in one
+    /// atomic step per event. While `max_waiting` events wait, further ones are dropped:
+    /// returns how many of `events` were. The queue's order (of first insertion) is the
+    /// order of delivery within a room.
+    async fn enqueue_webhooks(&self, events: Vec<QueuedEvent>, max_waiting: u64) -> Result<usize, StoreError> {
+        let _ = (events, max_waiting);
+        Err(StoreError::Other("this store keeps no webhook queue".into()))
+    }
+    /// Claims for `owner`, until `lease_until`, at most `max` events that are each the oldest
+    /// waiting event of their room, due by `now` (`next attempt <= now`) and not claimed by a
+    /// lease still running. Atomic: two nodes never hold a claim on one event at once.
+    async fn claim_webhooks(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let _ = (owner, now, lease_until, max);
+        Ok(Vec::new())
+    }
+    /// Records what an attempt at event `id` came to (and releases `owner`'s claim).
+    async fn webhook_attempted(
+        &self,
+        id: &str,
+        owner: &str,
+        attempt: Attempt,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _ = (id, owner, attempt, now);
+        Ok(())
+    }
+    /// How many events wait, and the oldest one's `createdAt`.
+    async fn webhook_stats(&self) -> Result<WebhookStats, StoreError> {
+        Ok(WebhookStats::default())
+    }
+    /// Deletes up to `max` events delivered or given up before `before`; returns how many.
+    async fn purge_webhooks(&self, before: DateTime<Utc>, max: usize) -> Result<u64, StoreError> {
+        let _ = (before, max);
+        Ok(0)
+    }
 }
 
 /// One member of a room (a seat), wherever it is connected.
@@ -98,6 +143,14 @@ pub struct Member {
     /// the room (no seat taken, no route, told nothing) until a host admits it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub waiting: bool,
+    /// When the seat joined the room (Unix ms; 0 when unknown). Names its webhook events
+    /// and gives `participant.left` its `durationSeconds`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub joined_at_ms: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl Member {

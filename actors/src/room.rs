@@ -38,8 +38,8 @@ use crate::{ConnId, RoomId};
 
 pub use crate::routing::{RoomView, Route};
 
-pub mod limits;
 mod call;
+pub mod limits;
 use call::waiter;
 
 /// How often a room re-reads shared membership, to repair lost events.
@@ -52,7 +52,8 @@ struct Change {
     added: Vec<Member>,
     /// Members whose seat went away, and members whose seat came back.
     away: Vec<Member>,
-    back: Vec<Member>,
+    /// With the time each went away (Unix ms).
+    back: Vec<(Member, i64)>,
     /// Waiting members a host admitted (in the room from now on).
     admitted: Vec<Member>,
 }
@@ -186,7 +187,7 @@ impl RoomState {
                 }
                 match (o.is_away(), m.is_away()) {
                     (false, true) => away.push(m.clone()),
-                    (true, false) => back.push(m.clone()),
+                    (true, false) => back.push((m.clone(), o.away_since_ms.unwrap_or_default())),
                     _ => {}
                 }
             }
@@ -218,6 +219,12 @@ impl RoomState {
             self.locals.remove(&c);
         }
         self.publish_view();
+        if self.ctx.events.enabled() {
+            // A member kept because it is still connected here has not left (it is put back).
+            let gone: Vec<_> = removed.iter().filter(|(r, _)| !self.locals.contains_key(&r.conn_id)).cloned().collect();
+            let (store, empty) = (&self.ctx.ports.store, self.members.is_empty() && gone.len() == removed.len());
+            self.ctx.events.room_changed(store, &self.room_id, old.is_empty(), empty, &gone, &added, &away, &back);
+        }
         Change { removed, added, away, back, admitted }
     }
 
@@ -246,7 +253,7 @@ impl RoomState {
             let frame = ServerFrame::UserReconnecting { socket_id: &m.conn_id, user_id: &m.user_id };
             self.tell_locals(&frame.encode(), &[&m.conn_id]);
         }
-        for m in &change.back {
+        for (m, _) in &change.back {
             let frame = ServerFrame::UserReconnected { socket_id: &m.conn_id, user_id: &m.user_id };
             self.tell_locals(&frame.encode(), &[&m.conn_id]);
         }
@@ -455,6 +462,10 @@ impl RoomState {
             self.revision = snap.revision;
             self.members = snap.members;
             self.publish_view();
+            // What this node emits for the room starts with everyone already in it
+            // (`webhook`: each node's copy of the stream is complete, in order).
+            let (store, empty) = (&self.ctx.ports.store, self.members.is_empty());
+            self.ctx.events.room_changed(store, &self.room_id, true, empty, &[], &self.members, &[], &[]);
         }
         self.active = !self.locals.is_empty();
         if restart {

@@ -183,6 +183,7 @@ mod tests {
             away_since_ms: None,
             media: None,
             waiting: false,
+            joined_at_ms: 0,
         }
     }
 

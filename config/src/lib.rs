@@ -11,6 +11,7 @@ mod drain;
 mod http;
 mod keys;
 mod resume;
+mod webhooks;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ pub use drain::DrainSettings;
 pub use http::{AddressRange, HttpSettings};
 pub use keys::{EnvKey, ENV_KEYS};
 pub use resume::ResumeSettings;
+pub use webhooks::WebhookSettings;
 
 /// A setting that could not be accepted; always names the key (and the source of the value).
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,8 @@ pub struct Settings {
     /// Seats that outlive their sockets (PROTOCOL.md section 6).
     pub resume: ResumeSettings,
     pub drain: DrainSettings,
+    /// Signed event deliveries to the platform (PROTOCOL.md section 7).
+    pub webhooks: WebhookSettings,
     /// Origins whose pages may open a WebSocket and call the REST API cross-origin (exact
     /// match of the `Origin` header; CORS answers go to these only). Empty: any origin.
     /// Requests without an `Origin` header (non-browser clients) always pass.
@@ -269,11 +273,14 @@ pub struct RetentionSettings {
     pub purge_every_secs: u64,
     /// Most entries deleted in one store call; calls for joins run between batches.
     pub purge_batch: usize,
+    /// Webhook events delivered (or given up) more than this many days ago are purged; 0
+    /// keeps them. Default 7.
+    pub webhook_days: u32,
 }
 
 impl Default for RetentionSettings {
     fn default() -> Self {
-        RetentionSettings { audit_days: 2190, purge_every_secs: 3600, purge_batch: 1000 }
+        RetentionSettings { audit_days: 2190, purge_every_secs: 3600, purge_batch: 1000, webhook_days: 7 }
     }
 }
 
@@ -303,6 +310,7 @@ impl Default for Settings {
             retention: RetentionSettings::default(),
             resume: ResumeSettings::default(),
             drain: DrainSettings::default(),
+            webhooks: WebhookSettings::default(),
             allowed_origins: Vec::new(),
         }
     }
@@ -561,6 +569,27 @@ impl Settings {
         }
         if self.retention.purge_every_secs == 0 {
             return Err(bad("retention.purge_every_secs", "must be greater than 0"));
+        }
+        let w = &self.webhooks;
+        if w.enabled() && w.secret.as_deref().is_none_or(|s| s.len() < 16) {
+            return Err(bad("webhooks.secret", "must be set, at least 16 characters, when webhooks.urls is"));
+        }
+        if let Some(u) = w.urls.iter().find(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            return Err(bad("webhooks.urls", &format!("{} is not an http(s) URL", redact_url(u))));
+        }
+        for (key, v) in [
+            ("webhooks.max_age_secs", w.max_age_secs),
+            ("webhooks.retry_initial_ms", w.retry_initial_ms),
+            ("webhooks.timeout_ms", w.timeout_ms),
+            ("webhooks.max_waiting", w.max_waiting),
+            ("webhooks.poll_ms", w.poll_ms),
+        ] {
+            if v == 0 {
+                return Err(bad(key, "must be greater than 0"));
+            }
+        }
+        if w.retry_max_ms < w.retry_initial_ms {
+            return Err(bad("webhooks.retry_max_ms", "must be at least webhooks.retry_initial_ms"));
         }
         if self.tls.cert_path.is_some() != self.tls.key_path.is_some() {
             return Err(bad("tls", "cert_path and key_path go together"));

@@ -208,3 +208,38 @@ fn drain_batches_and_connect_rate() {
         assert!(s.validate().unwrap_err().to_string().contains("limits.connect_burst"), "{bad}");
     }
 }
+
+#[test]
+fn webhook_keys_and_rules() {
+    let mut s = Settings::default();
+    assert!(!s.webhooks.enabled());
+    assert_eq!((s.webhooks.max_age_secs, s.webhooks.retry_initial_ms), (86_400, 1_000));
+    s.apply_env([
+        ("SIGNALGRID_WEBHOOK_URLS", "https://a.test/hooks, http://b.test/h"),
+        ("SIGNALGRID_WEBHOOK_SECRET", "whsec-0123456789abcdef"),
+        ("SIGNALGRID_WEBHOOK_MAX_AGE_SECS", "3600"),
+        ("SIGNALGRID_WEBHOOK_RETRY_INITIAL_MS", "10"),
+        ("SIGNALGRID_WEBHOOK_RETRY_MAX_MS", "100"),
+        ("SIGNALGRID_WEBHOOK_TIMEOUT_MS", "500"),
+        ("SIGNALGRID_WEBHOOK_MAX_WAITING", "7"),
+        ("SIGNALGRID_WEBHOOK_POLL_MS", "20"),
+        ("SIGNALGRID_WEBHOOK_RETENTION_DAYS", "3"),
+    ])
+    .unwrap();
+    s.validate().unwrap();
+    assert_eq!(s.webhooks.urls, vec!["https://a.test/hooks", "http://b.test/h"]);
+    assert_eq!(s.webhooks.max_waiting, 7);
+    assert_eq!(s.retention.webhook_days, 3);
+    assert!(!format!("{:?}", s.webhooks).contains("whsec-0123456789abcdef"), "the secret stays out of Debug");
+    let bad = |f: &dyn Fn(&mut Settings), key: &str| {
+        let mut t = s.clone();
+        f(&mut t);
+        let err = t.validate().unwrap_err().to_string();
+        assert!(err.contains(key), "{err}");
+    };
+    bad(&|t| t.webhooks.secret = None, "webhooks.secret");
+    bad(&|t| t.webhooks.secret = Some("short".into()), "webhooks.secret");
+    bad(&|t| t.webhooks.urls = vec!["ftp://x".into()], "webhooks.urls");
+    bad(&|t| t.webhooks.retry_max_ms = 5, "webhooks.retry_max_ms");
+    bad(&|t| t.webhooks.timeout_ms = 0, "webhooks.timeout_ms");
+}

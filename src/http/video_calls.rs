@@ -153,7 +153,10 @@ pub async fn start(id: String, ctx: Ctx) -> Response {
         rules::check_session(&s, &who, now, &ctx.app.policy)?;
         let s = ctx.app.store.mark_started(&id, now).await?.ok_or(ErrorCode::SessionNotFound)?;
         if s.video_call_started == Some(now) {
-            ctx.app.node.ctx().audit(&id, &who.user_id, AuditAction::CallStart, json!({ "via": "rest" }), &ctx.meta());
+            let node = ctx.app.node.ctx();
+            node.audit(&id, &who.user_id, AuditAction::CallStart, json!({ "via": "rest" }), &ctx.meta());
+            let room = s.meeting_link.as_deref().map(signalgrid_actors::RoomId::from);
+            node.events.call_started(&ctx.app.store, &id, room.as_ref(), now);
         }
         ok(json!({
             "message": "Video call started",
@@ -187,11 +190,17 @@ pub async fn end(id: String, ctx: Ctx) -> Response {
     let res = async {
         let who = ctx.caller()?;
         accessible(&ctx, &id, &who).await?;
-        let s = match ctx.app.store.mark_ended(&id, now_ms()).await?.ok_or(ErrorCode::SessionNotFound)? {
+        let at = now_ms();
+        let s = match ctx.app.store.mark_ended(&id, at).await?.ok_or(ErrorCode::SessionNotFound)? {
             EndOutcome::Ended(s) => s,
             EndOutcome::NotStarted => return Err(ErrorCode::CallNotStarted.into()),
         };
         let duration = s.call_duration.unwrap_or(0);
+        if s.video_call_ended == Some(at) {
+            let room = s.meeting_link.as_deref().map(signalgrid_actors::RoomId::from);
+            let by = Some(who.user_id.as_str());
+            ctx.app.node.ctx().events.call_ended(&ctx.app.store, &id, room.as_ref(), at, duration, by);
+        }
         ctx.app.node.ctx().audit(
             &id,
             &who.user_id,

@@ -70,6 +70,19 @@ pub async fn purge_before(
     }
 }
 
+/// Deletes webhook events delivered or given up before `before`, in batches of `batch`;
+/// returns the count.
+pub async fn purge_webhooks_before(store: &dyn Store, before: DateTime<Utc>, batch: usize) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = store.purge_webhooks(before, batch).await?;
+        total += n;
+        if (n as usize) < batch {
+            return Ok(total);
+        }
+    }
+}
+
 /// The periodic purge of one node.
 pub struct Purger {
     pub store: Arc<dyn Store>,
@@ -79,13 +92,22 @@ pub struct Purger {
 }
 
 impl Purger {
-    /// One round at `now`: take or renew the lock, then purge if this node holds it.
+    /// One round at `now`: take or renew the lock, then purge if this node holds it (audit
+    /// entries, then finished webhook events; the count is the audit entries').
     pub async fn round(&mut self, now: DateTime<Utc>) -> Result<Round, StoreError> {
         if !self.hold().await {
             return Ok(Round::NotLeader);
         }
-        let Some(before) = cutoff(self.settings.audit_days, now) else { return Ok(Round::Purged(0)) };
-        let n = purge_before(&*self.store, before, self.settings.purge_batch, self.lease.as_mut()).await?;
+        let mut n = 0;
+        if let Some(before) = cutoff(self.settings.audit_days, now) {
+            n = purge_before(&*self.store, before, self.settings.purge_batch, self.lease.as_mut()).await?;
+        }
+        if let Some(before) = cutoff(self.settings.webhook_days, now) {
+            let hooks = purge_webhooks_before(&*self.store, before, self.settings.purge_batch).await?;
+            if hooks > 0 {
+                tracing::info!(removed = hooks, "finished webhook events purged");
+            }
+        }
         Ok(Round::Purged(n))
     }
 

@@ -139,10 +139,11 @@ impl ConnState {
             member.node_id = self.ctx.node_id.clone();
             member.away_since_ms = None;
             let (user_name, waiting, media) = (member.user_name.clone(), member.waiting, member.media);
+            let joined_at_ms = member.joined_at_ms;
             match self.enter_room(&r.room_id, member, usize::MAX, None).await {
                 Ok((view, _)) => {
                     let mut j = Joined::new(r.room_id.clone(), r.session_id, user_name, view);
-                    (j.waiting, j.media) = (waiting, media);
+                    (j.waiting, j.media, j.joined_at_ms) = (waiting, media, joined_at_ms);
                     self.room = Some(j);
                     self.ctx.conns.set_room(&self.id, Some(r.room_id));
                 }
@@ -198,6 +199,7 @@ impl ConnState {
                 away_since_ms: None,
                 media: j.media,
                 waiting: j.waiting,
+                joined_at_ms: j.joined_at_ms,
             },
         });
         if let Some(j) = self.room.as_mut().filter(|j| j.chats > 0) {

@@ -10,8 +10,10 @@
 //! still gets its answer only once its entry is committed.
 //!
 //! - [`audit`]: reading, counting and purging the audit trail.
+//! - [`webhooks`]: the durable webhook queue.
 
 mod audit;
+mod webhooks;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use signalgrid_actors::session::{
     new_object_id, now_ms, AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Party, PaymentStatus, Session,
     SessionPatch, SessionStatus, SessionType,
 };
+use signalgrid_actors::webhook::{Attempt, ClaimedEvent, QueuedEvent, WebhookStats};
 
 /// File name of the store inside the data directory.
 pub const FILE_NAME: &str = "signalgrid.sqlite3";
@@ -274,6 +277,7 @@ impl EmbeddedStore {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         add_missing_columns(&conn).map_err(sql_err)?;
+        conn.execute_batch(webhooks::SCHEMA).map_err(sql_err)?;
         let alive = start_checkpointer(&conn, &path);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -459,6 +463,41 @@ impl Store for EmbeddedStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         self.with(|c| c.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))).await
+    }
+
+    async fn enqueue_webhooks(&self, events: Vec<QueuedEvent>, max_waiting: u64) -> Result<usize, StoreError> {
+        self.with(move |c| webhooks::enqueue(c, &events, max_waiting)).await
+    }
+
+    async fn claim_webhooks(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let owner = owner.to_owned();
+        self.with(move |c| webhooks::claim(c, &owner, ms(now), ms(lease_until), max)).await
+    }
+
+    async fn webhook_attempted(
+        &self,
+        id: &str,
+        owner: &str,
+        attempt: Attempt,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.with(move |c| webhooks::attempted(c, &id, &owner, &attempt, ms(now))).await
+    }
+
+    async fn webhook_stats(&self) -> Result<WebhookStats, StoreError> {
+        self.with(|c| webhooks::stats(c)).await
+    }
+
+    async fn purge_webhooks(&self, before: DateTime<Utc>, max: usize) -> Result<u64, StoreError> {
+        let before = ms(before);
+        self.with(move |c| webhooks::purge(c, before, max)).await
     }
 }
 

@@ -13,10 +13,13 @@
 //! - [`docs`]: document shapes and conversions.
 //! - [`db`]: the driver calls, each one guarded write.
 //! - [`audit`]: audit trail pages, counts and purge batches.
+//! - [`webhooks`]: the durable webhook queue (no outbox: while MongoDB is away, events
+//!   wait in the node's writer, in order, and delivery pauses).
 
 pub mod audit;
 pub mod db;
 pub mod docs;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,6 +34,7 @@ use signalgrid_actors::rules::call_duration_minutes;
 use signalgrid_actors::session::{
     now_ms, AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session, SessionStatus,
 };
+use signalgrid_actors::webhook::{Attempt, ClaimedEvent, QueuedEvent, WebhookStats};
 
 use self::db::Db;
 use super::outbox::{Outbox, OutboxOp};
@@ -59,6 +63,7 @@ pub struct MongoStore {
 
 struct Inner {
     db: Db,
+    hooks: webhooks::Queue,
     outbox: Outbox,
     cache: Mutex<HashMap<String, Session>>,
     /// Indexes created (start-up finished).
@@ -78,9 +83,11 @@ impl MongoStore {
         let options = db::client_options(&cfg.uri).await?;
         let label = format!("MongoDB at {} (database {})", db::hosts(&options), cfg.database);
         let db = Db::new(options, &cfg.database)?;
+        let hooks = webhooks::Queue::new(db.client(), &cfg.database);
         let outbox = Outbox::open(&cfg.data_dir, cfg.outbox_max).map_err(|e| StoreError::Other(e.to_string()))?;
         let inner = Arc::new(Inner {
             db,
+            hooks,
             outbox,
             cache: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
@@ -146,7 +153,8 @@ impl Inner {
     async fn init(&self) -> Result<(), StoreError> {
         let res = async {
             self.db.ping().await?;
-            self.db.create_indexes().await
+            self.db.create_indexes().await?;
+            self.hooks.create_indexes().await
         }
         .await;
         self.note(&res);
@@ -432,6 +440,48 @@ impl Store for MongoStore {
             return Err(StoreError::Unavailable(format!("{} not reached yet", self.inner.label)));
         }
         let res = self.inner.db.ping().await;
+        self.inner.note(&res);
+        res
+    }
+
+    async fn enqueue_webhooks(&self, events: Vec<QueuedEvent>, max_waiting: u64) -> Result<usize, StoreError> {
+        let res = self.inner.hooks.enqueue(&events, max_waiting).await;
+        self.inner.note(&res);
+        res
+    }
+
+    async fn claim_webhooks(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let res = self.inner.hooks.claim(owner, now, lease_until, max).await;
+        self.inner.note(&res);
+        res
+    }
+
+    async fn webhook_attempted(
+        &self,
+        id: &str,
+        owner: &str,
+        attempt: Attempt,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let res = self.inner.hooks.attempted(id, owner, attempt, now).await;
+        self.inner.note(&res);
+        res
+    }
+
+    async fn webhook_stats(&self) -> Result<WebhookStats, StoreError> {
+        let res = self.inner.hooks.stats().await;
+        self.inner.note(&res);
+        res
+    }
+
+    async fn purge_webhooks(&self, before: DateTime<Utc>, max: usize) -> Result<u64, StoreError> {
+        let res = self.inner.hooks.purge(before, max).await;
         self.inner.note(&res);
         res
     }
