@@ -168,6 +168,22 @@ impl Inner {
         }
     }
 
+    /// Whether a socket that processed every frame up to `last_seq` can take the seat: it is
+    /// here (`Used` otherwise), was sent that much (`Ahead`), and nothing after it is gone
+    /// (`Overflow`).
+    fn can_resume(&self, last_seq: u64) -> Result<(), ResumeFailure> {
+        if !matches!(self.mode, Mode::Live) {
+            return Err(ResumeFailure::Used);
+        }
+        if last_seq > self.next_seq - 1 {
+            return Err(ResumeFailure::Ahead);
+        }
+        if self.lost || last_seq + 1 < self.base() {
+            return Err(ResumeFailure::Overflow);
+        }
+        Ok(())
+    }
+
     fn trim_to(&mut self, seq: u64) {
         while self.frames.front().is_some_and(|(s, _)| *s <= seq) {
             if let Some((_, b)) = self.frames.pop_front() {
@@ -300,16 +316,7 @@ impl Outbound {
     /// checks of `attach`, changing nothing).
     pub fn check_resume(&self, last_seq: u64) -> Result<(), ResumeFailure> {
         let i = self.lock();
-        if !matches!(i.mode, Mode::Live) {
-            return Err(ResumeFailure::Used);
-        }
-        if last_seq > i.next_seq - 1 {
-            return Err(ResumeFailure::Ahead);
-        }
-        if i.lost || last_seq + 1 < i.base() {
-            return Err(ResumeFailure::Overflow);
-        }
-        Ok(())
+        i.can_resume(last_seq)
     }
 
     /// Attaches a new socket that has processed every frame up to `last_seq` (a resume; the
@@ -317,15 +324,7 @@ impl Outbound {
     /// first, then every kept frame after `last_seq`, then live ones.
     pub fn attach(&self, last_seq: u64, hello: String) -> Result<SeatReader, ResumeFailure> {
         let mut i = self.lock();
-        if !matches!(i.mode, Mode::Live) {
-            return Err(ResumeFailure::Used);
-        }
-        if last_seq > i.next_seq - 1 {
-            return Err(ResumeFailure::Ahead);
-        }
-        if i.lost || last_seq + 1 < i.base() {
-            return Err(ResumeFailure::Overflow);
-        }
+        i.can_resume(last_seq)?;
         i.trim_to(last_seq);
         telemetry::replayed((i.next_seq - 1 - last_seq) as usize);
         i.written = last_seq;
@@ -361,15 +360,7 @@ impl Outbound {
     /// from now on with `forward`: the frames after `last_seq` and the next `seq`.
     pub fn forward(&self, last_seq: u64, forward: Forward) -> Result<(u64, Vec<(u64, String)>), ResumeFailure> {
         let mut i = self.lock();
-        if !matches!(i.mode, Mode::Live) {
-            return Err(ResumeFailure::Used);
-        }
-        if last_seq > i.next_seq - 1 {
-            return Err(ResumeFailure::Ahead);
-        }
-        if i.lost || last_seq + 1 < i.base() {
-            return Err(ResumeFailure::Overflow);
-        }
+        i.can_resume(last_seq)?;
         i.trim_to(last_seq);
         let frames = i.frames.drain(..).map(|(s, b)| (s, String::from_utf8(b.to_vec()).unwrap_or_default())).collect();
         i.bytes = 0;
