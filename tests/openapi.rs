@@ -147,7 +147,9 @@ async fn the_document_is_openapi_3_1_and_names_every_route() {
     }
 
     // The server answers each documented route (no fallback NOT_FOUND).
-    let http = reqwest::Client::new();
+    // No connection reuse: a node closes idle keep-alive connections (`http.header_timeout_ms`),
+    // and a request sent on one as it closes fails in the client (hyper's IncompleteMessage).
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let admin = admin();
     for (method, path) in ROUTES {
         let concrete = path
@@ -275,7 +277,9 @@ async fn errors_schemathesis_cannot_reach_match_the_document() {
     let dir = tempfile::tempdir().unwrap();
     let n = node(&dir, &[("VIDEO_CALL_RATE_LIMIT", "3")]);
     let doc = fetch_doc(&n.addr).await;
-    let http = reqwest::Client::new();
+    // No connection reuse: a node closes idle keep-alive connections (`http.header_timeout_ms`),
+    // and a request sent on one as it closes fails in the client (hyper's IncompleteMessage).
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let url = |p: &str| format!("http://{}{p}", n.addr);
     let admin = admin();
     let create = |payment: &str, status: &str, starts_in_minutes: i64| {
