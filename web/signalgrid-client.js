@@ -18,16 +18,29 @@
 // its window has passed does it join the room again and re-establish the peer connections.
 // The peer connections are in signalgrid-peers.js, the resume bookkeeping (seq, ack, token)
 // in signalgrid-resume.js, error codes and types in signalgrid-errors.js, call quality in
-// signalgrid-stats.js; this module re-exports what a page needs, so importing it is enough.
+// signalgrid-stats.js, the waiting room and chat in signalgrid-call.js (with
+// signalgrid-lobby.js and signalgrid-chat.js), the media controls and media state in signalgrid-media.js; this module
+// re-exports what a page needs, so importing it is enough.
+//
+// Events (each a CustomEvent; `detail` as shown): `state {state}`, `connected`, `room-joined`
+// and `rejoined {roomId, participants, waiting?}`, `admitted {roomId, participants}` (the
+// room-joined that ends waiting), `waiting {roomId}`, `denied {roomId}`, `participant-waiting
+// {socketId, userId, userName}` and `waiting-list {waiting}` (hosts), `settle-failed
+// {socketId, action, code}`, `user-joined`, `user-left`, `peer-left`, `chat-message`
+// (ChatMessage of signalgrid-chat.js), `chat-sent {id}`, `media-state {from, audio, video,
+// screen, participant}`, `session-ending {minutesLeft}`, `call-ended`, the peer events of
+// signalgrid-peers.js, and `sg-error` (a SignalgridErrorEvent). docs/web-client.md has them all.
 
+import { isChatError } from './signalgrid-chat.js';
+import { SignalgridCall } from './signalgrid-call.js';
 import { FATAL_CODES } from './signalgrid-errors.js';
-import { SignalgridRest } from './signalgrid-rest.js';
 import { samplePeers } from './signalgrid-stats.js';
 import { PeerMesh } from './signalgrid-peers.js';
 import { backoffDelay, FINAL_CLOSE_CODES, SeatResume } from './signalgrid-resume.js';
 
 export { ERROR_CODES, mediaErrorCode, SignalgridError, SignalgridErrorEvent } from './signalgrid-errors.js';
 export { classifyQuality } from './signalgrid-stats.js';
+export { CHAT_MAX_CHARS, chatTextOk } from './signalgrid-chat.js';
 export { backoffDelay, FINAL_CLOSE_CODES, LEAVE_CLOSE_CODES, SeatResume } from './signalgrid-resume.js';
 
 /** Relayed frames: while the socket is away they wait in a bounded outbox for the resume. */
@@ -38,8 +51,9 @@ function detail(type, d) {
   return new CustomEvent(type, { detail: d });
 }
 
-/** The call: REST (signalgrid-rest.js), the signaling socket with resume, the peer mesh. */
-export class SignalgridClient extends SignalgridRest {
+/** The call: REST (signalgrid-rest.js), media (signalgrid-media.js), the waiting room and
+ *  chat (signalgrid-call.js), the signaling socket with resume, the peer mesh. */
+export class SignalgridClient extends SignalgridCall {
   /**
    * @param {object} o
    * @param {string} o.token            the platform's JWT
@@ -65,18 +79,17 @@ export class SignalgridClient extends SignalgridRest {
     this.ws = null;
     this.socketId = null;
     this.nodeId = null;
-    this.localStream = null;
     /** The peer connections, one per remote participant (signalgrid-peers.js). */
     this.mesh = new PeerMesh(this);
     this.participants = [];
-    this.state = 'idle'; // idle | connecting | joined | reconnecting | ended | failed | closed
+    // idle | connecting | waiting | joined | denied | reconnecting | ended | failed | closed
+    this.state = 'idle';
     this._endpoint = 0;
     this._attempt = 0;
     this._timer = null;
     this._closing = false;
     this._joined = false;
     this._drainSeen = false;
-    this._videoOverride = null; // a track that replaces the camera (screen share)
     this._joinPending = false;
     this._joinAttempt = 0;
     // The join retry after a passing failure; apart from `_timer` (reconnects), so that
@@ -258,6 +271,10 @@ export class SignalgridClient extends SignalgridRest {
       // A new seat: relays kept for the old one are void (a rejoin makes new peer connections).
       this._outbox = [];
       this._outboxOverflow = false;
+      // Nor will the old seat's chat answers come, and its waiting (if any) is over.
+      this.chat.dropPending();
+      this.lobby.reset();
+      this._mediaSent = null;
       this.socketId = data.socketId;
       this.dispatchEvent(detail('connected', data));
       this._join();
@@ -272,9 +289,12 @@ export class SignalgridClient extends SignalgridRest {
     this.dispatchEvent(detail('connected', data));
     if (this._joined) {
       this._setState('joined', { resumed: true, lost });
+    } else if (this.lobby.isWaiting) {
+      this._setState('waiting', { resumed: true }); // still waiting: no join-room again
     } else {
       this._join(); // the join may not have been answered before the loss
     }
+    this._syncMediaState(); // a change made while away
     this.dispatchEvent(detail('resumed', { socketId: this.socketId, nodeId: this.nodeId, lost: data.lost === true }));
     // Frames may be gone: check every negotiation with an ICE restart (never a new connection).
     if (lost) this.mesh.restartIce('resumed-lost');
@@ -295,22 +315,42 @@ export class SignalgridClient extends SignalgridRest {
         this._joinAttempt = 0;
         this.participants = data.participants || [];
         this._away.clear();
+        this.remoteMedia.clear();
+        this._rememberMedia(this.participants);
+        const admitted = this.lobby.onRoomJoined(data);
         // After a reconnect the old peer connections belong to our old socket: start over.
         this.mesh.closeAll();
-        this._setState('joined');
+        this._setState('joined', { admitted });
+        if (admitted) this.dispatchEvent(detail('admitted', data));
         this.dispatchEvent(detail(again ? 'rejoined' : 'room-joined', data));
         // The newcomer offers to everyone already in the room.
         for (const p of this.participants) {
           if (p.socketId !== this.socketId) this.mesh.peer(p.socketId, p, true);
         }
+        this._syncMediaState(true); // once after joining
         break;
       }
+      case 'waiting':
+      case 'participant-waiting':
+      case 'chat-message':
+      case 'chat-sent':
+      case 'media-state':
+      case 'session-ending':
+        this._onCallFrame(event, data);
+        break;
       case 'user-joined':
+        this.lobby.leaves(data.socketId); // a waiting client admitted (by us or another host)
         this.participants = this.participants.filter((p) => p.socketId !== data.socketId).concat([data]);
         this.dispatchEvent(detail('user-joined', data));
         // The newcomer offers: we wait for its offer (the peer connection is made then).
         break;
       case 'user-left': {
+        this.remoteMedia.delete(data.socketId);
+        if (this.lobby.leaves(data.socketId)) {
+          // A waiting client left, or was denied: it was never in the call.
+          this.dispatchEvent(detail('user-left', data));
+          break;
+        }
         const participant = this.participants.find((p) => p.socketId === data.socketId) || null;
         this.participants = this.participants.filter((p) => p.socketId !== data.socketId);
         this._away.delete(data.socketId);
@@ -344,6 +384,15 @@ export class SignalgridClient extends SignalgridRest {
         break;
       case 'error': {
         const code = data.code || 'INTERNAL';
+        const details = data.details || {};
+        // Answers to a chat, a media state, an admit or deny, or our own admission: never
+        // the join's answer, never the end of the call (ROOM_FULL to an admit included).
+        const chat = isChatError(details);
+        if (chat || details.event === 'media-state' || this.lobby.onError(code, details)) {
+          if (chat) this.chat.onError(code, data.message, details);
+          this._emitError(code, data.message, details, { source: 'ws', fatal: false });
+          break;
+        }
         if (code === 'NODE_DRAINING') this._drainSeen = true;
         const fatal = FATAL_CODES.has(code);
         if (fatal) this._fatalSeen = code;
@@ -393,56 +442,6 @@ export class SignalgridClient extends SignalgridRest {
     this.dispatchEvent(detail(type, d));
   }
 
-  // ---------------------------------------------------------------- media controls
-
-  /** What to send: the microphone, the camera (or the screen while sharing), their stream. */
-  _localTracks() {
-    const s = this.localStream;
-    const audio = s ? s.getAudioTracks()[0] || null : null;
-    const video = this._videoOverride || (s ? s.getVideoTracks()[0] || null : null);
-    return { audio, video, stream: s || new MediaStream() };
-  }
-
-  /** Replaces the outgoing track of `kind` (`audio` or `video`) on every peer (null: send
-   *  nothing). Adds a sender (renegotiating) where there was none. */
-  replaceTrack(kind, track) {
-    return this.mesh.replaceTrack(kind, track);
-  }
-
-  /** Mutes or unmutes the microphone (the track stays; it sends silence). */
-  setAudioEnabled(on) {
-    const { audio } = this._localTracks();
-    if (audio) audio.enabled = on;
-    return !!audio;
-  }
-
-  /** Sets the camera track used when no screen is shared (after the camera was turned off
-   *  and on again). */
-  async setCameraTrack(track) {
-    const s = this.localStream || (this.localStream = new MediaStream());
-    for (const t of s.getVideoTracks()) s.removeTrack(t);
-    if (track) s.addTrack(track);
-    if (!this._videoOverride) await this.replaceTrack('video', track);
-  }
-
-  /** Sends `track` (a screen) instead of the camera until `stopScreenShare`. */
-  async startScreenShare(track) {
-    this._videoOverride = track;
-    await this.replaceTrack('video', track);
-    track.addEventListener('ended', () => {
-      if (this._videoOverride === track) this.stopScreenShare();
-    });
-  }
-
-  async stopScreenShare() {
-    const t = this._videoOverride;
-    this._videoOverride = null;
-    if (t) t.stop();
-    const s = this.localStream;
-    await this.replaceTrack('video', s ? s.getVideoTracks()[0] || null : null);
-    this.dispatchEvent(detail('screen-share-ended', {}));
-  }
-
   // ---------------------------------------------------------------- ending
 
   /** Ends the call for everyone: sends `call-ended` (the server stores the end); falls back
@@ -472,6 +471,7 @@ export class SignalgridClient extends SignalgridRest {
     clearTimeout(this._joinRetry);
     this._resume.forget();
     this._outbox = [];
+    this.chat.dropPending();
     globalThis.removeEventListener?.('online', this._onOnline);
     this.mesh.closeAll();
     if (this.ws) {

@@ -22,6 +22,10 @@ const STATS_JS: &str = include_str!("../../web/signalgrid-stats.js");
 const PEERS_JS: &str = include_str!("../../web/signalgrid-peers.js");
 const REST_JS: &str = include_str!("../../web/signalgrid-rest.js");
 const RESUME_JS: &str = include_str!("../../web/signalgrid-resume.js");
+const MEDIA_JS: &str = include_str!("../../web/signalgrid-media.js");
+const CALL_FEATURES_JS: &str = include_str!("../../web/signalgrid-call.js");
+const LOBBY_JS: &str = include_str!("../../web/signalgrid-lobby.js");
+const CHAT_JS: &str = include_str!("../../web/signalgrid-chat.js");
 
 /// The static files: name under `/web/`, content type, body.
 const FILES: &[(&str, &str, &str)] = &[
@@ -31,6 +35,10 @@ const FILES: &[(&str, &str, &str)] = &[
     ("signalgrid-peers.js", "text/javascript; charset=utf-8", PEERS_JS),
     ("signalgrid-rest.js", "text/javascript; charset=utf-8", REST_JS),
     ("signalgrid-resume.js", "text/javascript; charset=utf-8", RESUME_JS),
+    ("signalgrid-media.js", "text/javascript; charset=utf-8", MEDIA_JS),
+    ("signalgrid-call.js", "text/javascript; charset=utf-8", CALL_FEATURES_JS),
+    ("signalgrid-lobby.js", "text/javascript; charset=utf-8", LOBBY_JS),
+    ("signalgrid-chat.js", "text/javascript; charset=utf-8", CHAT_JS),
     ("call.js", "text/javascript; charset=utf-8", CALL_JS),
     ("call.css", "text/css; charset=utf-8", CALL_CSS),
 ];

@@ -3,10 +3,11 @@
 // connections, and a fake clock runs the library's timers (reconnect backoff, acks, join
 // retries) on demand, so "nothing more happens" is checked by running every pending timer
 // rather than by waiting. Imported by unit.mjs; `resumeChecks(check)` records failures.
+// The fakes are shared with unit-call.mjs (the waiting room, chat and media state).
 import { SignalgridClient } from '../../web/signalgrid-client.js';
 
 /** A WebSocket the test drives: open(), frame(), drop(code). */
-class FakeSocket {
+export class FakeSocket {
   static CONNECTING = 0;
   static OPEN = 1;
   static CLOSING = 2;
@@ -33,7 +34,7 @@ class FakeSocket {
 }
 FakeSocket.all = [];
 
-class FakePC {
+export class FakePC {
   constructor() {
     this.signalingState = 'stable';
     this.iceConnectionState = 'new';
@@ -55,7 +56,7 @@ class FakePC {
 class FakeStream { getTracks() { return []; } addTrack() {} }
 
 /** Runs `fn(runTimers)` with fake timers, WebSocket, RTCPeerConnection and MediaStream. */
-async function withFakes(fn) {
+export async function withFakes(fn) {
   const saved = {
     setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout, WebSocket: globalThis.WebSocket,
     RTCPeerConnection: globalThis.RTCPeerConnection, MediaStream: globalThis.MediaStream,

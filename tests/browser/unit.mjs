@@ -1,9 +1,11 @@
 // Unit checks of the client library's pure parts, in Node (no browser): backoff with jitter,
 // the quality verdict, media error codes, the typed error event, and the resume of a dropped
-// socket (unit-resume.mjs). Run by tests/browser.rs; prints one JSON line.
+// socket (unit-resume.mjs), the waiting room, chat and media state (unit-call.mjs). Run by
+// tests/browser.rs; prints one JSON line.
 import {
   backoffDelay, classifyQuality, mediaErrorCode, SignalgridErrorEvent, SignalgridClient, ERROR_CODES,
 } from '../../web/signalgrid-client.js';
+import { callChecks } from './unit-call.mjs';
 import { resumeChecks } from './unit-resume.mjs';
 
 const failures = [];
@@ -97,7 +99,7 @@ check('refusal fails the client', c.state === 'failed');
     j._onFrame('error', { code: 'RATE_LIMITED', message: 'x', details: {} });
     j._onFrame('room-joined', { roomId: 'room-2', participants: [{ socketId: 's2', userId: 'u', userName: 'U', userRole: 'client' }] });
     runPending();
-    check('room-joined cancels the join retry', sent.join() === 'join-room' && j.state === 'joined');
+    check('room-joined cancels the join retry', sent.filter((e) => e === 'join-room').length === 1 && j.state === 'joined');
   } finally {
     globalThis.setTimeout = realSet;
     globalThis.clearTimeout = realClear;
@@ -105,5 +107,6 @@ check('refusal fails the client', c.state === 'failed');
 }
 
 await resumeChecks(check);
+await callChecks(check);
 
 process.stdout.write(`${JSON.stringify({ ok: failures.length === 0, failures, errorCodes: ERROR_CODES })}\n`);
