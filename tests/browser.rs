@@ -18,6 +18,13 @@
 //!   a page of another origin loads the client library and calls the REST API (CORS), and
 //!   a node that does not allow that origin is blocked by the browser;
 //!   (b) the two pages on two different nodes of a cluster;
+//!   the waiting room (PROTOCOL.md section 8), client on node-a, psychologist on node-b: the
+//!   client's page shows the lobby naming the psychologist and has made no RTCPeerConnection;
+//!   the psychologist's page shows the admit panel; Deny: the client's page shows the
+//!   refusal, still with no RTCPeerConnection; Ask again, then Admit: the call connects
+//!   (video decoded both ways); a chat message reaches the other page (unread count while
+//!   its panel is closed; shown as text, never HTML) and back; the client's mute and camera
+//!   off show as badges on the psychologist's page;
 //!   (d) resume, not rejoin (two nodes each; the client's page lists the psychologist's node
 //!       in `?signaling=`): the client's node drains (in-process node, graceful shutdown), is
 //!       killed with SIGKILL (a real node process), or the client's page goes offline (CDP
@@ -28,6 +35,8 @@
 //!       page never sees the client leave.
 //! Screenshots of every page go to target/browser-screenshots/.
 
+#[path = "common/call.rs"]
+mod call_support;
 #[path = "common/cluster.rs"]
 mod cluster_support;
 mod common;
@@ -48,6 +57,9 @@ use proc::{cmd, NodeProc};
 use serde_json::{json, Value};
 use signalgrid_actors::identity::Role;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+/// A chat line with markup in it: the other page must show it as text.
+const CHAT_TEXT: &str = "Hello Alice <b>welcome</b> & <img src=x onerror=alert(1)>";
 
 /// Bound of the whole browser run (a hang guard, not a timing assertion).
 const RUN_LIMIT: Duration = Duration::from_secs(300);
@@ -158,6 +170,8 @@ async fn calls_in_headless_chromium() {
     })
     .await;
     let cross = session(&na, "client-b", "psy-b", 0).await;
+    let waiting_spec = SessionSpec { client: "client-w".into(), psychologist: "psy-w".into(), ..Default::default() };
+    let (waiting, _) = call_support::session_with(&na, &waiting_spec, true).await;
     let drained = session(&na, "client-d", "psy-d", 0).await;
     let killed = session(&nb, "client-k", "psy-k", 0).await;
     let offline = session(&nb, "client-o", "psy-o", 0).await;
@@ -201,6 +215,14 @@ async fn calls_in_headless_chromium() {
         "cluster": {
             "clientUrl": page(&na, &cross, "client-b", Role::Client, "Alice", ""),
             "psyUrl": page(&nb, &cross, "psy-b", Role::Psychologist, "Dr.%20Bob", ""),
+        },
+        "waitingRoom": {
+            "clientUrl": page(&na, &waiting, "client-w", Role::Client, "Alice", ""),
+            "psyUrl": page(&nb, &waiting, "psy-w", Role::Psychologist, "Dr.%20Bob", ""),
+            // The session's psychologist (SessionSpec::body), as the lobby names them.
+            "hostName": "Dr. Psy",
+            "chatText": CHAT_TEXT,
+            "replyText": "Thank you, I can hear you",
         },
         "resumeDrain": {
             "clientUrl": page(&na, &drained, "client-d", Role::Client, "Alice", &via_b),
@@ -375,6 +397,49 @@ async fn calls_in_headless_chromium() {
     assert_eq!(c["client"]["node"], "node-a", "{c}");
     assert_eq!(c["psychologist"]["node"], "node-b", "{c}");
 
+    // The waiting room across two nodes.
+    let w = &sc["waitingRoom"];
+    let lobby = &w["lobby"];
+    assert_eq!(lobby["state"], "waiting", "{w:#}");
+    assert!(lobby["lobbyText"].as_str().unwrap().contains("Dr. Psy will let you in"), "the lobby names the psychologist: {w:#}");
+    assert_eq!(lobby["status"], "lobby", "{w:#}");
+    assert_eq!(w["lobbyAfter"]["created"], 0, "a waiting client makes no RTCPeerConnection: {w:#}");
+    let panel = &w["panel"];
+    assert_eq!(panel["waitingNames"], json!(["Alice"]), "{w:#}");
+    assert_eq!(panel["waitingCount"], "1", "{w:#}");
+    assert_eq!(panel["panelLive"], "polite", "{w:#}");
+    assert_eq!(panel["panelAnnounce"], "Alice is waiting to join", "{w:#}");
+    assert_eq!(panel["created"], 0, "the psychologist alone: no RTCPeerConnection: {w:#}");
+    let denied = &w["denied"];
+    assert!(denied["lobbyShown"] == true && denied["askAgainShown"] == true, "{w:#}");
+    assert!(denied["lobbyText"].as_str().unwrap().contains("did not let you into the call"), "{w:#}");
+    assert_eq!(denied["created"], 0, "a denied client makes no RTCPeerConnection: {w:#}");
+    assert_eq!(w["panelAfterDeny"]["panelShown"], false, "{w:#}");
+    assert_eq!(w["beforeAdmit"]["created"], 0, "{w:#}");
+    connected_call(w, "waiting room, admitted");
+    assert_eq!(w["client"]["created"], 1, "one peer connection once admitted: {w:#}");
+    assert_eq!((w["client"]["node"].as_str(), w["psychologist"]["node"].as_str()), (Some("node-a"), Some("node-b")), "{w:#}");
+    assert_eq!(w["admitted"], json!([{"lobbyShown": false, "panelShown": false}, {"lobbyShown": false, "panelShown": false}]));
+    let chat = &w["chat"];
+    assert_eq!(chat["unread"]["unread"], 1, "unread count while closed: {w:#}");
+    assert_eq!(chat["unread"]["expanded"], "false", "{w:#}");
+    let got = chat["unread"]["lines"].as_array().unwrap();
+    assert_eq!(got.len(), 1, "{w:#}");
+    assert_eq!((got[0]["from"].as_str(), got[0]["text"].as_str()), (Some("Dr. Bob"), Some(CHAT_TEXT)), "{w:#}");
+    assert_eq!(chat["unread"]["elementsInTexts"], 0, "chat text is never HTML: {w:#}");
+    assert_eq!(chat["opened"]["expanded"], "true", "{w:#}");
+    assert_eq!(chat["opened"]["focused"], "chat-input", "opened from the keyboard, the input focused: {w:#}");
+    assert_eq!(chat["opened"]["logLive"], "polite", "{w:#}");
+    let psy_lines = chat["psychologist"]["lines"].as_array().unwrap();
+    assert!(psy_lines.iter().any(|l| l["text"] == CHAT_TEXT && l["state"] == "sent"), "the sender's line confirmed: {w:#}");
+    assert!(psy_lines.iter().any(|l| l["from"] == "Alice" && l["text"] == "Thank you, I can hear you"), "{w:#}");
+    assert_eq!(w["badges"]["muted"], json!([{"name": "Alice", "muted": true, "cameraOff": false}]), "{w:#}");
+    assert_eq!(w["badges"]["camOff"], json!([{"name": "Alice", "muted": true, "cameraOff": true}]), "{w:#}");
+    assert_eq!(w["badges"]["unmuted"], json!([{"name": "Alice", "muted": false, "cameraOff": true}]), "{w:#}");
+    for name in ["waiting-lobby-client", "waiting-admit-panel-psychologist", "waiting-denied-client"] {
+        println!("screenshot: {}", out.join(format!("{name}.png")).display());
+    }
+
     // (d) resume, not rejoin: drained, killed, offline.
     let seen = |v: &Value| -> Vec<String> {
         v["seen"].as_array().unwrap_or_else(|| panic!("{v}")).iter().map(|x| x.as_str().unwrap().to_owned()).collect()
@@ -431,6 +496,12 @@ async fn calls_in_headless_chromium() {
         "group-client",
         "cluster-client",
         "cluster-psychologist",
+        "waiting-lobby-client",
+        "waiting-admit-panel-psychologist",
+        "waiting-denied-client",
+        "waiting-chat-unread-client",
+        "waiting-chat-client",
+        "waiting-badges-psychologist",
         "resume-drain-client-after",
         "resume-kill-client-after",
         "resume-offline-client-after",

@@ -9,6 +9,9 @@
 // `{type: 'signalgrid:refused', sessionId, reason}` by postMessage too.
 
 import { SignalgridClient, mediaErrorCode } from './signalgrid-client.js';
+import { setupChat } from './call-chat.js';
+import { clearError, showError } from './call-errors.js';
+import { setupLobby } from './call-lobby.js';
 
 const $ = (id) => document.getElementById(id);
 const room = $('room');
@@ -16,81 +19,6 @@ const params = new URLSearchParams(location.search);
 const sessionId = decodeURIComponent(location.pathname.replace(/\/+$/, '').split('/').pop() || '');
 const parentOrigin = params.get('parentOrigin');
 const platform = window.parent !== window ? window.parent : window.opener;
-
-/** The seed's error display: category title, message, hint, by code. */
-const FRIENDLY = {
-  MEDIA_PERMISSION_DENIED: ['Camera or microphone blocked', 'We could not use your camera or microphone.',
-    'Allow camera and microphone for this site in your browser settings, then reload the page. You can still hear and see the other participant.'],
-  MEDIA_UNAVAILABLE: ['No camera or microphone', 'No camera or microphone could be started.',
-    'Check that a device is connected and not used by another app. You can still hear and see the other participant.'],
-  SCREEN_SHARE_FAILED: ['Screen sharing failed', 'Your screen could not be shared.', 'Try again, and pick a screen or window to share.'],
-  NETWORK_ERROR: ['Network problem', 'The connection to the call service was lost.', 'Check your internet connection. We keep trying to reconnect.'],
-  RECONNECT_EXHAUSTED: ['Network problem', 'We could not reconnect to the call service.', 'Check your internet connection and reload the page.'],
-  WEBRTC_FAILED: ['Video connection problem', 'The video connection with the other participant failed.',
-    'We are trying again. A firewall or VPN may block video calls; try another network if it persists.'],
-  NODE_DRAINING: ['Reconnecting', 'The call server is restarting.', 'We are moving you to another server; the call resumes by itself.'],
-  CLUSTER_UNAVAILABLE: ['Reconnecting', 'The call service is reconnecting.', 'Please wait a moment.'],
-  UNAUTHORIZED: ['Please sign in again', 'Your sign-in is missing or has expired.', 'Go back to the platform and open the call again.'],
-  INVALID_SESSION_ID: ['Session problem', 'This call link is not valid.', 'Open the call from your session page on the platform.'],
-  SESSION_NOT_FOUND: ['Session problem', 'This session could not be found.', 'Open the call from your session page on the platform.'],
-  FORBIDDEN: ['Session problem', 'You are not a participant of this session.', 'Sign in with the account that booked this session.'],
-  SESSION_CLOSED: ['Session problem', 'This session has been cancelled or has already ended.', 'Book a new session on the platform.'],
-  PAYMENT_REQUIRED: ['Payment required', 'Payment for this session has not been confirmed yet.',
-    'Complete the payment on the platform; you can join as soon as it is confirmed.'],
-  ROOM_FULL: ['Call is full', 'This call already has all its participants.', 'If you joined from another device, close it there first.'],
-  ROOM_CLOSED: ['Call closed', 'This call was closed by an operator.', 'Contact support if this is unexpected.'],
-  KICKED: ['Disconnected', 'You were disconnected by an operator.', 'Contact support if this is unexpected.'],
-  SESSION_REPLACED: ['Joined elsewhere', 'You joined this call from another window or device.', 'Continue the call there, or reload this page to move it here.'],
-  RATE_LIMITED: ['Please wait', 'Too many attempts in a short time.', 'Wait a moment and reload the page.'],
-  CONNECT_RATE_LIMITED: ['Reconnecting', 'Many people are connecting at once.', 'We keep trying; the call resumes by itself.'],
-  CONNECTION_LIMIT: ['Service busy', 'The call service is at capacity right now.', 'Please try again in a minute.'],
-  ORIGIN_NOT_ALLOWED: ['Not allowed', 'This page is not allowed to connect to the call service.', 'Open the call from the platform.'],
-  STORE_UNAVAILABLE: ['Service problem', 'The service is temporarily unavailable.', 'Please try again in a minute.'],
-  INTERNAL: ['Service problem', 'Something went wrong on our side.', 'Please try again; quote the request id to support if it persists.'],
-};
-
-function friendly(code, details = {}, message = '') {
-  if (code === 'OUTSIDE_TIME_WINDOW') {
-    const m = details.minutesUntilSession;
-    if (m > 0) {
-      const when = m >= 120 ? `${Math.round(m / 60)} hours` : `${m} minute${m === 1 ? '' : 's'}`;
-      return ['Too early to join', `Your session starts in ${when}.`, 'The call opens shortly before the session starts. Please come back then.'];
-    }
-    return ['Session time is over', 'The time for this session has passed.', 'Book a new session on the platform.'];
-  }
-  return FRIENDLY[code] || ['Something went wrong', message || code, ''];
-}
-
-const shownErrors = new Map();
-function showError(code, details = {}, message = '', requestId = null) {
-  const [title, text, hint] = friendly(code, details, message);
-  let el = shownErrors.get(code);
-  if (!el) {
-    el = document.createElement('div');
-    el.className = 'error';
-    el.setAttribute('role', 'alert');
-    el.dataset.code = code;
-    $('errors').append(el);
-    shownErrors.set(code, el);
-  }
-  el.replaceChildren();
-  const h = document.createElement('h2');
-  h.textContent = title;
-  const p = document.createElement('p');
-  p.textContent = text;
-  el.append(h, p);
-  if (hint || requestId) {
-    const q = document.createElement('p');
-    q.className = 'hint';
-    q.textContent = hint + (requestId ? ` (request ${requestId})` : '');
-    el.append(q);
-  }
-}
-function clearError(code) {
-  const el = shownErrors.get(code);
-  if (el) el.remove();
-  shownErrors.delete(code);
-}
 
 function setStatus(s, text) {
   $('status').dataset.status = s;
@@ -133,6 +61,9 @@ let timerStart = null;
 let timerHandle = null;
 let statsHandle = null;
 let ended = false;
+/** The psychologist's name, from the session (the lobby says who will let the client in). */
+let hostName = null;
+let chat = null;
 
 function startTimer() {
   if (timerStart) return;
@@ -172,6 +103,8 @@ async function sampleQuality() {
 
 /** Remote participants whose signaling is away (they may resume): their tiles say so. */
 const awayPeers = new Set();
+/** socketId -> {audio, video, screen}: what each remote participant sends (`media-state`). */
+const mediaStates = new Map();
 
 /** The tile of a remote participant (made on first use): a video and a name label. */
 function remoteTile(socketId, name) {
@@ -186,8 +119,12 @@ function remoteTile(socketId, name) {
     const label = document.createElement('span');
     label.className = 'label';
     tile.append(video, label);
+    const badges = document.createElement('span');
+    badges.className = 'media-badges';
+    tile.append(badges);
     $('remotes').append(tile);
     setAway(socketId, awayPeers.has(socketId));
+    setMedia(socketId, mediaStates.get(socketId));
     layoutRemotes();
   }
   if (name) tile.querySelector('.label').textContent = name;
@@ -213,6 +150,27 @@ function setAway(socketId, away) {
   }
 }
 
+/** The "Muted" and "Camera off" badges of a remote participant's tile (`media-state`). */
+function setMedia(socketId, st) {
+  if (st) mediaStates.set(socketId, st);
+  const tile = document.querySelector(`.remote-tile[data-socket-id="${CSS.escape(socketId)}"]`);
+  if (!tile || !st) return;
+  tile.dataset.audio = String(st.audio);
+  tile.dataset.video = String(st.video || st.screen);
+  const name = tile.querySelector('.label').textContent || 'The other participant';
+  const badges = tile.querySelector('.media-badges');
+  badges.replaceChildren();
+  for (const [on, cls, text, label] of [[st.audio, 'badge-muted', 'Muted', `${name} is muted`],
+    [st.video || st.screen, 'badge-camera-off', 'Camera off', `${name}'s camera is off`]]) {
+    if (on) continue;
+    const b = document.createElement('span');
+    b.className = `media-badge ${cls}`;
+    b.textContent = text;
+    b.title = label;
+    badges.append(b);
+  }
+}
+
 /** The page's status from its peer connections (after a join or a resume). */
 function statusFromPeers() {
   const pcs = [...client.peers.values()].map((p) => p.pc.connectionState);
@@ -223,6 +181,7 @@ function statusFromPeers() {
 
 function removeTile(socketId) {
   awayPeers.delete(socketId);
+  mediaStates.delete(socketId);
   const tile = document.querySelector(`.remote-tile[data-socket-id="${CSS.escape(socketId)}"]`);
   if (!tile) return;
   tile.querySelector('video').srcObject = null;
@@ -265,6 +224,8 @@ function finish(text, duration) {
   clearInterval(timerHandle);
   clearInterval(statsHandle);
   enableControls(false);
+  chat.enable(false);
+  $('admit-panel').hidden = true;
   setStatus('ended', text);
   for (const t of document.querySelectorAll('.remote-tile')) removeTile(t.dataset.socketId);
   $('remote-placeholder').hidden = false;
@@ -289,6 +250,8 @@ async function main() {
   });
   window.signalgridCall = { client }; // for debugging in the console
   client.addEventListener('screen-share-ended', onShareEnded);
+  chat = setupChat(client);
+  setupLobby(client, { setStatus, tell, hostName: () => hostName });
 
   // 1. May this user join now? Nothing else (no camera, no socket) before a yes.
   let verdict;
@@ -314,6 +277,7 @@ async function main() {
     const myId = me.sub || (me.user && me.user.id);
     const other = r.participants && (r.participants.client?.id === myId ? r.participants.psychologist : r.participants.client);
     if (other && other.name) $('peer-name').textContent = `with ${other.name}`;
+    hostName = (r.participants && r.participants.psychologist && r.participants.psychologist.name) || null;
   } catch (e) {
     if (e.code) {
       setStatus('refused', 'Cannot join');
@@ -352,15 +316,27 @@ async function main() {
       // After a resume the peer connections are the same ones, possibly still connected.
       statusFromPeers();
       enableControls(true);
+      chat.enable(true);
     }
+    if (s === 'waiting') {
+      // In the lobby: the devices can be tried out; nothing is sent to anyone yet.
+      setStatus('lobby', 'Waiting to be let in');
+      enableControls(false);
+      for (const id of ['btn-audio', 'btn-video']) $(id).disabled = false;
+      if ($('btn-audio').dataset.missing === 'true') $('btn-audio').disabled = true;
+    }
+    if (s === 'denied') enableControls(false);
     if (s === 'failed') {
       setStatus('error', 'Disconnected');
       enableControls(false);
+      chat.enable(false);
     }
   });
   client.addEventListener('sg-error', (e) => {
     // A refused resume is not the user's concern: the library joins the room again.
     if (e.code === 'RESUME_FAILED') return;
+    // Shown where they belong: the lobby (a denial), the admit panel, the chat panel.
+    if (e.code === 'ADMISSION_DENIED' || e.details.socketId || e.details.event === 'chat-message') return;
     showError(e.code, e.details, e.message, e.requestId);
   });
   // Another participant's signaling dropped: their tile says so until they are back or gone.
@@ -401,6 +377,19 @@ async function main() {
     }
   });
   client.addEventListener('call-ended', (e) => finish('Call ended', e.detail.duration));
+  // What the others send: muted and camera-off badges on their tiles.
+  client.addEventListener('media-state', (e) => setMedia(e.detail.from, e.detail));
+  for (const t of ['room-joined', 'rejoined']) {
+    client.addEventListener(t, (e) => {
+      for (const p of e.detail.participants || []) if (p.mediaState) setMedia(p.socketId, p.mediaState);
+    });
+  }
+  client.addEventListener('session-ending', (e) => {
+    const m = e.detail.minutesLeft;
+    const n = $('notice');
+    n.hidden = false;
+    n.textContent = `The session time ends in ${m} minute${m === 1 ? '' : 's'}. The call will then close by itself.`;
+  });
 
   try {
     await client.start(localStream);

@@ -16,6 +16,9 @@ use signalgrid_actors::errors::ErrorCode;
 const CALL_HTML: &str = include_str!("../../web/call.html");
 const CALL_JS: &str = include_str!("../../web/call.js");
 const CALL_CSS: &str = include_str!("../../web/call.css");
+const CALL_CHAT_JS: &str = include_str!("../../web/call-chat.js");
+const CALL_LOBBY_JS: &str = include_str!("../../web/call-lobby.js");
+const CALL_ERRORS_JS: &str = include_str!("../../web/call-errors.js");
 const CLIENT_JS: &str = include_str!("../../web/signalgrid-client.js");
 const ERRORS_JS: &str = include_str!("../../web/signalgrid-errors.js");
 const STATS_JS: &str = include_str!("../../web/signalgrid-stats.js");
@@ -40,6 +43,9 @@ const FILES: &[(&str, &str, &str)] = &[
     ("signalgrid-lobby.js", "text/javascript; charset=utf-8", LOBBY_JS),
     ("signalgrid-chat.js", "text/javascript; charset=utf-8", CHAT_JS),
     ("call.js", "text/javascript; charset=utf-8", CALL_JS),
+    ("call-chat.js", "text/javascript; charset=utf-8", CALL_CHAT_JS),
+    ("call-lobby.js", "text/javascript; charset=utf-8", CALL_LOBBY_JS),
+    ("call-errors.js", "text/javascript; charset=utf-8", CALL_ERRORS_JS),
     ("call.css", "text/css; charset=utf-8", CALL_CSS),
 ];
 

@@ -16,6 +16,14 @@
 //                                                  // library from apiBase and calls its REST
 //                                                  // API; refusedBase does not allow it
 //         cluster?: { clientUrl, psyUrl },         // (b) two nodes
+//         waitingRoom?: { clientUrl, psyUrl, hostName, chatText, replyText },
+//                                                  // a waiting-room session, the client on
+//                                                  // one node and the psychologist on another:
+//                                                  // lobby (no RTCPeerConnection), admit panel,
+//                                                  // Deny (refusal, still none), Ask again,
+//                                                  // Admit, the call, chat both ways (unread
+//                                                  // count, text never HTML), mute and camera
+//                                                  // off shown as badges on the other side
 //         resumeDrain?: { clientUrl, psyUrl, node },  // (d) resume (not rejoin) across a drain:
 //                                                  // this script prints `DRAIN <node>` on
 //                                                  // stdout and the harness drains that node;
@@ -171,6 +179,11 @@ async function scenario(name, fn) {
 async function twoPartyCall(tag, clientUrl, psyUrl) {
   const client = await openPage(clientUrl, `${tag}-client`);
   const psy = await openPage(psyUrl, `${tag}-psychologist`);
+  return callUp(tag, client, psy);
+}
+
+/** Both pages' peer connections connected, video decoded both ways, quality shown. */
+async function callUp(tag, client, psy) {
   const c = await until(`${tag}: client connected`, () => pcInfo(client), connected);
   const p = await until(`${tag}: psychologist connected`, () => pcInfo(psy), connected);
   const clientFrames = await framesGrow(client, `${tag} client`);
@@ -183,6 +196,56 @@ async function twoPartyCall(tag, clientUrl, psyUrl) {
     client: { states: c.states, framesDecoded: clientFrames, quality: clientQ.quality, status: clientQ.status, created: clientQ.created, node: clientQ.node },
     psychologist: { states: p.states, framesDecoded: psyFrames, quality: psyQ.quality, status: psyQ.status, created: psyQ.created, node: psyQ.node },
   } };
+}
+
+/** The waiting room as the page shows it: the lobby (client), the admit panel (hosts). */
+function lobbyInfo(page) {
+  return page.evaluate(() => {
+    const lobby = document.getElementById('lobby');
+    const panel = document.getElementById('admit-panel');
+    return {
+      state: window.signalgridCall?.client?.state || null,
+      created: (window.__sgPCs || []).length,
+      lobbyShown: !lobby.hidden,
+      denied: lobby.dataset.denied === 'true',
+      lobbyText: lobby.innerText,
+      askAgainShown: !document.getElementById('btn-ask-again').hidden,
+      panelShown: !panel.hidden,
+      panelText: panel.innerText,
+      waitingCount: document.getElementById('waiting-count').textContent,
+      waitingNames: [...document.querySelectorAll('#waiting-list .waiting-name')].map((n) => n.textContent),
+      panelLive: document.getElementById('waiting-announce').getAttribute('aria-live'),
+      panelAnnounce: document.getElementById('waiting-announce').textContent,
+      status: document.getElementById('status').dataset.status,
+    };
+  });
+}
+
+/** The chat panel as the page shows it. */
+function chatInfo(page) {
+  return page.evaluate(() => {
+    const unread = document.getElementById('chat-unread');
+    return {
+      open: !document.getElementById('chat-panel').hidden,
+      expanded: document.getElementById('btn-chat').getAttribute('aria-expanded'),
+      unread: unread.hidden ? 0 : Number(unread.textContent),
+      lines: [...document.querySelectorAll('#chat-log .chat-line')].map((l) => ({
+        from: l.querySelector('.chat-from').textContent, text: l.querySelector('.chat-text').textContent, state: l.dataset.state || null })),
+      // Chat text is text: no element made from it.
+      elementsInTexts: document.querySelectorAll('#chat-log .chat-text *').length,
+      logLive: document.getElementById('chat-log').getAttribute('aria-live'),
+      focused: document.activeElement?.id || null,
+    };
+  });
+}
+
+/** The badges on the remote tiles: [{name, muted, cameraOff}]. */
+function badgeInfo(page) {
+  return page.evaluate(() => [...document.querySelectorAll('.remote-tile')].map((t) => ({
+    name: t.querySelector('.label').textContent,
+    muted: !!t.querySelector('.badge-muted'),
+    cameraOff: !!t.querySelector('.badge-camera-off'),
+  })));
 }
 
 /** What a page's client saw from now on (for the resume scenarios), and its live peer
@@ -435,6 +498,74 @@ async function main() {
         await shot(client, 'cluster-client');
         await shot(psy, 'cluster-psychologist');
         return info;
+      });
+    }
+
+    // The waiting room, across two nodes: lobby, admit panel, deny, ask again, admit, the
+    // call, chat and media state.
+    if (plan.waitingRoom) {
+      await scenario('waitingRoom', async () => {
+        const w = plan.waitingRoom;
+        // The psychologist first: the client's arrival is announced live.
+        const psy = await openPage(w.psyUrl, 'waiting-psychologist');
+        await until('waiting: the psychologist in the room', () => lobbyInfo(psy), (i) => i.state === 'joined');
+        const client = await openPage(w.clientUrl, 'waiting-client');
+        const lobby = await until('waiting: the client\'s lobby', () => lobbyInfo(client),
+          (i) => i.state === 'waiting' && i.lobbyShown && i.lobbyText.includes(w.hostName));
+        const panel = await until('waiting: the admit panel', () => lobbyInfo(psy), (i) => i.panelShown && i.waitingNames.length === 1);
+        await shot(client, 'waiting-lobby-client');
+        await shot(psy, 'waiting-admit-panel-psychologist');
+        const lobbyAfter = await lobbyInfo(client);
+
+        // Deny: the client is told, and still has no peer connection.
+        await psy.click('#waiting-list button.deny');
+        const denied = await until('waiting: the refusal', () => lobbyInfo(client), (i) => i.state === 'denied' && i.denied);
+        const panelAfterDeny = await until('waiting: the panel empties', () => lobbyInfo(psy), (i) => !i.panelShown);
+        await shot(client, 'waiting-denied-client');
+
+        // Ask again, then Admit: the call.
+        await client.click('#btn-ask-again');
+        await until('waiting: waits again', () => lobbyInfo(client), (i) => i.state === 'waiting' && !i.denied);
+        await until('waiting: the panel again', () => lobbyInfo(psy), (i) => i.panelShown && i.waitingNames.length === 1);
+        const beforeAdmit = await lobbyInfo(client);
+        await psy.click('#waiting-list button.admit');
+        const { info } = await callUp('waiting', client, psy);
+        const admitted = await until('waiting: lobby gone, panel gone', async () => [await lobbyInfo(client), await lobbyInfo(psy)],
+          ([c, p]) => !c.lobbyShown && !p.panelShown);
+
+        // Chat: the psychologist writes (Enter sends); the client's closed panel counts it.
+        await psy.click('#btn-chat');
+        await psy.fill('#chat-input', w.chatText);
+        await psy.press('#chat-input', 'Enter');
+        const unread = await until('chat: unread count on the client', () => chatInfo(client), (i) => i.unread === 1 && !i.open);
+        await shot(client, 'waiting-chat-unread-client');
+        // The client opens the chat from the keyboard and answers.
+        await client.focus('#btn-chat');
+        await client.keyboard.press('Enter');
+        const opened = await until('chat: opened, read', () => chatInfo(client), (i) => i.open && i.unread === 0);
+        await client.keyboard.type(w.replyText);
+        await client.keyboard.press('Enter');
+        const psyChat = await until('chat: the reply reaches the psychologist', () => chatInfo(psy),
+          (i) => i.lines.some((l) => l.text === w.replyText) && i.lines.every((l) => l.state !== 'sending'));
+        const clientChat = await until('chat: the reply is confirmed', () => chatInfo(client),
+          (i) => i.lines.some((l) => l.text === w.replyText && l.state === 'sent'));
+        await shot(client, 'waiting-chat-client');
+
+        // Mute and camera off on the client: badges on the psychologist's tile of the client.
+        await client.click('#btn-audio');
+        const muted = await until('media: the muted badge', () => badgeInfo(psy), (b) => b.length === 1 && b[0].muted);
+        await client.click('#btn-video');
+        const camOff = await until('media: the camera-off badge', () => badgeInfo(psy), (b) => b.length === 1 && b[0].cameraOff);
+        await shot(psy, 'waiting-badges-psychologist');
+        await client.click('#btn-audio');
+        const unmuted = await until('media: the muted badge gone', () => badgeInfo(psy), (b) => b.length === 1 && !b[0].muted);
+        return {
+          ...info,
+          lobby, lobbyAfter, panel, denied, panelAfterDeny, beforeAdmit, admitted: admitted.map((x) => ({ lobbyShown: x.lobbyShown, panelShown: x.panelShown })),
+          chat: { unread, opened, client: clientChat, psychologist: psyChat },
+          badges: { muted, camOff, unmuted },
+          created: (await lobbyInfo(client)).created,
+        };
       });
     }
 
