@@ -401,7 +401,10 @@ async fn calls_in_headless_chromium() {
     let w = &sc["waitingRoom"];
     let lobby = &w["lobby"];
     assert_eq!(lobby["state"], "waiting", "{w:#}");
-    assert!(lobby["lobbyText"].as_str().unwrap().contains("Dr. Psy will let you in"), "the lobby names the psychologist: {w:#}");
+    assert!(
+        lobby["lobbyText"].as_str().unwrap().contains("Dr. Psy will let you in"),
+        "the lobby names the psychologist: {w:#}"
+    );
     assert_eq!(lobby["status"], "lobby", "{w:#}");
     assert_eq!(w["lobbyAfter"]["created"], 0, "a waiting client makes no RTCPeerConnection: {w:#}");
     let panel = &w["panel"];
@@ -418,8 +421,15 @@ async fn calls_in_headless_chromium() {
     assert_eq!(w["beforeAdmit"]["created"], 0, "{w:#}");
     connected_call(w, "waiting room, admitted");
     assert_eq!(w["client"]["created"], 1, "one peer connection once admitted: {w:#}");
-    assert_eq!((w["client"]["node"].as_str(), w["psychologist"]["node"].as_str()), (Some("node-a"), Some("node-b")), "{w:#}");
-    assert_eq!(w["admitted"], json!([{"lobbyShown": false, "panelShown": false}, {"lobbyShown": false, "panelShown": false}]));
+    assert_eq!(
+        (w["client"]["node"].as_str(), w["psychologist"]["node"].as_str()),
+        (Some("node-a"), Some("node-b")),
+        "{w:#}"
+    );
+    assert_eq!(
+        w["admitted"],
+        json!([{"lobbyShown": false, "panelShown": false}, {"lobbyShown": false, "panelShown": false}])
+    );
     let chat = &w["chat"];
     assert_eq!(chat["unread"]["unread"], 1, "unread count while closed: {w:#}");
     assert_eq!(chat["unread"]["expanded"], "false", "{w:#}");
@@ -431,7 +441,10 @@ async fn calls_in_headless_chromium() {
     assert_eq!(chat["opened"]["focused"], "chat-input", "opened from the keyboard, the input focused: {w:#}");
     assert_eq!(chat["opened"]["logLive"], "polite", "{w:#}");
     let psy_lines = chat["psychologist"]["lines"].as_array().unwrap();
-    assert!(psy_lines.iter().any(|l| l["text"] == CHAT_TEXT && l["state"] == "sent"), "the sender's line confirmed: {w:#}");
+    assert!(
+        psy_lines.iter().any(|l| l["text"] == CHAT_TEXT && l["state"] == "sent"),
+        "the sender's line confirmed: {w:#}"
+    );
     assert!(psy_lines.iter().any(|l| l["from"] == "Alice" && l["text"] == "Thank you, I can hear you"), "{w:#}");
     assert_eq!(w["badges"]["muted"], json!([{"name": "Alice", "muted": true, "cameraOff": false}]), "{w:#}");
     assert_eq!(w["badges"]["camOff"], json!([{"name": "Alice", "muted": true, "cameraOff": true}]), "{w:#}");
