@@ -17,7 +17,8 @@
 //!   and shows the psychologist (receive only);
 //!   a page of another origin loads the client library and calls the REST API (CORS), and
 //!   a node that does not allow that origin is blocked by the browser;
-//!   (b) the two pages on two different nodes of a cluster;
+//!   (b) the two pages on two different nodes of a cluster (the session's time runs out
+//!       soon: both pages show the session-ending notice);
 //!   the waiting room (PROTOCOL.md section 8), client on node-a, psychologist on node-b: the
 //!   client's page shows the lobby naming the psychologist and has made no RTCPeerConnection;
 //!   the psychologist's page shows the admit panel; Deny: the client's page shows the
@@ -169,7 +170,9 @@ async fn calls_in_headless_chromium() {
         s.limits.heartbeat_ms = 1_000;
     })
     .await;
-    let cross = session(&na, "client-b", "psy-b", 0).await;
+    // Its window (50 minutes, then 30 of grace) ends in 8 minutes: past the 10-minute warning,
+    // so each member gets `session-ending` as it joins (more than the run's bound away).
+    let cross = session(&na, "client-b", "psy-b", -72).await;
     let waiting_spec = SessionSpec { client: "client-w".into(), psychologist: "psy-w".into(), ..Default::default() };
     let (waiting, _) = call_support::session_with(&na, &waiting_spec, true).await;
     let drained = session(&na, "client-d", "psy-d", 0).await;
@@ -396,6 +399,16 @@ async fn calls_in_headless_chromium() {
     connected_call(c, "two nodes");
     assert_eq!(c["client"]["node"], "node-a", "{c}");
     assert_eq!(c["psychologist"]["node"], "node-b", "{c}");
+    for n in c["notices"].as_array().unwrap_or_else(|| panic!("{c}")) {
+        let text = n["text"].as_str().unwrap();
+        let minutes: i64 = text
+            .strip_prefix("The session time ends in ")
+            .and_then(|t| t.split(' ').next())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| panic!("the session-ending notice: {c}"));
+        assert!((1..=10).contains(&minutes), "{c}");
+        assert_eq!(n["role"], "status", "{c}");
+    }
 
     // The waiting room across two nodes.
     let w = &sc["waitingRoom"];

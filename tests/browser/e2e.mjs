@@ -15,7 +15,9 @@
 //                                                  // a page of another origin loads the
 //                                                  // library from apiBase and calls its REST
 //                                                  // API; refusedBase does not allow it
-//         cluster?: { clientUrl, psyUrl },         // (b) two nodes
+//         cluster?: { clientUrl, psyUrl },         // (b) two nodes; the session's window
+//                                                  // ends within 10 minutes: both pages show
+//                                                  // the session-ending notice
 //         waitingRoom?: { clientUrl, psyUrl, hostName, chatText, replyText },
 //                                                  // a waiting-room session, the client on
 //                                                  // one node and the psychologist on another:
@@ -495,6 +497,12 @@ async function main() {
     if (plan.cluster) {
       await scenario('cluster', async () => {
         const { client, psy, info } = await twoPartyCall('cluster', plan.cluster.clientUrl, plan.cluster.psyUrl);
+        const notice = (page) => page.evaluate(() => {
+          const n = document.getElementById('notice');
+          return n.hidden ? null : { text: n.textContent, role: n.getAttribute('role') };
+        });
+        info.notices = await until('cluster: the session-ending notice on both pages', async () => [await notice(client), await notice(psy)],
+          ([a, b]) => !!a && !!b);
         await shot(client, 'cluster-client');
         await shot(psy, 'cluster-psychologist');
         return info;
