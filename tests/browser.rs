@@ -2,8 +2,22 @@
 //! driven by playwright-core from tests/browser/, both installed by scripts/test.sh).
 //!
 //! This test starts the nodes (one standalone node, and two nodes of a cluster over a real
-//! nats-server), makes the sessions, and runs tests/browser/e2e.mjs, which opens the call
-//! pages, and prints what it observed as one JSON line; the assertions are here:
+//! nats-server), a real nginx with the shipped configuration (deploy/nginx/signalgrid.conf,
+//! tests/common/nginx.rs) in front of node-a and node-b, makes the sessions, and runs
+//! tests/browser/e2e.mjs, which opens the call pages, and prints what it observed as one JSON
+//! line; the assertions are here.
+//!
+//! Through nginx (round robin, no sticky sessions; issue 13 item 1): (b), the waiting room
+//! and the drain's resume. Their pages are loaded from nginx, and their REST calls and
+//! sockets go to it; each page reports its origin (nginx's), its socket's URL (nginx's) and
+//! its node (the `connected` frame's `nodeId`), and the two parties' sockets are on two
+//! different nodes. Which node a socket lands on is steered, not left to chance: a call page
+//! makes a fixed number of requests before its socket, so e2e.mjs sends one request through
+//! nginx (`GET /healthz`, which names the node that answered) just before opening a page, and
+//! a second one when the socket would otherwise land on the wrong node (learned from the first
+//! page); a page that still lands wrong leaves and is opened again (at most 4 tries).
+//!
+//! Scenarios:
 //!   (a) client and psychologist on one node: both peer connections reach `connected`, each
 //!       side decodes the other's video (framesDecoded > 0 and growing, per getStats);
 //!   (c) the client turns its camera off and on, then shares its screen: the psychologist
@@ -17,20 +31,24 @@
 //!   and shows the psychologist (receive only);
 //!   a page of another origin loads the client library and calls the REST API (CORS), and
 //!   a node that does not allow that origin is blocked by the browser;
-//!   (b) the two pages on two different nodes of a cluster (the session's time runs out
-//!       soon: both pages show the session-ending notice);
-//!   the waiting room (PROTOCOL.md section 8), client on node-a, psychologist on node-b: the
+//!   (b) the two pages on two different nodes of a cluster, through nginx (the session's
+//!       time runs out soon: both pages show the session-ending notice);
+//!   the waiting room (PROTOCOL.md section 8), through nginx, the psychologist's socket on
+//!   one node and the client's on the other (both still there after the call): the
 //!   client's page shows the lobby naming the psychologist and has made no RTCPeerConnection;
 //!   the psychologist's page shows the admit panel; Deny: the client's page shows the
 //!   refusal, still with no RTCPeerConnection; Ask again, then Admit: the call connects
 //!   (video decoded both ways); a chat message reaches the other page (unread count while
 //!   its panel is closed; shown as text, never HTML) and back; the client's mute and camera
 //!   off show as badges on the psychologist's page;
-//!   (d) resume, not rejoin (two nodes each; the client's page lists the psychologist's node
-//!       in `?signaling=`): the client's node drains (in-process node, graceful shutdown), is
-//!       killed with SIGKILL (a real node process), or the client's page goes offline (CDP
-//!       network emulation, and its link to the node is cut: tests/common/link.rs) until
-//!       that node's heartbeat gives the socket up. Each time the
+//!   (d) resume, not rejoin: the client's node drains (through nginx: the client's socket
+//!       on node-a, the psychologist's on node-b; node-a shuts down gracefully and the
+//!       client resumes through nginx, which sends it to node-b), is killed with SIGKILL (a
+//!       real node process), or the client's page goes offline (CDP network emulation, and
+//!       its link to the node is cut: tests/common/link.rs) until that node's heartbeat gives
+//!       the socket up (these two: the client's page lists the psychologist's node in
+//!       `?signaling=`, no nginx: the killed node is a process of its own, and the offline
+//!       page needs its own cuttable link to one node). Each time the
 //!       client resumes its seat (same socket id, no rejoin), both pages keep the same
 //!       RTCPeerConnection (none is made) and keep decoding video, and the psychologist's
 //!       page never sees the client leave.
@@ -38,11 +56,15 @@
 
 #[path = "common/call.rs"]
 mod call_support;
+#[path = "browser/checks.rs"]
+mod checks;
 #[path = "common/cluster.rs"]
 mod cluster_support;
 mod common;
 #[path = "common/link.rs"]
 mod link;
+#[path = "common/nginx.rs"]
+mod nginx;
 #[path = "common/proc.rs"]
 mod proc;
 
@@ -51,9 +73,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use checks::{connected_call, frames_grow};
 use cluster_support::{node, NatsServer};
 use common::*;
 use link::Link;
+use nginx::Nginx;
 use proc::{cmd, NodeProc};
 use serde_json::{json, Value};
 use signalgrid_actors::identity::Role;
@@ -101,24 +125,6 @@ fn page(n: &TestNode, session: &str, user: &str, role: Role, name: &str, extra: 
 /// The call page served at `addr` (a node, a node process, or a link to a node).
 fn page_at(addr: impl std::fmt::Display, session: &str, user: &str, role: Role, name: &str, extra: &str) -> String {
     format!("http://{addr}/call/{session}?token={}&name={name}{extra}", token(user, role))
-}
-
-fn frames_grow(v: &Value, what: &str) {
-    let f = v.as_array().unwrap_or_else(|| panic!("{what}: {v}"));
-    let (a, b) = (f[0].as_u64().unwrap(), f[1].as_u64().unwrap());
-    assert!(a > 0 && b > a, "{what}: frames decoded {a} then {b}");
-}
-
-fn connected_call(v: &Value, what: &str) {
-    for side in ["client", "psychologist"] {
-        let s = &v[side];
-        assert!(s["states"].as_array().unwrap().iter().any(|x| x == "connected"), "{what} {side}: {s}");
-        frames_grow(&s["framesDecoded"], &format!("{what} {side}"));
-        assert!(
-            ["good", "fair", "poor"].contains(&s["quality"].as_str().unwrap_or("")),
-            "{what} {side}: quality badge {s}"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,6 +185,11 @@ async fn calls_in_headless_chromium() {
     let killed = session(&nb, "client-k", "psy-k", 0).await;
     let offline = session(&nb, "client-o", "psy-o", 0).await;
     let via_b = format!("&signaling=http://{}", nb.addr);
+    // nginx with the shipped configuration in front of node-a and node-b (round robin, no
+    // sticky sessions): (b), the waiting room and the drain's resume go through it.
+    let lb = Nginx::start(&[na.addr, nb.addr]);
+    let lb_addr = format!("127.0.0.1:{}", lb.port);
+    let lb_plan = json!({ "base": lb.http("") });
     // The offline page reaches node-h through a link the harness unplugs.
     let link = Link::to(nh.addr).await;
 
@@ -216,21 +227,25 @@ async fn calls_in_headless_chromium() {
             "sessionId": other_origin,
         },
         "cluster": {
-            "clientUrl": page(&na, &cross, "client-b", Role::Client, "Alice", ""),
-            "psyUrl": page(&nb, &cross, "psy-b", Role::Psychologist, "Dr.%20Bob", ""),
+            "clientUrl": page_at(&lb_addr, &cross, "client-b", Role::Client, "Alice", ""),
+            "psyUrl": page_at(&lb_addr, &cross, "psy-b", Role::Psychologist, "Dr.%20Bob", ""),
+            "lb": lb_plan,
         },
         "waitingRoom": {
-            "clientUrl": page(&na, &waiting, "client-w", Role::Client, "Alice", ""),
-            "psyUrl": page(&nb, &waiting, "psy-w", Role::Psychologist, "Dr.%20Bob", ""),
+            "clientUrl": page_at(&lb_addr, &waiting, "client-w", Role::Client, "Alice", ""),
+            "psyUrl": page_at(&lb_addr, &waiting, "psy-w", Role::Psychologist, "Dr.%20Bob", ""),
+            "lb": lb_plan,
             // The session's psychologist (SessionSpec::body), as the lobby names them.
             "hostName": "Dr. Psy",
             "chatText": CHAT_TEXT,
             "replyText": "Thank you, I can hear you",
         },
         "resumeDrain": {
-            "clientUrl": page(&na, &drained, "client-d", Role::Client, "Alice", &via_b),
-            "psyUrl": page(&nb, &drained, "psy-d", Role::Psychologist, "Dr.%20Bob", ""),
+            // Through nginx, no `?signaling=` list: the resume goes through nginx too.
+            "clientUrl": page_at(&lb_addr, &drained, "client-d", Role::Client, "Alice", ""),
+            "psyUrl": page_at(&lb_addr, &drained, "psy-d", Role::Psychologist, "Dr.%20Bob", ""),
             "node": "node-a",
+            "lb": lb_plan,
         },
         "resumeKill": {
             "clientUrl": page_at(&nk.addr, &killed, "client-k", Role::Client, "Alice", &via_b),
@@ -303,6 +318,7 @@ async fn calls_in_headless_chromium() {
         d.await.unwrap();
     }
     println!("browser result: {r:#}");
+    println!("nginx error log:\n{}", lb.error_log());
     assert!(r["ok"] == true, "browser scenarios failed: {:#}\n{log}", r["failures"]);
     let sc = &r["scenarios"];
 
@@ -394,121 +410,16 @@ async fn calls_in_headless_chromium() {
     assert_eq!(x["refused"], "NETWORK_ERROR", "{x}");
     assert_eq!(x["origin"], format!("http://{}", nb.addr), "{x}");
 
-    // (b) two nodes of a cluster.
-    let c = &sc["cluster"];
-    connected_call(c, "two nodes");
-    assert_eq!(c["client"]["node"], "node-a", "{c}");
-    assert_eq!(c["psychologist"]["node"], "node-b", "{c}");
-    for n in c["notices"].as_array().unwrap_or_else(|| panic!("{c}")) {
-        let text = n["text"].as_str().unwrap();
-        let minutes: i64 = text
-            .strip_prefix("The session time ends in ")
-            .and_then(|t| t.split(' ').next())
-            .and_then(|m| m.parse().ok())
-            .unwrap_or_else(|| panic!("the session-ending notice: {c}"));
-        assert!((1..=10).contains(&minutes), "{c}");
-        assert_eq!(n["role"], "status", "{c}");
-    }
-
-    // The waiting room across two nodes.
-    let w = &sc["waitingRoom"];
-    let lobby = &w["lobby"];
-    assert_eq!(lobby["state"], "waiting", "{w:#}");
-    assert!(
-        lobby["lobbyText"].as_str().unwrap().contains("Dr. Psy will let you in"),
-        "the lobby names the psychologist: {w:#}"
-    );
-    assert_eq!(lobby["status"], "lobby", "{w:#}");
-    assert_eq!(w["lobbyAfter"]["created"], 0, "a waiting client makes no RTCPeerConnection: {w:#}");
-    let panel = &w["panel"];
-    assert_eq!(panel["waitingNames"], json!(["Alice"]), "{w:#}");
-    assert_eq!(panel["waitingCount"], "1", "{w:#}");
-    assert_eq!(panel["panelLive"], "polite", "{w:#}");
-    assert_eq!(panel["panelAnnounce"], "Alice is waiting to join", "{w:#}");
-    assert_eq!(panel["created"], 0, "the psychologist alone: no RTCPeerConnection: {w:#}");
-    let denied = &w["denied"];
-    assert!(denied["lobbyShown"] == true && denied["askAgainShown"] == true, "{w:#}");
-    assert!(denied["lobbyText"].as_str().unwrap().contains("did not let you into the call"), "{w:#}");
-    assert_eq!(denied["created"], 0, "a denied client makes no RTCPeerConnection: {w:#}");
-    assert_eq!(w["panelAfterDeny"]["panelShown"], false, "{w:#}");
-    assert_eq!(w["beforeAdmit"]["created"], 0, "{w:#}");
-    connected_call(w, "waiting room, admitted");
-    assert_eq!(w["client"]["created"], 1, "one peer connection once admitted: {w:#}");
-    assert_eq!(
-        (w["client"]["node"].as_str(), w["psychologist"]["node"].as_str()),
-        (Some("node-a"), Some("node-b")),
-        "{w:#}"
-    );
-    assert_eq!(
-        w["admitted"],
-        json!([{"lobbyShown": false, "panelShown": false}, {"lobbyShown": false, "panelShown": false}])
-    );
-    let chat = &w["chat"];
-    assert_eq!(chat["unread"]["unread"], 1, "unread count while closed: {w:#}");
-    assert_eq!(chat["unread"]["expanded"], "false", "{w:#}");
-    let got = chat["unread"]["lines"].as_array().unwrap();
-    assert_eq!(got.len(), 1, "{w:#}");
-    assert_eq!((got[0]["from"].as_str(), got[0]["text"].as_str()), (Some("Dr. Bob"), Some(CHAT_TEXT)), "{w:#}");
-    assert_eq!(chat["unread"]["elementsInTexts"], 0, "chat text is never HTML: {w:#}");
-    assert_eq!(chat["opened"]["expanded"], "true", "{w:#}");
-    assert_eq!(chat["opened"]["focused"], "chat-input", "opened from the keyboard, the input focused: {w:#}");
-    assert_eq!(chat["opened"]["logLive"], "polite", "{w:#}");
-    let psy_lines = chat["psychologist"]["lines"].as_array().unwrap();
-    assert!(
-        psy_lines.iter().any(|l| l["text"] == CHAT_TEXT && l["state"] == "sent"),
-        "the sender's line confirmed: {w:#}"
-    );
-    assert!(psy_lines.iter().any(|l| l["from"] == "Alice" && l["text"] == "Thank you, I can hear you"), "{w:#}");
-    assert_eq!(w["badges"]["muted"], json!([{"name": "Alice", "muted": true, "cameraOff": false}]), "{w:#}");
-    assert_eq!(w["badges"]["camOff"], json!([{"name": "Alice", "muted": true, "cameraOff": true}]), "{w:#}");
-    assert_eq!(w["badges"]["unmuted"], json!([{"name": "Alice", "muted": false, "cameraOff": true}]), "{w:#}");
+    // (b) two nodes of a cluster, both pages through nginx.
+    checks::two_nodes(&sc["cluster"], &lb);
+    // The waiting room across two nodes, through nginx.
+    checks::waiting_room(&sc["waitingRoom"], &lb, CHAT_TEXT);
     for name in ["waiting-lobby-client", "waiting-admit-panel-psychologist", "waiting-denied-client"] {
         println!("screenshot: {}", out.join(format!("{name}.png")).display());
     }
 
-    // (d) resume, not rejoin: drained, killed, offline.
-    let seen = |v: &Value| -> Vec<String> {
-        v["seen"].as_array().unwrap_or_else(|| panic!("{v}")).iter().map(|x| x.as_str().unwrap().to_owned()).collect()
-    };
-    for (key, node_before, node_after, lost) in [
-        ("resumeDrain", "node-a", Some("node-b"), false),
-        ("resumeKill", "node-k", Some("node-b"), true),
-        ("resumeOffline", "node-h", None, false),
-    ] {
-        let d = &sc[key];
-        connected_call(&d["call"], &format!("{key}: before"));
-        assert_eq!(d["before"]["nodeId"], node_before, "{key}: {d}");
-        let k = &d["checks"];
-        assert_eq!(k["socketLost"], true, "{key}: the page lost its socket: {d}");
-        assert_eq!(k["sameSocket"], true, "{key}: resumed with the same socket id: {d}");
-        assert_eq!(k["clientNoRejoin"], true, "{key}: no join again: {d}");
-        assert_eq!(k["clientSamePcs"], true, "{key}: the client kept its RTCPeerConnection, no new one: {d}");
-        assert_eq!(k["psySamePcs"], true, "{key}: the psychologist kept its RTCPeerConnection, no new one: {d}");
-        assert_eq!(k["psyNeverSawLeave"], true, "{key}: the psychologist never saw the client leave: {d}");
-        let c_seen = seen(&d["client"]);
-        assert!(c_seen.contains(&format!("resumed:{lost}")), "{key}: resumed with lost: {lost}: {d}");
-        // The psychologist saw the client away, then back. A killed node's seat that resumes
-        // before the cluster finds the node dead was never marked away: no pair then.
-        let p_seen = seen(&d["psychologist"]);
-        let (away, back) = (
-            p_seen.iter().position(|x| x == "peer-reconnecting"),
-            p_seen.iter().rposition(|x| x == "peer-reconnected"),
-        );
-        match (away, back) {
-            (Some(a), Some(b)) => assert!(a < b, "{key}: away, then back: {d}"),
-            (None, None) => assert_eq!(key, "resumeKill", "{key}: the psychologist saw the client away: {d}"),
-            _ => panic!("{key}: the psychologist saw the client away and never back, or back unannounced: {d}"),
-        }
-        if let Some(n) = node_after {
-            assert_eq!(d["client"]["nodeId"], n, "{key}: resumed on the other node: {d}");
-        }
-        for side in ["client", "psychologist"] {
-            frames_grow(&d[side]["framesAfter"], &format!("{key}: after the resume, {side}"));
-        }
-    }
-    let d = seen(&sc["resumeDrain"]["client"]);
-    assert!(d.iter().any(|x| x == "error:NODE_DRAINING") && d.iter().any(|x| x == "socket-closed:1012"), "{d:?}");
-    assert!(!seen(&sc["resumeKill"]["client"]).iter().any(|x| x == "error:NODE_DRAINING"), "killed, not drained");
+    // (d) resume, not rejoin: drained (through nginx), killed, offline.
+    checks::resumes(sc, &lb);
 
     for name in [
         "call-client",
@@ -535,6 +446,7 @@ async fn calls_in_headless_chromium() {
         let p = out.join(format!("{name}.png"));
         assert!(std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false), "screenshot {}", p.display());
     }
+    drop(lb);
     drop(link);
     drop(nh);
     drop(nb);

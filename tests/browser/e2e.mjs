@@ -15,10 +15,10 @@
 //                                                  // a page of another origin loads the
 //                                                  // library from apiBase and calls its REST
 //                                                  // API; refusedBase does not allow it
-//         cluster?: { clientUrl, psyUrl },         // (b) two nodes; the session's window
+//         cluster?: { clientUrl, psyUrl, lb },     // (b) two nodes; the session's window
 //                                                  // ends within 10 minutes: both pages show
 //                                                  // the session-ending notice
-//         waitingRoom?: { clientUrl, psyUrl, hostName, chatText, replyText },
+//         waitingRoom?: { clientUrl, psyUrl, lb, hostName, chatText, replyText },
 //                                                  // a waiting-room session, the client on
 //                                                  // one node and the psychologist on another:
 //                                                  // lobby (no RTCPeerConnection), admit panel,
@@ -26,7 +26,7 @@
 //                                                  // Admit, the call, chat both ways (unread
 //                                                  // count, text never HTML), mute and camera
 //                                                  // off shown as badges on the other side
-//         resumeDrain?: { clientUrl, psyUrl, node },  // (d) resume (not rejoin) across a drain:
+//         resumeDrain?: { clientUrl, psyUrl, node, lb },  // (d) resume (not rejoin) across a drain:
 //                                                  // this script prints `DRAIN <node>` on
 //                                                  // stdout and the harness drains that node;
 //         resumeKill?: { clientUrl, psyUrl, node },   // across a kill -9 (`KILL <node>`: the
@@ -41,9 +41,16 @@
 //                                                  // away), then online (`PLUG <node>`).
 //                                                  // The client's page lists the other node in
 //                                                  // `?signaling=`; the psychologist is on it.
+//       lb: { base }: the pages are served by nginx at `base` (deploy/nginx/signalgrid.conf,
+//       round robin over two nodes, no sticky sessions), and so are their REST calls and
+//       sockets. The first page's socket lands where round robin puts it (resumeDrain: on
+//       `node`, the one the harness drains), the second page's on the other node: steered
+//       by requests made through nginx just before the page opens (openThrough). Each page's result gets `via`: its origin, its
+//       socket's URL, its node and the number of tries.
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { throughNginx } from './through-nginx.mjs';
 
 const plan = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const WAIT = plan.timeoutMs || 30000;
@@ -160,6 +167,9 @@ async function openPage(url, name, from = browser) {
   await page.goto(url, { timeout: WAIT });
   return page;
 }
+
+// Pages through nginx: VIA, openThrough, twoPagesThrough (through-nginx.mjs).
+const { VIA, openThrough, twoPagesThrough } = throughNginx({ openPage, until, log, forget: (ctx) => contexts.splice(contexts.indexOf(ctx), 1) });
 
 async function scenario(name, fn) {
   const t0 = Date.now();
@@ -283,7 +293,10 @@ const SEEN = () => {
  * and the psychologist never sees the client leave.
  */
 async function resumeScenario(tag, cfg, disrupt) {
-  const { client, psy, info } = await twoPartyCall(tag, cfg.clientUrl, cfg.psyUrl);
+  let through = null;
+  if (cfg.lb) through = await twoPagesThrough(tag, cfg, 'client', cfg.node);
+  const { client, psy, info } = through ? await callUp(tag, through.client, through.psy)
+    : await twoPartyCall(tag, cfg.clientUrl, cfg.psyUrl);
   const before = await client.evaluate(WATCH);
   await psy.evaluate(WATCH);
   await disrupt(client, psy);
@@ -295,7 +308,9 @@ async function resumeScenario(tag, cfg, disrupt) {
   const c = await until(`${tag}: the client page connected again`, () => client.evaluate(SEEN), (s) => s.status === 'connected');
   const p = await until(`${tag}: no "Reconnecting…" badge left`, () => psy.evaluate(SEEN), (s) => s.badges === 0);
   await shot(client, `${tag}-client-after`);
-  return { call: info, before, client: { ...c, framesAfter: cf, resumedAt: back }, psychologist: { ...p, framesAfter: pf },
+  // Through nginx: where the pages' sockets went, before and after the resume.
+  const via = through && { before: through.via, after: { client: await client.evaluate(VIA), psychologist: await psy.evaluate(VIA) } };
+  return { call: info, before, via, client: { ...c, framesAfter: cf, resumedAt: back }, psychologist: { ...p, framesAfter: pf },
     checks: {
       sameSocket: c.socketId === before.socketId,
       clientSamePcs: c.samePcs,
@@ -496,7 +511,11 @@ async function main() {
     // (b) two nodes of a cluster.
     if (plan.cluster) {
       await scenario('cluster', async () => {
-        const { client, psy, info } = await twoPartyCall('cluster', plan.cluster.clientUrl, plan.cluster.psyUrl);
+        // Through nginx when the plan says so: the client first, the psychologist on the other node.
+        const through = plan.cluster.lb && await twoPagesThrough('cluster', plan.cluster, 'client');
+        const { client, psy, info } = through ? await callUp('cluster', through.client, through.psy)
+          : await twoPartyCall('cluster', plan.cluster.clientUrl, plan.cluster.psyUrl);
+        if (through) info.via = through.via;
         const notice = (page) => page.evaluate(() => {
           const n = document.getElementById('notice');
           return n.hidden ? null : { text: n.textContent, role: n.getAttribute('role') };
@@ -514,10 +533,24 @@ async function main() {
     if (plan.waitingRoom) {
       await scenario('waitingRoom', async () => {
         const w = plan.waitingRoom;
-        // The psychologist first: the client's arrival is announced live.
-        const psy = await openPage(w.psyUrl, 'waiting-psychologist');
-        await until('waiting: the psychologist in the room', () => lobbyInfo(psy), (i) => i.state === 'joined');
-        const client = await openPage(w.clientUrl, 'waiting-client');
+        // The psychologist first: the client's arrival is announced live. Through nginx when
+        // the plan says so: the client's socket on the other node.
+        let psy;
+        let client;
+        let through = null;
+        if (w.lb) {
+          const first = await openThrough(w.psyUrl, 'waiting-psychologist', w.lb, () => true, 'any');
+          psy = first.page;
+          await until('waiting: the psychologist in the room', () => lobbyInfo(psy), (i) => i.state === 'joined');
+          const second = await openThrough(w.clientUrl, 'waiting-client', w.lb, (n) => n !== first.via.node,
+            `a node other than ${first.via.node}`);
+          client = second.page;
+          through = { client: second.via, psychologist: first.via };
+        } else {
+          psy = await openPage(w.psyUrl, 'waiting-psychologist');
+          await until('waiting: the psychologist in the room', () => lobbyInfo(psy), (i) => i.state === 'joined');
+          client = await openPage(w.clientUrl, 'waiting-client');
+        }
         const lobby = await until('waiting: the client\'s lobby', () => lobbyInfo(client),
           (i) => i.state === 'waiting' && i.lobbyShown && i.lobbyText.includes(w.hostName));
         const panel = await until('waiting: the admit panel', () => lobbyInfo(psy), (i) => i.panelShown && i.waitingNames.length === 1);
@@ -567,8 +600,11 @@ async function main() {
         await shot(psy, 'waiting-badges-psychologist');
         await client.click('#btn-audio');
         const unmuted = await until('media: the muted badge gone', () => badgeInfo(psy), (b) => b.length === 1 && !b[0].muted);
+        // Where the sockets are at the end: still through nginx, still on two nodes.
+        const via = through && { start: through, end: { client: await client.evaluate(VIA), psychologist: await psy.evaluate(VIA) } };
         return {
           ...info,
+          via,
           lobby, lobbyAfter, panel, denied, panelAfterDeny, beforeAdmit, admitted: admitted.map((x) => ({ lobbyShown: x.lobbyShown, panelShown: x.panelShown })),
           chat: { unread, opened, client: clientChat, psychologist: psyChat },
           badges: { muted, camOff, unmuted },
