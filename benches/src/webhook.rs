@@ -182,6 +182,7 @@ impl Receiver {
             rooms_finished: rooms.iter().filter(|r| log.finished.contains_key(*r)).count() as u64,
             order_violations: order.0,
             created_at_inversions: order.1,
+            order_violation_examples: order.2,
             event_to_delivery: Latency::of_values(&to_delivery),
             action_to_delivery: Latency::of_values(&from_action),
             outage: after_return,
@@ -236,19 +237,23 @@ async fn answer(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<
     reply(StatusCode::NO_CONTENT)
 }
 
+/// Rooms out of order shown in the report, at most.
+const MAX_EXAMPLES: usize = 5;
+
 /// Per room, in the order acknowledged: (events out of the order the contract promises:
 /// `room.started` not first, anything after `room.finished`, a socket's `participant.left`
 /// before its `participant.joined` or a second `participant.joined`; events whose
 /// `createdAt` is earlier than the one acknowledged before them). The second is no breach:
 /// a room's order is the order its events entered the store's queue, and two nodes may
 /// stamp events of one room in the same instant and queue them the other way round.
-fn order_check(acked: &[Acked]) -> (u64, u64) {
+fn order_check(acked: &[Acked]) -> (u64, u64, Vec<String>) {
     let mut rooms: HashMap<&str, Vec<&Acked>> = HashMap::new();
     for e in acked {
         rooms.entry(e.room.as_str()).or_default().push(e);
     }
-    let (mut bad, mut inversions) = (0, 0);
+    let (mut bad, mut inversions, mut examples) = (0, 0, Vec::new());
     for events in rooms.values() {
+        let before = bad;
         let mut joined = std::collections::HashSet::new();
         for (i, e) in events.iter().enumerate() {
             let ok = match e.kind.as_str() {
@@ -264,8 +269,17 @@ fn order_check(acked: &[Acked]) -> (u64, u64) {
                 inversions += 1;
             }
         }
+        if bad > before && examples.len() < MAX_EXAMPLES {
+            let seq: Vec<String> = events
+                .iter()
+                .map(|e| {
+                    format!("{} {} {}", e.kind, e.socket.as_deref().unwrap_or("-"), e.created.format("%H:%M:%S%.3f"))
+                })
+                .collect();
+            examples.push(format!("{}: {}", events[0].room, seq.join(", ")));
+        }
     }
-    (bad, inversions)
+    (bad, inversions, examples)
 }
 
 /// The generator's own action times, per socket id (wall clock, like `createdAt`).
@@ -300,6 +314,9 @@ pub struct WebhookReport {
     /// See `order_check`: consecutive events of a room whose `createdAt` goes back (two
     /// nodes stamping in the same instant); not a breach.
     pub created_at_inversions: u64,
+    /// Up to 5 rooms with an order violation: each event as `type socketId createdAt`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub order_violation_examples: Vec<String>,
     /// From `createdAt` to the acknowledged attempt's arrival (events created after any
     /// outage).
     pub event_to_delivery: Latency,
@@ -339,7 +356,7 @@ mod tests {
             ev("participant.left", "r1", Some("a"), 5),
             ev("room.finished", "r1", None, 7),
         ];
-        assert_eq!(order_check(&good), (0, 1));
+        assert_eq!(order_check(&good), (0, 1, vec![]));
         let bad = [
             ev("participant.joined", "r1", Some("a"), 1),
             ev("room.started", "r1", None, 2),
@@ -347,6 +364,7 @@ mod tests {
             ev("room.finished", "r1", None, 4),
             ev("participant.left", "r1", Some("a"), 5),
         ];
-        assert_eq!(order_check(&bad), (3, 0));
+        let (n, inversions, examples) = order_check(&bad);
+        assert_eq!((n, inversions, examples.len()), (3, 0, 1));
     }
 }
