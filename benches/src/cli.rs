@@ -9,8 +9,10 @@ use clap::Parser;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "signalgrid-load", version)]
 pub struct Args {
-    /// Base URL of a node, e.g. http://127.0.0.1:8080 (loopback only). Give it twice to split
-    /// every pair across two nodes: one side on each URL. REST calls go to the first.
+    /// Base URL of a node, e.g. http://127.0.0.1:8080 (loopback only). Give it two or more
+    /// times (up to 8) to spread the pairs over the nodes: pair i has its client side on URL
+    /// i mod n and its psychologist side on URL (i + 1) mod n, so every pair crosses nodes
+    /// and each node holds an equal share of sides. REST calls go to the first.
     #[arg(long = "url", required = true, num_args = 1, action = clap::ArgAction::Append)]
     pub urls: Vec<String>,
 
@@ -57,9 +59,11 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub settle: u64,
 
-    /// PID of the server: its VmRSS is read before connecting and once everything joined.
-    #[arg(long, value_name = "PID")]
-    pub server_pid: Option<u32>,
+    /// PID of a server; give it once per node. Their VmRSS (added up) is read before
+    /// connecting and once everything joined, and their CPU time over the relay phase gives
+    /// `relay_cpu.server_cores` and `relay_cpu.server_us_per_delivered`.
+    #[arg(long = "server-pid", value_name = "PID", num_args = 1, action = clap::ArgAction::Append)]
+    pub server_pids: Vec<u32>,
 
     /// Seconds to wait after the relay phase for messages still in flight.
     #[arg(long, default_value_t = 3)]
@@ -102,6 +106,33 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     pub resume_inflight: usize,
 
+    /// Run the webhook receiver on this loopback address (e.g. 127.0.0.1:18300; port 0 picks
+    /// one) and report what it received (`webhooks` in the report). The nodes must have it
+    /// in `webhooks.urls` (SIGNALGRID_WEBHOOK_URLS=http://127.0.0.1:18300/hooks).
+    #[arg(long, value_name = "ADDR")]
+    pub webhook_listen: Option<std::net::SocketAddr>,
+
+    /// The receiver answers 503 from the start until the relay or call phase is over (and 2 s
+    /// more, for the last leaves), then 204: the report's `webhooks.outage` times the
+    /// delivery of everything that waited.
+    #[arg(long, requires = "webhook_listen")]
+    pub webhook_outage: bool,
+
+    /// Seconds to wait, after the last call or relay, for every room's `room.finished` at the
+    /// receiver.
+    #[arg(long, default_value_t = 120)]
+    pub webhook_wait: u64,
+
+    /// Call churn instead of the relay: start this many calls a second for `--duration`
+    /// seconds (one session and room each, made beforehand; `--connections` is ignored),
+    /// each held `--call-hold-ms` and then left by both sides.
+    #[arg(long, default_value_t = 0)]
+    pub calls_per_sec: u64,
+
+    /// How long both sides of a churned call stay joined, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub call_hold_ms: u64,
+
     /// Pretty-print the JSON report.
     #[arg(long)]
     pub pretty: bool,
@@ -110,8 +141,22 @@ pub struct Args {
 impl Args {
     /// Rejects settings that would make the run unbounded or meaningless.
     pub fn check(&mut self) -> Result<(), String> {
-        if self.urls.len() > 2 {
-            return Err("--url may be given once or twice".into());
+        if self.urls.len() > 8 {
+            return Err("--url may be given at most 8 times".into());
+        }
+        if self.calls_per_sec > 0 {
+            if self.calls_per_sec > 1_000 || self.idle || self.fault.is_some() || self.resume_churn > 0 {
+                return Err(
+                    "--calls-per-sec is 1..=1000 and goes with neither --idle, --fault nor --resume-churn".into()
+                );
+            }
+            if self.call_hold_ms > 60_000 {
+                return Err("--call-hold-ms <= 60000".into());
+            }
+            self.connections = (2 * self.calls_per_sec * self.duration).try_into().unwrap_or(usize::MAX);
+        }
+        if self.webhook_wait > 600 {
+            return Err("--webhook-wait <= 600".into());
         }
         if self.connections < 2 {
             return Err("--connections must be at least 2".into());

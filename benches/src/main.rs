@@ -1,5 +1,6 @@
 //! `signalgrid-load`: the load generator. See `--help` and docs/benchmarks.md.
 
+mod calls;
 mod cli;
 mod conn;
 mod relay;
@@ -8,6 +9,7 @@ mod resume;
 mod stats;
 mod tally;
 mod target;
+mod webhook;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -87,8 +89,8 @@ async fn open_all(specs: &[PairSpec], targets: &[Target], concurrency: usize, li
     let gate = Arc::new(Semaphore::new(concurrency));
     let mut set = JoinSet::new();
     for (i, spec) in specs.iter().enumerate() {
-        let last = targets.len() - 1;
-        let sides = [(0, &spec.client_token), (last, &spec.psy_token)];
+        let (client_at, psy_at) = sides_of(i, targets.len());
+        let sides = [(client_at, &spec.client_token), (psy_at, &spec.psy_token)];
         for (side, (at, token)) in sides.into_iter().enumerate() {
             let (url, token) = (targets[at].ws_url(token), token.clone());
             let (room, gate) = (spec.room_id.clone(), gate.clone());
@@ -133,6 +135,14 @@ async fn open_all(specs: &[PairSpec], targets: &[Target], concurrency: usize, li
     out
 }
 
+/// The `--url` indexes of pair `i`'s client side and psychologist side among `n` nodes: the
+/// pairs go round the nodes, and the two sides of a pair sit on neighbouring nodes
+/// (`i % n` and `(i + 1) % n`), so with two or more nodes every pair crosses nodes and every
+/// node holds the same number of sides (within one).
+fn sides_of(i: usize, n: usize) -> (usize, usize) {
+    (i % n, (i + 1) % n)
+}
+
 /// Closes every socket (close frame), each within 2 s.
 async fn close_all(pairs: Vec<(Joined, Joined)>) {
     let closing = pairs.into_iter().flat_map(|(a, b)| [a, b]).map(|mut j| async move {
@@ -147,12 +157,25 @@ async fn run(args: Args, origin: Instant) -> Result<Report, String> {
         targets.push(Target::parse(u).await?);
     }
     let mut report = Report {
-        mode: if args.idle { "idle" } else { "relay" },
+        mode: if args.calls_per_sec > 0 {
+            "calls"
+        } else if args.idle {
+            "idle"
+        } else {
+            "relay"
+        },
         urls: args.urls.clone(),
         connections_requested: args.connections,
         ..Report::default()
     };
     let mut errors = Errors::default();
+    let hooks = match args.webhook_listen {
+        Some(addr) => Some(webhook::Receiver::start(addr, args.webhook_outage).await?),
+        None => None,
+    };
+    if let Some(h) = &hooks {
+        eprintln!("signalgrid-load: webhook receiver on http://{}/hooks", h.addr);
+    }
     let tag = format!("{:x}", chrono::Utc::now().timestamp_millis());
     let ttl = (2 * args.setup_timeout + args.duration + args.settle + args.drain + 600) as i64;
     let limit = Duration::from_secs(args.setup_timeout);
@@ -167,7 +190,19 @@ async fn run(args: Args, origin: Instant) -> Result<Report, String> {
         return Err(format!("no session could be set up: {:?}", errors.0));
     }
 
-    report.rss_before_kib = args.server_pid.and_then(stats::rss_kib);
+    let rooms: Vec<String> = specs.iter().map(|s| s.room_id.clone()).collect();
+    if args.calls_per_sec > 0 {
+        let hold = Duration::from_millis(args.call_hold_ms);
+        let (rooms, actions, calls) = calls::run(specs, &targets, args.calls_per_sec, hold, &mut errors).await;
+        report.calls = Some(calls);
+        if let Some(h) = &hooks {
+            report.webhooks = Some(hooks_done(h, &args, &rooms, &actions, &mut errors).await);
+        }
+        report.errors = errors.0;
+        return Ok(report);
+    }
+
+    report.rss_before_kib = stats::rss_kib_sum(&args.server_pids);
     let t = Instant::now();
     let opened = open_all(&specs, &targets, args.concurrency, limit).await;
     report.open_secs = t.elapsed().as_secs_f64();
@@ -178,9 +213,9 @@ async fn run(args: Args, origin: Instant) -> Result<Report, String> {
     report.connections = opened.pairs.len() * 2;
     let pairs = opened.pairs;
 
-    if let Some(pid) = args.server_pid {
+    if !args.server_pids.is_empty() {
         tokio::time::sleep(Duration::from_secs(args.settle)).await;
-        report.rss_after_kib = stats::rss_kib(pid);
+        report.rss_after_kib = stats::rss_kib_sum(&args.server_pids);
         if let (Some(a), Some(b)) = (report.rss_before_kib, report.rss_after_kib) {
             if report.connections > 0 {
                 let per = (b as f64 - a as f64) / report.connections as f64;
@@ -204,25 +239,72 @@ async fn run(args: Args, origin: Instant) -> Result<Report, String> {
             fault: args.fault(),
             churn: args.churn(),
         };
-        let (wall, me, server) =
-            (Instant::now(), stats::cpu_secs(None), args.server_pid.and_then(|p| stats::cpu_secs(Some(p))));
+        let pids = &args.server_pids;
+        let (wall, me, server) = (Instant::now(), stats::cpu_secs(None), stats::cpu_secs_sum(pids));
         let machine = stats::machine_busy_secs();
         let (relay, resume, relay_errors) = relay::run(pairs, plan).await;
         report.resume = Some(resume);
         let secs = wall.elapsed().as_secs_f64();
-        let cores = |before: Option<f64>, pid: Option<u32>| {
-            let used = stats::cpu_secs(pid)? - before?;
-            Some((used / secs * 100.0).round() / 100.0)
-        };
-        let machine = machine.zip(stats::machine_busy_secs()).map(|(a, b)| ((b - a) / secs * 100.0).round() / 100.0);
+        let cores = |used: Option<f64>| used.map(|u| (u / secs * 100.0).round() / 100.0);
+        let machine = machine.zip(stats::machine_busy_secs()).map(|(a, b)| b - a);
+        let server_used = server.zip(stats::cpu_secs_sum(pids)).map(|(a, b)| b - a);
+        let me_used = me.zip(stats::cpu_secs(None)).map(|(a, b)| b - a);
         report.relay_cpu = Some(CpuReport {
-            machine_cores: machine.unwrap_or_default(),
-            generator_cores: cores(me, None).unwrap_or_default(),
-            server_cores: args.server_pid.and_then(|p| cores(server, Some(p))),
+            machine_cores: cores(machine).unwrap_or_default(),
+            generator_cores: cores(me_used).unwrap_or_default(),
+            server_cores: cores(server_used),
+            server_us_per_delivered: server_used
+                .filter(|_| relay.delivered > 0)
+                .map(|u| (u * 1e6 / relay.delivered as f64 * 100.0).round() / 100.0),
+            server_pids: pids.len(),
         });
         errors.merge(relay_errors);
         report.relay = Some(relay);
     }
+    if let Some(h) = &hooks {
+        report.webhooks = Some(hooks_done(h, &args, &rooms, &webhook::Actions::default(), &mut errors).await);
+    }
     report.errors = errors.0;
     Ok(report)
+}
+
+/// After the last call or relay: ends the outage (if any, 2 s later, so that the last
+/// leaves are queued), waits (bounded by `--webhook-wait`) for every room's `room.finished`,
+/// and reports.
+async fn hooks_done(
+    h: &webhook::Receiver,
+    args: &Args,
+    rooms: &[String],
+    actions: &webhook::Actions,
+    errors: &mut Errors,
+) -> webhook::WebhookReport {
+    if args.webhook_outage {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        h.end_outage();
+    }
+    if !h.until_finished(rooms, Duration::from_secs(args.webhook_wait)).await {
+        errors.add("WEBHOOK_WAIT_TIMEOUT", 1);
+    }
+    h.report(actions, rooms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sides_of;
+
+    #[test]
+    fn pairs_cross_nodes_and_every_node_holds_an_equal_share() {
+        assert_eq!(sides_of(0, 1), (0, 0));
+        assert_eq!(sides_of(7, 1), (0, 0));
+        for n in 2..=4 {
+            let mut per_node = vec![0; n];
+            for i in 0..(n * 10) {
+                let (c, p) = sides_of(i, n);
+                assert_ne!(c, p, "pair {i} of {n} nodes crosses nodes");
+                per_node[c] += 1;
+                per_node[p] += 1;
+            }
+            assert!(per_node.iter().all(|k| *k == 20), "{n} nodes: {per_node:?}");
+        }
+    }
 }

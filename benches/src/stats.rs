@@ -118,6 +118,15 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// VmRSS of several processes added up, in KiB; None when `pids` is empty or one cannot
+/// be read (a node that exited).
+pub fn rss_kib_sum(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| rss_kib(*p)).sum()
+}
+
 /// The run's result, printed as one JSON object.
 #[derive(Debug, Serialize, Default)]
 pub struct Report {
@@ -136,6 +145,10 @@ pub struct Report {
     pub resume: Option<crate::resume::ResumeReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_cpu: Option<CpuReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<crate::calls::CallsReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<crate::webhook::WebhookReport>,
     pub errors: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_before_kib: Option<u64>,
@@ -181,6 +194,15 @@ pub fn cpu_secs(pid: Option<u32>) -> Option<f64> {
     Some(ticks as f64 / 100.0) // USER_HZ is 100 on Linux
 }
 
+/// CPU time (user + system) of several processes added up, in seconds; None when `pids` is
+/// empty or one cannot be read (a node that exited: its time is gone with it).
+pub fn cpu_secs_sum(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| cpu_secs(Some(*p))).sum()
+}
+
 /// Busy CPU time of the whole machine so far (all but idle and iowait), in seconds.
 pub fn machine_busy_secs() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
@@ -197,6 +219,13 @@ pub struct CpuReport {
     /// The whole machine, softirq (loopback TCP) and other processes included.
     pub machine_cores: f64,
     pub generator_cores: f64,
+    /// The `--server-pid` processes together (with `--server-pid`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cores: Option<f64>,
+    /// CPU time of the `--server-pid` processes over the relay phase (utime + stime from
+    /// /proc/PID/stat, in 10 ms ticks) divided by the messages delivered, in microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_us_per_delivered: Option<f64>,
+    /// How many `--server-pid`s were summed.
+    pub server_pids: usize,
 }

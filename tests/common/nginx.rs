@@ -94,6 +94,12 @@ impl Nginx {
         n
     }
 
+    /// `127.0.0.1:port`: where clients reach the cluster (e.g. a browser test's page
+    /// address in place of a node's).
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
     pub fn http(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
