@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -108,8 +108,16 @@ async fn one(
             .map_err(|_| "LEAVE_SEND_FAILED")?;
         actions.lock().unwrap_or_else(|p| p.into_inner()).left.insert(side.socket_id.clone(), at);
     }
+    // A browser's `ws.close()`: the close frame, then the node's frames up to its close reply.
+    // Dropping the TCP socket with frames unread would make the kernel reset the connection,
+    // and a reset can discard the `leave-room` the node has not read yet (the node then sees
+    // a lost socket, and the seat waits for its resume window).
     for side in [&mut client, &mut psy] {
-        let _ = tokio::time::timeout(Duration::from_secs(2), side.ws.close(None)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = side.ws.close(None).await;
+            while let Some(Ok(_)) = side.ws.next().await {}
+        })
+        .await;
     }
     Ok((spec.room_id, [client.join_ns, psy.join_ns]))
 }
