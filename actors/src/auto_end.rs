@@ -30,6 +30,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::ctx::NodeCtx;
+use crate::identity::Role;
 use crate::ports::{EndOutcome, OpenCall};
 use crate::rules;
 use crate::session::{now_ms, AuditAction, ClientMeta};
@@ -122,6 +123,9 @@ async fn judge(ctx: &NodeCtx, call: OpenCall, now: DateTime<Utc>) -> Result<bool
     let OpenCall { session, empty_since } = call;
     let Some(started) = session.video_call_started else { return Ok(false) };
     let room = session.meeting_link.as_deref().map(RoomId::from);
+    // Admins who skip the time rules (`rooms.admin_bypass`) may stay past the window: while
+    // one is in the room, the window's end does not end the call.
+    let mut may_stay = false;
     let empty_since = match &room {
         None => None,
         Some(r) => match ctx.ports.membership.snapshot(r).await {
@@ -129,14 +133,17 @@ async fn judge(ctx: &NodeCtx, call: OpenCall, now: DateTime<Utc>) -> Result<bool
                 Some(t) => Some(t),
                 None => Some(ctx.ports.store.room_empty(r, now, false).await?),
             },
-            Ok(_) => None,
+            Ok(snap) => {
+                may_stay = ctx.policy.admin_bypass && snap.members.iter().any(|m| m.user_role == Role::Admin.as_str());
+                None
+            }
             Err(e) => {
                 tracing::debug!(room = %r, error = %e, "membership unreadable; the call is not judged");
                 return Ok(false);
             }
         },
     };
-    let window_end = ctx.policy.enforce_window_end.then(|| rules::join_window(&session, &ctx.policy).1);
+    let window_end = (ctx.policy.enforce_window_end && !may_stay).then(|| rules::join_window(&session, &ctx.policy).1);
     let timeout = chrono::Duration::milliseconds(i64::try_from(ctx.policy.empty_timeout_ms).unwrap_or(i64::MAX));
     let Some((at, reason)) = due(started, empty_since, window_end, timeout, now) else { return Ok(false) };
     let Some((EndOutcome::Ended(s), true)) = ctx.ports.store.mark_ended_once(&session.id, at).await? else {
