@@ -99,7 +99,8 @@ impl RoomState {
         }
         if self.ctx.events.enabled() {
             let store = &self.ctx.ports.store;
-            self.ctx.events.room_changed(store, &self.room_id, old.is_empty(), empty, &gone, &added, &away, &back);
+            let r = &self.room_id;
+            self.ctx.events.room_changed(store, r, old.is_empty(), empty, &gone, &added, &admitted, &away, &back);
         }
         Change { removed, added, away, back, admitted }
     }
