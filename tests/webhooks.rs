@@ -393,8 +393,8 @@ async fn waiting_admitted_and_denied_clients_are_events_of_the_room() {
     ];
     assert_eq!(kinds(&log), want, "{log:#?}");
     check_deliveries(&log);
-    for i in 3..=8 {
-        let d = &log[i].json()["data"];
+    for r in &log[3..=8] {
+        let d = &r.json()["data"];
         assert_eq!((d["roomId"].as_str(), d["sessionId"].as_str()), (Some(room.as_str()), Some(session.as_str())));
         assert_eq!((d["socketId"].as_str(), d["userId"].as_str()), (Some(client.socket_id.as_str()), Some("client-1")));
     }

@@ -361,15 +361,16 @@ impl Store for EmbeddedStore {
         self.with(move |c| {
             c.prepare_cached(
                 "UPDATE sessions SET payment_status = COALESCE(?2, payment_status), status = COALESCE(?3, status), \
-                 session_date = COALESCE(?4, session_date), duration_minutes = COALESCE(?5, duration_minutes) \
-                 WHERE id = ?1",
+                 session_date = COALESCE(?4, session_date), duration_minutes = COALESCE(?5, duration_minutes), \
+                 waiting_room = COALESCE(?6, waiting_room) WHERE id = ?1",
             )?
             .execute(params![
                 id,
                 p.payment_status.map(PaymentStatus::as_str),
                 p.status.map(SessionStatus::as_str),
                 p.session_date.map(ms),
-                p.duration_minutes
+                p.duration_minutes,
+                p.waiting_room
             ])?;
             load(c, &id)
         })

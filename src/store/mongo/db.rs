@@ -194,6 +194,9 @@ impl Db {
         if let Some(v) = p.duration_minutes {
             set.insert("duration", v);
         }
+        if let Some(v) = p.waiting_room {
+            set.insert("waitingRoom", v);
+        }
         let d = self
             .sessions
             .find_one_and_update(doc! { "_id": oid }, doc! { "$set": set })
