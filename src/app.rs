@@ -47,5 +47,6 @@ pub fn policy(s: &Settings) -> JoinPolicy {
             m
         },
         enforce_window_end: s.rooms.enforce_window_end,
+        empty_timeout_ms: s.rooms.empty_timeout_ms,
     }
 }

@@ -168,6 +168,14 @@ async fn the_document_is_openapi_3_1_and_names_every_route() {
         assert!(!fallback, "{method} {concrete}: {status} {body}");
     }
 
+    // Both session bodies document `waitingRoom` (PROTOCOL.md section 8), a boolean.
+    for (path, method) in [("/api/sessions", "post"), ("/api/sessions/{sessionId}", "patch")] {
+        let body = &paths[path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+        let name = body.as_str().and_then(|r| r.strip_prefix("#/components/schemas/")).expect("a named body");
+        let field = &doc["components"]["schemas"][name]["properties"]["waitingRoom"];
+        assert_eq!(field["type"], "boolean", "{method} {path}: {field}");
+    }
+
     // The token schemes the code reads (`Ctx::token`).
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["token"], json!({"type": "apiKey", "in": "header", "name": "x-auth-token"}));

@@ -2,7 +2,7 @@
 //! every node on MongoDB): `PATCH /api/sessions/:id` validates, stores and answers the
 //! session; a change that closes the session ejects the live call's members with the rule's
 //! code while an exempt admin stays and hears `user-left` reason `ejected`; the rooms list
-//! shows who is `reconnecting`.
+//! shows who is `reconnecting`, and who is `waiting` once PATCH turned the waiting room on.
 
 mod common;
 #[path = "common/server_api.rs"]
@@ -102,4 +102,48 @@ async fn a_seat_waiting_for_its_resume_is_listed_reconnecting() {
     assert_eq!(api(&node, "DELETE", &path, None, None).await.0, 200);
     let left = psy.next_event("user-left").await;
     assert_eq!((&left["socketId"], &left["reason"]), (&json!(seat.socket_id), &json!("kicked")));
+}
+
+/// `PATCH /api/sessions/:id` turns the waiting room on (PROTOCOL.md section 8): the client
+/// who joins next waits, and `GET /api/rooms/:roomId` lists it with state `waiting` (section
+/// 7) next to the `joined` host; turned off again, the next client joins at once. A
+/// `waitingRoom` that is not a boolean is a VALIDATION_ERROR.
+#[tokio::test]
+async fn patch_turns_the_waiting_room_on_and_waiting_clients_are_listed_waiting() {
+    let node = TestNode::start().await;
+    let (session, room) = node.call().await;
+    let path = format!("/api/sessions/{session}");
+    let (status, s) = api(&node, "PATCH", &path, None, Some(json!({ "waitingRoom": true }))).await;
+    assert_eq!((status, &s["waitingRoom"]), (200, &json!(true)), "{s}");
+    let (_, read) = api(&node, "GET", &path, None, None).await;
+    assert_eq!(read["waitingRoom"], true, "stored: {read}");
+    let (status, e) = api(&node, "PATCH", &path, None, Some(json!({ "waitingRoom": "yes" }))).await;
+    assert_eq!((status, &e["error"]["code"]), (400, &json!("VALIDATION_ERROR")), "{e}");
+    assert!(e["error"]["details"]["fields"]["waitingRoom"].is_string(), "{e}");
+
+    let mut host = WsClient::connect(&node, &psy_token()).await;
+    host.join(&room).await;
+    let mut client = WsClient::connect(&node, &client_token()).await;
+    client.send("join-room", json!({ "roomId": room })).await;
+    client.next_event("waiting").await;
+    host.next_event("participant-waiting").await;
+    let (status, r) = api(&node, "GET", &format!("/api/rooms/{room}"), None, None).await;
+    assert_eq!(status, 200, "{r}");
+    let states: Vec<(String, String)> = r["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["socketId"].as_str().unwrap().to_owned(), p["state"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(states.len(), 2, "{r}");
+    assert!(states.contains(&(client.socket_id.clone(), "waiting".into())), "{states:?}");
+    assert!(states.contains(&(host.socket_id.clone(), "joined".into())), "{states:?}");
+
+    // Off again: the next client joins without waiting.
+    client.send("leave-room", json!({ "roomId": room })).await;
+    host.next_event("user-left").await;
+    let (status, s) = api(&node, "PATCH", &path, None, Some(json!({ "waitingRoom": false }))).await;
+    assert_eq!((status, &s["waitingRoom"]), (200, &json!(false)), "{s}");
+    client.join(&room).await;
+    host.next_event("user-joined").await;
 }

@@ -179,6 +179,40 @@ async fn audit_trail_in_order(st: Arc<dyn Store>) {
     assert_eq!(st.audit_trail("5f00000000000000000000ff").await.unwrap(), vec![]);
 }
 
+/// Calls that end by themselves (PROTOCOL.md section 8): only the write that ended a call
+/// says so, even for the same instant; rooms keep their first empty time unless told to
+/// overwrite; open calls list started, not ended calls with their room's time.
+async fn calls_end_once(st: Arc<dyn Store>) {
+    let s = st.create_session(new_session("c-auto", "p-auto", SessionStatus::Scheduled)).await.unwrap();
+    let room = st.ensure_room(&s.id, "room-auto-1").await.unwrap().unwrap().meeting_link.unwrap();
+    let t0 = now_ms();
+    assert_eq!(st.mark_ended_once(&s.id, t0).await.unwrap(), Some((EndOutcome::NotStarted, false)));
+    st.mark_started(&s.id, t0).await.unwrap();
+    let open = st.open_calls(100).await.unwrap();
+    let mine = open.iter().find(|c| c.session.id == s.id).expect("listed while open");
+    assert_eq!(mine.empty_since, None);
+
+    let t1 = t0 + Duration::seconds(3);
+    assert_eq!(st.room_empty(&room, t1, false).await.unwrap(), t1);
+    assert_eq!(st.room_empty(&room, t1 + Duration::seconds(1), false).await.unwrap(), t1, "the first time is kept");
+    let t2 = t1 + Duration::seconds(2);
+    assert_eq!(st.room_empty(&room, t2, true).await.unwrap(), t2, "overwritten");
+    let open = st.open_calls(100).await.unwrap();
+    assert_eq!(open.iter().find(|c| c.session.id == s.id).unwrap().empty_since, Some(t2));
+    st.room_occupied(&room).await.unwrap();
+    let open = st.open_calls(100).await.unwrap();
+    assert_eq!(open.iter().find(|c| c.session.id == s.id).unwrap().empty_since, None);
+
+    let Some((EndOutcome::Ended(first), true)) = st.mark_ended_once(&s.id, t2).await.unwrap() else {
+        panic!("the first end is this write's")
+    };
+    assert_eq!((first.video_call_ended, first.status), (Some(t2), SessionStatus::Completed));
+    let again = st.mark_ended_once(&s.id, t2).await.unwrap();
+    assert_eq!(again, Some((EndOutcome::Ended(first), false)), "the same instant again is not this write's");
+    assert!(st.open_calls(100).await.unwrap().iter().all(|c| c.session.id != s.id), "no longer open");
+    assert_eq!(st.mark_ended_once(UNKNOWN, t0).await.unwrap(), None);
+}
+
 async fn ping_and_flush(st: Arc<dyn Store>) {
     st.ping().await.unwrap();
     st.flush().await.unwrap();
@@ -213,6 +247,7 @@ conformance!(
     touch_counts,
     audit_trail_in_order,
     ping_and_flush,
+    calls_end_once,
 );
 
 /// A store file made before sessions had `waiting_room` (its sessions table as it was) gains

@@ -337,3 +337,70 @@ async fn a_lost_seat_is_reconnecting_then_reconnected_and_a_timeout_is_a_leave()
     drop(a);
     node.stop().await;
 }
+
+/// The waiting room's events (PROTOCOL.md sections 7 and 10), in the room's stream: a client
+/// who waits is `participant.waiting`; denied, `participant.denied`; waiting again and
+/// admitted, `participant.admitted` followed by `participant.joined`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_admitted_and_denied_clients_are_events_of_the_room() {
+    let rx = Receiver::start().await;
+    let url = rx.url();
+    let node = TestNode::start_with(|s| hooks(s, &url)).await;
+    let mut body = SessionSpec::default().body();
+    body["waitingRoom"] = json!(true);
+    let res = node.post("/api/sessions", Some(&admin())).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let session = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let room = node.room_for(&session, "client-1").await;
+
+    let mut host = WsClient::connect(&node, &psy_token()).await;
+    host.join(&room).await;
+    rx.until("the call's start", |l| l.len() >= 3).await;
+    let mut client = WsClient::connect(&node, &client_token()).await;
+    for admit in [false, true] {
+        client.send("join-room", json!({ "roomId": room })).await;
+        client.next_event("waiting").await;
+        host.next_event("participant-waiting").await;
+        if admit {
+            host.send("admit", json!({ "socketId": client.socket_id })).await;
+            client.next_event("room-joined").await;
+            host.next_event("user-joined").await;
+        } else {
+            host.send("deny", json!({ "socketId": client.socket_id })).await;
+            client.expect_error("ADMISSION_DENIED").await;
+            host.next_event("user-left").await;
+        }
+    }
+    client.send("leave-room", json!({ "roomId": room })).await;
+    host.next_event("user-left").await;
+    host.send("leave-room", json!({ "roomId": room })).await;
+    rx.until("room.finished", |l| l.iter().any(|r| r.kind() == "room.finished")).await;
+    drained(&app_store(&node)).await;
+
+    let log = rx.log();
+    let want = [
+        "room.started",
+        "participant.joined",
+        "call.started",
+        "participant.waiting",
+        "participant.denied",
+        "participant.waiting",
+        "participant.admitted",
+        "participant.joined",
+        "participant.left",
+        "participant.left",
+        "room.finished",
+    ];
+    assert_eq!(kinds(&log), want, "{log:#?}");
+    check_deliveries(&log);
+    for r in &log[3..=8] {
+        let d = &r.json()["data"];
+        assert_eq!((d["roomId"].as_str(), d["sessionId"].as_str()), (Some(room.as_str()), Some(session.as_str())));
+        assert_eq!((d["socketId"].as_str(), d["userId"].as_str()), (Some(client.socket_id.as_str()), Some("client-1")));
+    }
+    assert_eq!(log[7].json()["data"]["role"], "client", "the admitted client's join is a full participant.joined");
+    assert_ne!(log[3].id, log[5].id, "each wait is an event of its own");
+    client.close().await;
+    host.close().await;
+    node.stop().await;
+}

@@ -50,20 +50,23 @@ pub struct RoomInfo {
     pub members: Vec<Member>,
 }
 
-/// A participant's state in a room: `joined`, `reconnecting` (its seat waits for a resume).
-/// The waiting room adds `waiting` (a client not yet admitted: listed from the room's
-/// waiting list, not from its members).
+/// A participant's state in a room (PROTOCOL.md section 7): `joined`, `reconnecting` (its
+/// seat waits for a resume), or `waiting` (a client in the waiting room, not yet admitted,
+/// whether or not its socket is away).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ParticipantState {
     Joined,
     Reconnecting,
+    Waiting,
 }
 
 impl ParticipantState {
     /// The state of a member of a room.
     pub fn of(m: &Member) -> ParticipantState {
-        if m.is_away() {
+        if m.waiting {
+            ParticipantState::Waiting
+        } else if m.is_away() {
             ParticipantState::Reconnecting
         } else {
             ParticipantState::Joined

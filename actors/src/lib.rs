@@ -21,6 +21,7 @@
 //!
 //! This crate imports no NATS, HTTP framework or database client: it only names traits.
 
+pub mod auto_end;
 pub mod budget;
 pub mod connection;
 pub mod connections;

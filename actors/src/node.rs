@@ -229,6 +229,8 @@ pub struct Node {
     conn_sup: ActorRef<()>,
     room_sup: ActorRef<RoomsMsg>,
     drain: signalgrid_config::DrainSettings,
+    /// The sweep that ends calls by themselves (`auto_end`).
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 /// How long a drained node goes on forwarding frames for the seats it handed over.
@@ -284,7 +286,8 @@ impl Node {
         let (room_sup, _) = Actor::spawn(None, RoomSupervisor, ctx.clone()).await.map_err(spawn_err)?;
         let _ = ctx.rooms.set(room_sup.clone());
         let (conn_sup, _) = Actor::spawn(None, ConnectionSupervisor, ctx.clone()).await.map_err(spawn_err)?;
-        Ok(Node { ctx, conn_sup, room_sup, drain: cfg.drain })
+        let sweeper = crate::auto_end::spawn(&ctx);
+        Ok(Node { ctx, conn_sup, room_sup, drain: cfg.drain, sweeper })
     }
 
     pub fn node_id(&self) -> &NodeId {
@@ -566,6 +569,7 @@ impl Node {
 
     /// Stops the supervision tree.
     pub fn stop(&self) {
+        self.sweeper.abort();
         self.conn_sup.stop(None);
         self.room_sup.stop(None);
     }

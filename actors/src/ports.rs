@@ -36,6 +36,16 @@ pub enum EndOutcome {
     NotStarted,
 }
 
+/// A started call not yet ended, as the sweep that ends calls by themselves sees it
+/// (PROTOCOL.md section 8, "Calls end by themselves"; `crate::auto_end`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenCall {
+    pub session: Session,
+    /// Since when the call's room has had no member, as recorded (`Store::room_empty`);
+    /// None when nothing is recorded (it has members, or nobody has noticed yet).
+    pub empty_since: Option<DateTime<Utc>>,
+}
+
 /// Durable sessions and audit trail. All writes are atomic per session and idempotent where
 /// the contract says so, so that several nodes may share one store.
 #[async_trait]
@@ -51,6 +61,20 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_started(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Session>, StoreError>;
     /// Sets `videoCallEnded`, `callDuration` (from the stored start), status Completed.
     async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError>;
+    /// `mark_ended`, also saying whether this very write ended the call (`true`) or found it
+    /// ended already (`false`). The compare-and-set that lets exactly one of several nodes
+    /// ending one call at the same instant record it (PROTOCOL.md section 8). A store that
+    /// cannot tell (MongoDB away) answers `Unavailable` instead of guessing.
+    async fn mark_ended_once(&self, id: &str, at: DateTime<Utc>) -> Result<Option<(EndOutcome, bool)>, StoreError>;
+    /// Records that room `room` has had no member since `at` (Unix ms precision) and returns
+    /// the time now kept: `overwrite` replaces a time already recorded (the room has just
+    /// emptied again), otherwise a recorded time is kept (a sweep noticing it late).
+    async fn room_empty(&self, room: &str, at: DateTime<Utc>, overwrite: bool) -> Result<DateTime<Utc>, StoreError>;
+    /// Forgets room `room`'s empty-since time (it has members again, or its call ended).
+    async fn room_occupied(&self, room: &str) -> Result<(), StoreError>;
+    /// Up to `max` calls started and not ended (`videoCallStarted` set, `videoCallEnded`
+    /// not), oldest start first, each with its room's empty-since time.
+    async fn open_calls(&self, max: usize) -> Result<Vec<OpenCall>, StoreError>;
     /// Changes the fields `patch` sets (in one write); returns the stored session after it,
     /// None if there is no such session (`PATCH /api/sessions/:id`).
     async fn update_session(&self, id: &str, patch: &SessionPatch) -> Result<Option<Session>, StoreError>;

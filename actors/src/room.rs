@@ -342,7 +342,7 @@ impl RoomState {
             // What this node emits for the room starts with everyone already in it
             // (`webhook`: each node's copy of the stream is complete, in order).
             let (store, empty) = (&self.ctx.ports.store, self.members.is_empty());
-            self.ctx.events.room_changed(store, &self.room_id, true, empty, &[], &self.members, &[], &[]);
+            self.ctx.events.room_changed(store, &self.room_id, true, empty, &[], &self.members, &[], &[], &[]);
         }
         self.active = !self.locals.is_empty();
         if restart {

@@ -25,6 +25,9 @@ pub struct JoinPolicy {
     pub session_ending_minutes: Vec<u32>,
     /// Members are removed when the window ends during a call (and warned before).
     pub enforce_window_end: bool,
+    /// A started call whose room has had no member for this long ends by itself
+    /// (`rooms.empty_timeout_ms`, PROTOCOL.md section 8; `crate::auto_end`).
+    pub empty_timeout_ms: u64,
 }
 
 impl Default for JoinPolicy {
@@ -36,6 +39,7 @@ impl Default for JoinPolicy {
             group_capacity: 8,
             session_ending_minutes: vec![10, 5, 1],
             enforce_window_end: true,
+            empty_timeout_ms: 120_000,
         }
     }
 }

@@ -102,6 +102,8 @@ pub struct SessionPatch {
     pub status: Option<SessionStatus>,
     pub session_date: Option<DateTime<Utc>>,
     pub duration_minutes: Option<i64>,
+    /// `waitingRoom` (PROTOCOL.md section 8): clients who join from now on wait, or do not.
+    pub waiting_room: Option<bool>,
 }
 
 impl SessionPatch {
@@ -118,6 +120,9 @@ impl SessionPatch {
         }
         if let Some(m) = self.duration_minutes {
             s.duration_minutes = m;
+        }
+        if let Some(w) = self.waiting_room {
+            s.waiting_room = w;
         }
     }
 }

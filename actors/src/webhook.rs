@@ -103,6 +103,9 @@ pub mod kind {
     pub const LEFT: &str = "participant.left";
     pub const RECONNECTING: &str = "participant.reconnecting";
     pub const RECONNECTED: &str = "participant.reconnected";
+    pub const WAITING: &str = "participant.waiting";
+    pub const ADMITTED: &str = "participant.admitted";
+    pub const DENIED: &str = "participant.denied";
     pub const CALL_STARTED: &str = "call.started";
     pub const CALL_ENDED: &str = "call.ended";
 }
@@ -206,7 +209,11 @@ impl Events {
     }
 
     /// What a membership change means for the platform: `was_empty`/`now_empty` say whether
-    /// the room had members before and after it.
+    /// the room had members before and after it. Waiting clients (PROTOCOL.md sections 7, 8
+    /// and 10): an `added` member that waits is `participant.waiting`; an `admitted` one is
+    /// `participant.admitted` then `participant.joined`; a waiting member removed with reason
+    /// `denied` is `participant.denied` (other removals of a waiting member are
+    /// `participant.left`, so each `waiting` is closed by one `admitted`, `denied` or `left`).
     #[allow(clippy::too_many_arguments)]
     pub fn room_changed(
         &self,
@@ -216,6 +223,7 @@ impl Events {
         now_empty: bool,
         removed: &[(Member, LeaveReason)],
         added: &[Member],
+        admitted: &[Member],
         away: &[Member],
         back: &[(Member, i64)],
     ) {
@@ -243,7 +251,19 @@ impl Events {
         }
         let seat = |m: &Member| json!({ "socketId": &*m.conn_id, "userId": m.user_id, "role": m.user_role, "nodeId": &*m.node_id });
         let joined_at = |m: &Member| m.joined_at_ms.to_string();
+        let plain = |m: &Member| json!({ "socketId": &*m.conn_id, "userId": m.user_id });
         for m in added {
+            if m.waiting {
+                let id = derived_id(&[room, &m.conn_id, &joined_at(m), kind::WAITING]);
+                self.push(ev(id, kind::WAITING, plain(m), Rule::Unique), store);
+                continue;
+            }
+            let id = derived_id(&[room, &m.conn_id, &joined_at(m), kind::JOINED]);
+            self.push(ev(id, kind::JOINED, seat(m), Rule::Unique), store);
+        }
+        for m in admitted {
+            let id = derived_id(&[room, &m.conn_id, &joined_at(m), kind::ADMITTED]);
+            self.push(ev(id, kind::ADMITTED, plain(m), Rule::Unique), store);
             let id = derived_id(&[room, &m.conn_id, &joined_at(m), kind::JOINED]);
             self.push(ev(id, kind::JOINED, seat(m), Rule::Unique), store);
         }
@@ -259,6 +279,11 @@ impl Events {
             self.push(ev(id, kind::RECONNECTED, data, Rule::Unique), store);
         }
         for (m, reason) in removed {
+            if m.waiting && *reason == LeaveReason::Denied {
+                let id = derived_id(&[room, &m.conn_id, &joined_at(m), kind::DENIED]);
+                self.push(ev(id, kind::DENIED, plain(m), Rule::Unique), store);
+                continue;
+            }
             let id = derived_id(&[room, &m.conn_id, &joined_at(m), kind::LEFT]);
             let mut data = seat(m);
             data["reason"] = json!(reason.as_str());

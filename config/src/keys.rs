@@ -63,6 +63,7 @@ pub const ENV_KEYS: &[EnvKey] = &[
     k("SIGNALGRID_ENFORCE_WINDOW_END", "rooms.enforce_window_end"),
     k("SIGNALGRID_SESSION_ENDING_MINUTES", "limits.session_ending_minutes"),
     k("SIGNALGRID_WAITING_ROOM", "rooms.waiting_room"),
+    k("SIGNALGRID_EMPTY_TIMEOUT_MS", "rooms.empty_timeout_ms"),
     k("SIGNALGRID_CHAT_PER_MINUTE", "limits.chat_per_minute"),
     k("SIGNALGRID_LOG_FORMAT", "log.format"),
     k("SIGNALGRID_TLS_CERT", "tls.cert_path"),
@@ -175,6 +176,7 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
             s.limits.session_ending_minutes = list(v).iter().map(|m| parse(m)).collect::<Result<_, _>>()?
         }
         "rooms.waiting_room" => s.rooms.waiting_room = boolean(v)?,
+        "rooms.empty_timeout_ms" => s.rooms.empty_timeout_ms = parse(v)?,
         "limits.chat_per_minute" => s.limits.chat_per_minute = parse(v)?,
         "log.level" => s.log.level = v.trim().to_owned(),
         "log.format" => {

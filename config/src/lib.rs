@@ -154,6 +154,9 @@ pub struct RoomSettings {
     /// `waitingRoom` of a session created without one (`POST /api/sessions`): its clients
     /// wait until a host admits them (PROTOCOL.md section 8).
     pub waiting_room: bool,
+    /// A started call whose room has had no member for this long ends by itself (ms;
+    /// PROTOCOL.md section 8). A seat away in its resume window counts as a member.
+    pub empty_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -309,6 +312,7 @@ impl Default for RoomSettings {
             admin_bypass: false,
             enforce_window_end: true,
             waiting_room: false,
+            empty_timeout_ms: 120_000,
         }
     }
 }
@@ -461,6 +465,9 @@ impl Settings {
         }
         if l.ws_burst_bytes < l.max_frame_bytes {
             return Err(bad("limits.ws_burst_bytes", "must be at least limits.max_frame_bytes"));
+        }
+        if self.rooms.empty_timeout_ms == 0 {
+            return Err(bad("rooms.empty_timeout_ms", "must be greater than 0"));
         }
         if self.rooms.join_window_minutes < 0 || self.rooms.grace_minutes < 0 {
             return Err(bad("rooms", "minutes must not be negative"));

@@ -35,7 +35,8 @@ pub struct RoomParticipant {
     pub user_role: String,
     /// The node holding the participant's seat.
     pub node_id: String,
-    /// `joined`, or `reconnecting` while its seat waits for a resume.
+    /// `joined`; `reconnecting` while its seat waits for a resume; `waiting` for a client in
+    /// the waiting room, not yet admitted.
     pub state: ParticipantState,
 }
 
@@ -95,7 +96,7 @@ impl From<&Member> for RoomParticipant {
     }
 }
 
-// The waiting room adds its waiting clients to `participants` here (state `waiting`).
+/// Every member, waiting clients included (state `waiting`, PROTOCOL.md section 7).
 fn participants(r: &RoomInfo) -> Vec<RoomParticipant> {
     r.members.iter().map(RoomParticipant::from).collect()
 }

@@ -113,7 +113,9 @@ pub async fn get(id: String, ctx: Ctx) -> Response {
     security(("token" = []), ("bearer" = []))
 )]
 /// `PATCH /api/sessions/:id` (admin): changes `paymentStatus`, `status`, `sessionDate`,
-/// `durationMinutes` (validated as on `POST`; other fields are `VALIDATION_ERROR`) and
+/// `durationMinutes`, `waitingRoom` (validated as on `POST`; other fields are
+/// `VALIDATION_ERROR`; `waitingRoom` applies to joins from then on: clients already waiting
+/// keep waiting, members already in stay) and
 /// answers `200` with the stored session. When the session can no longer be joined
 /// (cancelled, completed, not paid, its window moved away from now), the members of its
 /// live call are removed at once, on every node, with that rule's code (`user-left` reason
@@ -181,13 +183,22 @@ pub fn parse_patch(body: &[u8]) -> Result<SessionPatch, ApiError> {
                     bad.insert(k.clone(), json!("a whole number of minutes from 1 to 1440"));
                 }
             },
+            "waitingRoom" => match val.as_bool() {
+                Some(w) => p.waiting_room = Some(w),
+                None => {
+                    bad.insert(k.clone(), json!("true or false"));
+                }
+            },
             _ => {
                 bad.insert(k.clone(), json!("not a field PATCH changes"));
             }
         }
     }
     if bad.is_empty() && p == SessionPatch::default() {
-        bad.insert("body".into(), json!("at least one of paymentStatus, status, sessionDate, durationMinutes"));
+        bad.insert(
+            "body".into(),
+            json!("at least one of paymentStatus, status, sessionDate, durationMinutes, waitingRoom"),
+        );
     }
     if bad.is_empty() {
         Ok(p)

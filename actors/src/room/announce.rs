@@ -90,11 +90,17 @@ impl RoomState {
             self.locals.remove(&c);
         }
         self.publish_view();
+        // A member kept because it is still connected here has not left (it is put back).
+        let gone: Vec<_> = removed.iter().filter(|(r, _)| !self.locals.contains_key(&r.conn_id)).cloned().collect();
+        let empty = self.members.is_empty() && gone.len() == removed.len();
+        if empty != old.is_empty() {
+            // Calls end by themselves once their room has been empty long enough.
+            crate::auto_end::record(&self.ctx, &self.room_id, empty);
+        }
         if self.ctx.events.enabled() {
-            // A member kept because it is still connected here has not left (it is put back).
-            let gone: Vec<_> = removed.iter().filter(|(r, _)| !self.locals.contains_key(&r.conn_id)).cloned().collect();
-            let (store, empty) = (&self.ctx.ports.store, self.members.is_empty() && gone.len() == removed.len());
-            self.ctx.events.room_changed(store, &self.room_id, old.is_empty(), empty, &gone, &added, &away, &back);
+            let store = &self.ctx.ports.store;
+            let r = &self.room_id;
+            self.ctx.events.room_changed(store, r, old.is_empty(), empty, &gone, &added, &admitted, &away, &back);
         }
         Change { removed, added, away, back, admitted }
     }

@@ -150,6 +150,10 @@ pub struct NewSessionBody {
     /// `Scheduled` when absent.
     #[schema(nullable = false)]
     pub status: Option<SessionStatus>,
+    /// Clients wait until a host (the psychologist, or an admin) admits them (PROTOCOL.md
+    /// section 8). When absent: config `rooms.waiting_room` (false by default).
+    #[schema(nullable = false)]
+    pub waiting_room: Option<bool>,
 }
 
 /// One party of a new session: id and name, each with something besides white space.
@@ -257,4 +261,8 @@ pub struct SessionPatchBody {
     pub session_date: Option<DateTime<Utc>>,
     #[schema(minimum = 1, maximum = 1440, nullable = false)]
     pub duration_minutes: Option<i64>,
+    /// Clients who join from now on wait for a host to admit them (PROTOCOL.md section 8);
+    /// clients already waiting keep waiting, members already in stay.
+    #[schema(nullable = false)]
+    pub waiting_room: Option<bool>,
 }

@@ -13,6 +13,7 @@
 //! - [`webhooks`]: the durable webhook queue.
 
 mod audit;
+mod calls;
 mod webhooks;
 
 use std::panic::AssertUnwindSafe;
@@ -23,8 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use signalgrid_actors::ports::{EndOutcome, Store, StoreError};
-use signalgrid_actors::rules::call_duration_minutes;
+use signalgrid_actors::ports::{EndOutcome, OpenCall, Store, StoreError};
 use signalgrid_actors::session::{
     new_object_id, now_ms, AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Party, PaymentStatus, Session,
     SessionPatch, SessionStatus, SessionType,
@@ -278,6 +278,7 @@ impl EmbeddedStore {
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         add_missing_columns(&conn).map_err(sql_err)?;
         conn.execute_batch(webhooks::SCHEMA).map_err(sql_err)?;
+        conn.execute_batch(calls::SCHEMA).map_err(sql_err)?;
         let alive = start_checkpointer(&conn, &path);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -360,15 +361,16 @@ impl Store for EmbeddedStore {
         self.with(move |c| {
             c.prepare_cached(
                 "UPDATE sessions SET payment_status = COALESCE(?2, payment_status), status = COALESCE(?3, status), \
-                 session_date = COALESCE(?4, session_date), duration_minutes = COALESCE(?5, duration_minutes) \
-                 WHERE id = ?1",
+                 session_date = COALESCE(?4, session_date), duration_minutes = COALESCE(?5, duration_minutes), \
+                 waiting_room = COALESCE(?6, waiting_room) WHERE id = ?1",
             )?
             .execute(params![
                 id,
                 p.payment_status.map(PaymentStatus::as_str),
                 p.status.map(SessionStatus::as_str),
                 p.session_date.map(ms),
-                p.duration_minutes
+                p.duration_minutes,
+                p.waiting_room
             ])?;
             load(c, &id)
         })
@@ -391,21 +393,27 @@ impl Store for EmbeddedStore {
 
     async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError> {
         let id = id.to_owned();
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(s) = load(&tx, &id)? else { return Ok(None) };
-            let Some(started) = s.video_call_started else { return Ok(Some(EndOutcome::NotStarted)) };
-            if s.video_call_ended.is_none() {
-                tx.prepare_cached(
-                    "UPDATE sessions SET video_call_ended = ?2, call_duration = ?3, status = 'Completed' WHERE id = ?1",
-                )?
-                .execute(params![id, ms(at), call_duration_minutes(started, at)])?;
-            }
-            let s = load(&tx, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-            tx.commit()?;
-            Ok(Some(EndOutcome::Ended(s)))
-        })
-        .await
+        self.with(move |c| calls::end(c, &id, ms(at)).map(|o| o.map(|(end, _)| end))).await
+    }
+
+    async fn mark_ended_once(&self, id: &str, at: DateTime<Utc>) -> Result<Option<(EndOutcome, bool)>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| calls::end(c, &id, ms(at))).await
+    }
+
+    async fn room_empty(&self, room: &str, at: DateTime<Utc>, overwrite: bool) -> Result<DateTime<Utc>, StoreError> {
+        let room = room.to_owned();
+        let kept = self.with(move |c| calls::empty(c, &room, ms(at), overwrite)).await?;
+        Ok(time(Some(kept)).unwrap_or(at))
+    }
+
+    async fn room_occupied(&self, room: &str) -> Result<(), StoreError> {
+        let room = room.to_owned();
+        self.with(move |c| calls::occupied(c, &room)).await
+    }
+
+    async fn open_calls(&self, max: usize) -> Result<Vec<OpenCall>, StoreError> {
+        self.with(move |c| calls::open(c, max)).await
     }
 
     async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -103,6 +103,9 @@ impl Db {
         // Audit reads page newest first and retention purges oldest first, both on this.
         let by_time = IndexModel::builder().keys(doc! { "timestamp": 1, "_id": 1 }).build();
         self.audit.create_index(by_time).await.map_err(store_err)?;
+        // The sweep of calls that end by themselves reads started, not ended calls.
+        let open = IndexModel::builder().keys(doc! { "videoCallEnded": 1, "videoCallStarted": 1 }).build();
+        self.sessions.create_index(open).await.map_err(store_err)?;
         Ok(())
     }
 
@@ -191,6 +194,9 @@ impl Db {
         if let Some(v) = p.duration_minutes {
             set.insert("duration", v);
         }
+        if let Some(v) = p.waiting_room {
+            set.insert("waitingRoom", v);
+        }
         let d = self
             .sessions
             .find_one_and_update(doc! { "_id": oid }, doc! { "$set": set })
@@ -226,13 +232,19 @@ impl Db {
 
     /// Compare-and-set on "started at S, not ended": the first end wins, later ones read it.
     pub async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError> {
+        Ok(self.end_once(id, at).await?.map(|(end, _)| end))
+    }
+
+    /// `mark_ended`, and whether this update ended the call (it matched "not ended").
+    pub async fn end_once(&self, id: &str, at: DateTime<Utc>) -> Result<Option<(EndOutcome, bool)>, StoreError> {
         let Some(oid) = session_oid(id) else { return Ok(None) };
         let Some(s) = self.by_id(id).await? else { return Ok(None) };
-        let Some(started) = s.video_call_started else { return Ok(Some(EndOutcome::NotStarted)) };
+        let Some(started) = s.video_call_started else { return Ok(Some((EndOutcome::NotStarted, false))) };
         if s.video_call_ended.is_some() {
-            return Ok(Some(EndOutcome::Ended(s)));
+            return Ok(Some((EndOutcome::Ended(s), false)));
         }
-        self.sessions
+        let res = self
+            .sessions
             .update_one(
                 doc! { "_id": oid, "videoCallStarted": date(started), "videoCallEnded": Bson::Null },
                 doc! { "$set": {
@@ -245,7 +257,23 @@ impl Db {
             .await
             .map_err(store_err)?;
         let s = self.by_id(id).await?.ok_or_else(|| StoreError::Other("session vanished while ending".into()))?;
-        Ok(Some(EndOutcome::Ended(s)))
+        Ok(Some((EndOutcome::Ended(s), res.modified_count == 1)))
+    }
+
+    /// Up to `max` sessions whose call started and has not ended, oldest start first.
+    pub async fn open_calls(&self, max: usize) -> Result<Vec<Session>, StoreError> {
+        let mut found = self
+            .sessions
+            .find(doc! { "videoCallEnded": Bson::Null, "videoCallStarted": { "$ne": Bson::Null } })
+            .sort(doc! { "videoCallStarted": 1 })
+            .limit(i64::try_from(max).unwrap_or(i64::MAX))
+            .await
+            .map_err(store_err)?;
+        let mut out = Vec::new();
+        while let Some(d) = found.try_next().await.map_err(store_err)? {
+            out.push(self.with_names(&d).await?);
+        }
+        Ok(out)
     }
 
     pub async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -17,6 +17,7 @@
 //!   wait in the node's writer, in order, and delivery pauses).
 
 pub mod audit;
+pub mod calls;
 pub mod db;
 pub mod docs;
 pub mod webhooks;
@@ -29,7 +30,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use signalgrid_actors::ports::{EndOutcome, Store, StoreError};
+use signalgrid_actors::ports::{EndOutcome, OpenCall, Store, StoreError};
 use signalgrid_actors::rules::call_duration_minutes;
 use signalgrid_actors::session::{
     now_ms, AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session, SessionStatus,
@@ -64,6 +65,7 @@ pub struct MongoStore {
 struct Inner {
     db: Db,
     hooks: webhooks::Queue,
+    idle: calls::Idle,
     outbox: Outbox,
     cache: Mutex<HashMap<String, Session>>,
     /// Indexes created (start-up finished).
@@ -84,10 +86,12 @@ impl MongoStore {
         let label = format!("MongoDB at {} (database {})", db::hosts(&options), cfg.database);
         let db = Db::new(options, &cfg.database)?;
         let hooks = webhooks::Queue::new(db.client(), &cfg.database);
+        let idle = calls::Idle::new(db.client(), &cfg.database);
         let outbox = Outbox::open(&cfg.data_dir, cfg.outbox_max).map_err(|e| StoreError::Other(e.to_string()))?;
         let inner = Arc::new(Inner {
             db,
             hooks,
+            idle,
             outbox,
             cache: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
@@ -367,6 +371,26 @@ impl Store for MongoStore {
             inner.remember(&s);
         }
         Ok(Some(EndOutcome::Ended(s)))
+    }
+
+    async fn mark_ended_once(&self, id: &str, at: DateTime<Utc>) -> Result<Option<(EndOutcome, bool)>, StoreError> {
+        self.inner.end_once(id, at).await
+    }
+
+    async fn room_empty(&self, room: &str, at: DateTime<Utc>, overwrite: bool) -> Result<DateTime<Utc>, StoreError> {
+        let res = self.inner.idle.empty(room, at, overwrite).await;
+        self.inner.note(&res);
+        res
+    }
+
+    async fn room_occupied(&self, room: &str) -> Result<(), StoreError> {
+        let res = self.inner.idle.occupied(room).await;
+        self.inner.note(&res);
+        res
+    }
+
+    async fn open_calls(&self, max: usize) -> Result<Vec<OpenCall>, StoreError> {
+        self.inner.open_calls(max).await
     }
 
     async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
