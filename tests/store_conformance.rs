@@ -12,6 +12,7 @@ use signalgrid_actors::ports::{EndOutcome, Store};
 use signalgrid_actors::session::{
     now_ms, AuditAction, AuditEntry, NewSession, Party, PaymentStatus, SessionStatus, SessionType,
 };
+use signalgrid_actors::webhook::{Attempt, ClaimedEvent, QueuedEvent, Rule};
 
 /// A store under test and what must outlive it (its directory).
 struct Subject {
@@ -213,6 +214,42 @@ async fn calls_end_once(st: Arc<dyn Store>) {
     assert_eq!(st.mark_ended_once(UNKNOWN, t0).await.unwrap(), None);
 }
 
+/// A room's webhook events are claimed in the order they happened (`created_at`), then of
+/// insertion: an event a node queued late (its call start's store write was slow) still goes
+/// before the room's later events that wait; other rooms are not held up.
+async fn webhooks_go_in_time_order(st: Arc<dyn Store>) {
+    let t0 = ms(now_ms()) - Duration::seconds(60);
+    let ev = |id: &str, room: &str, at: DateTime<Utc>| QueuedEvent {
+        id: id.into(),
+        room: room.into(),
+        kind: "participant.joined",
+        created_at: at,
+        body: json!({ "id": id }),
+        rule: Rule::Unique,
+    };
+    let queued = vec![
+        ev("e-later", "room-a", t0 + Duration::seconds(2)),
+        ev("e-earlier", "room-a", t0 + Duration::seconds(1)),
+        ev("e-tie-first", "room-b", t0 + Duration::seconds(3)),
+        ev("e-tie-second", "room-b", t0 + Duration::seconds(3)),
+    ];
+    assert_eq!(st.enqueue_webhooks(queued, 100).await.unwrap(), 0, "none dropped");
+    let now = ms(now_ms());
+    let lease = now + Duration::seconds(30);
+    let ids = |c: Vec<ClaimedEvent>| {
+        let mut v: Vec<String> = c.into_iter().map(|e| e.id).collect();
+        v.sort();
+        v
+    };
+    let first = ids(st.claim_webhooks("node-x", now, lease, 10).await.unwrap());
+    assert_eq!(first, ["e-earlier", "e-tie-first"], "each room's first event by time, then insertion");
+    for id in &first {
+        st.webhook_attempted(id, "node-x", Attempt::Delivered, now).await.unwrap();
+    }
+    let second = ids(st.claim_webhooks("node-x", now, lease, 10).await.unwrap());
+    assert_eq!(second, ["e-later", "e-tie-second"]);
+}
+
 async fn ping_and_flush(st: Arc<dyn Store>) {
     st.ping().await.unwrap();
     st.flush().await.unwrap();
@@ -248,6 +285,7 @@ conformance!(
     audit_trail_in_order,
     ping_and_flush,
     calls_end_once,
+    webhooks_go_in_time_order,
 );
 
 /// A store file made before sessions had `waiting_room` (its sessions table as it was) gains

@@ -107,14 +107,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Adds `events` to the queue in their order, each kept or not by its `rule`, in one
     /// atomic step per event. While `max_waiting` events wait, further ones are dropped:
-    /// returns how many of `events` were. The queue's order (of first insertion) is the
-    /// order of delivery within a room.
+    /// returns how many of `events` were. Within a room, delivery follows the events'
+    /// `created_at`, then the order of first insertion: an event a node queues late (its
+    /// store write was slow) still goes before the room's later events that wait.
     async fn enqueue_webhooks(&self, events: Vec<QueuedEvent>, max_waiting: u64) -> Result<usize, StoreError> {
         let _ = (events, max_waiting);
         Err(StoreError::Other("this store keeps no webhook queue".into()))
     }
-    /// Claims for `owner`, until `lease_until`, at most `max` events that are each the oldest
-    /// waiting event of their room, due by `now` (`next attempt <= now`) and not claimed by a
+    /// Claims for `owner`, until `lease_until`, at most `max` events that are each the first
+    /// waiting event of their room (by `created_at`, then insertion), due by `now` (`next attempt <= now`) and not claimed by a
     /// lease still running. Atomic: two nodes never hold a claim on one event at once.
     async fn claim_webhooks(
         &self,

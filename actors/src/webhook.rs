@@ -16,9 +16,11 @@
 //!
 //! A node emits, for a room, everything it sees from the moment its RoomActor starts (its
 //! first read of membership counts as the members' joins), in order, through one writer.
-//! So each node's copy of a room's stream is in causal order, and the store's order of first
-//! insertion (which delivery follows) is too: `participant.joined` before its `left`,
-//! `room.started` first and `room.finished` last.
+//! So each node's copy of a room's stream is in causal order. Delivery follows `createdAt`
+//! within a room, then the store's order of first insertion: `participant.joined` before its
+//! `left`, `room.started` first and `room.finished` last, and a `call.started` queued only
+//! after its start's store write (a short call's `room.finished` may be queued first) still
+//! goes before `room.finished`.
 //!
 //! Must not: talk HTTP or sign anything (the deliverer does, at each attempt).
 

@@ -1,5 +1,5 @@
 //! The embedded store's webhook queue (PROTOCOL.md section 7): the `webhook_events` table,
-//! ordered by its row id (`seq`, never reused), and `webhook_rooms`, the rooms that are live
+//! ordered within a room by `created_at` (ms), then by row id (`seq`, never reused), and `webhook_rooms`, the rooms that are live
 //! (a `room.started` kept, its `room.finished` not yet). Every call is one immediate
 //! transaction on the store thread, so several node processes sharing the file never both
 //! keep one event or both claim one.
@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS webhook_events (
     finished_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS webhook_waiting ON webhook_events (room, seq) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS webhook_waiting_by_time ON webhook_events (room, created_at, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS webhook_finished ON webhook_events (finished_at) WHERE state <> 0;
 CREATE TABLE IF NOT EXISTS webhook_rooms (room TEXT PRIMARY KEY, started_at INTEGER NOT NULL);
 ";
@@ -106,10 +107,11 @@ pub(super) fn claim(
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let claimed = {
         let mut st = tx.prepare_cached(
-            "SELECT e.seq, e.id, e.room, e.created_at, e.body, e.attempts, e.acked FROM \
-             (SELECT MIN(seq) AS s FROM webhook_events WHERE state = 0 GROUP BY room) h \
-             JOIN webhook_events e ON e.seq = h.s \
-             WHERE e.next_at <= ?1 AND e.lease_until <= ?1 ORDER BY e.seq LIMIT ?2",
+            "SELECT e.seq, e.id, e.room, e.created_at, e.body, e.attempts, e.acked FROM webhook_events e \
+             WHERE e.state = 0 AND e.next_at <= ?1 AND e.lease_until <= ?1 AND NOT EXISTS \
+             (SELECT 1 FROM webhook_events o WHERE o.room = e.room AND o.state = 0 AND \
+             (o.created_at < e.created_at OR (o.created_at = e.created_at AND o.seq < e.seq))) \
+             ORDER BY e.created_at, e.seq LIMIT ?2",
         )?;
         let rows = st.query_map(params![now, max as i64], |r| {
             let acked: String = r.get(6)?;

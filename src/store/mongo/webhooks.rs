@@ -59,6 +59,12 @@ impl Queue {
             .options(IndexOptions::builder().name("state_1_seq_1".to_owned()).build())
             .build();
         self.events.create_index(waiting).await.map_err(store_err)?;
+        // The order of delivery within a room (`claim`).
+        let by_time = IndexModel::builder()
+            .keys(doc! { "state": 1, "createdAt": 1, "seq": 1 })
+            .options(IndexOptions::builder().name("state_1_createdAt_1_seq_1".to_owned()).build())
+            .build();
+        self.events.create_index(by_time).await.map_err(store_err)?;
         let finished = IndexModel::builder().keys(doc! { "state": 1, "finishedAt": 1 }).build();
         self.events.create_index(finished).await.map_err(store_err)?;
         Ok(())
@@ -146,7 +152,7 @@ impl Queue {
         let mut cur = self
             .events
             .find(doc! { "state": 0 })
-            .sort(doc! { "seq": 1 })
+            .sort(doc! { "createdAt": 1, "seq": 1 })
             .projection(doc! { "room": 1, "nextAt": 1, "leaseUntil": 1 })
             .limit(SCAN)
             .await
@@ -227,7 +233,7 @@ impl Queue {
         let oldest = self
             .events
             .find_one(doc! { "state": 0 })
-            .sort(doc! { "seq": 1 })
+            .sort(doc! { "createdAt": 1, "seq": 1 })
             .projection(doc! { "createdAt": 1 })
             .await
             .map_err(store_err)?
