@@ -118,6 +118,9 @@ pub async fn rotate_key(s: &Settings, a: RotateArgs) -> ExitCode {
                     Ok(r) => r,
                     Err(e) => return fail(e),
                 };
+                if let Err(e) = store.scrub().await {
+                    return fail(e);
+                }
                 println!("every value is sealed with key {kid:?}");
                 if !retired.is_empty() {
                     println!(

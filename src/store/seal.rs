@@ -317,6 +317,11 @@ pub trait Reseal: Send + Sync {
     /// Forgets the kids other than the first one in the store's list of kids in use (called
     /// once `not_current` found none left); returns the ones forgotten.
     async fn retire_other_kids(&self) -> Result<Vec<String>, StoreError>;
+    /// Clears what the store itself keeps of values it replaced, where it can (the embedded
+    /// store empties its write-ahead log). Called at the end of a complete rotation.
+    async fn scrub(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

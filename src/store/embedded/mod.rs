@@ -12,6 +12,7 @@
 //! With keys set (`VIDEO_CALL_ENCRYPTION_KEY`), the participants' names in `sessions` and an
 //! audit entry's `ip_address`, `user_agent` and `metadata` are stored sealed
 //! ([`super::seal`]); they are opened on the way out, so callers only see plaintext.
+//! `secure_delete` is on: deleted and overwritten content is zeroed in the file.
 //!
 //! - [`audit`]: reading, counting and purging the audit trail.
 //! - [`webhooks`]: the durable webhook queue.
@@ -306,6 +307,9 @@ impl EmbeddedStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sql_err)?;
+        // What is deleted or overwritten (purged entries, values replaced by `rotate-key`,
+        // plaintext from before keys were set) is zeroed in the file, not left in free space.
+        conn.pragma_update(None, "secure_delete", "ON").map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         add_missing_columns(&conn).map_err(sql_err)?;
         conn.execute_batch(webhooks::SCHEMA).map_err(sql_err)?;

@@ -185,6 +185,12 @@ impl Reseal for EmbeddedStore {
         self.with(move |c| not_current(c, &prefix)).await
     }
 
+    /// Checkpoints and truncates the write-ahead log, whose old frames still hold the
+    /// values as they were before the rotation.
+    async fn scrub(&self) -> Result<(), StoreError> {
+        self.with(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))).await
+    }
+
     async fn retire_other_kids(&self) -> Result<Vec<String>, StoreError> {
         let kid = self.keys.current_kid().ok_or(SealError::NoKeys)?.to_owned();
         self.with(move |c| {
