@@ -3,7 +3,8 @@
 //!
 //! Every formatted log line passes through [`Redactor::redact`] on its way to stderr. It
 //! replaces the configured secret values (JWT secret, TURN password and secret, NATS
-//! password and token, passwords inside the NATS and MongoDB URLs) and anything shaped like
+//! password and token, passwords inside the NATS and MongoDB URLs, the encryption keys of
+//! `store.encryption_keys`) and anything shaped like
 //! a credential: a URL's `user:password@`, a `token=` query parameter (the WebSocket
 //! upgrade carries its JWT there) or a `resume=` one (a resume token), and a JWT (three
 //! base64url parts, the first two JSON).
