@@ -32,7 +32,6 @@ use signalgrid_actors::session::{
 };
 
 #[path = "common/call.rs"]
-#[allow(dead_code)]
 mod call_helpers;
 
 const CLIENT_NAME: &str = "Quintessa Marlowe-Vance";
