@@ -115,5 +115,6 @@ if [ "$#" -eq 0 ]; then
     SIGNALGRID_TEST_STORE=mongo cargo test --workspace --locked \
         --test rest_api --test rest_auth_limits --test ws_call --test ws_limits --test ws_rules \
         --test audit_api --test retention --test ws_resume --test ws_chat --test ws_waiting_room \
-        --test server_api_store --test time_limits --test webhooks --test call_auto_end
+        --test server_api_store --test time_limits --test webhooks --test call_auto_end \
+        --test encryption_at_rest
 fi

@@ -1,5 +1,5 @@
 //! The command line: `serve`, `token`, `session create`, `admin`, `audit export`,
-//! `store purge`. A thin layer: it resolves settings
+//! `store purge`, `store rotate-key`. A thin layer: it resolves settings
 //! (defaults < `--config` file < environment < flags) and calls the library.
 
 use std::path::PathBuf;
@@ -71,6 +71,9 @@ enum StoreCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Re-seal every sealed or plaintext value about people with the first key of
+    /// VIDEO_CALL_ENCRYPTION_KEY, in batches; resumable; print counts.
+    RotateKey(crate::store_cli::RotateArgs),
 }
 
 #[derive(Args)]
@@ -253,6 +256,7 @@ pub async fn run() -> ExitCode {
         Command::Admin(a) => crate::admin_cli::run(&s, a.json, a.command.into()).await,
         Command::Audit { command: AuditCommand::Export(a) } => crate::audit_cli::export(&s, a).await,
         Command::Store { command: StoreCommand::Purge { dry_run } } => crate::audit_cli::purge(&s, dry_run).await,
+        Command::Store { command: StoreCommand::RotateKey(a) } => crate::store_cli::rotate_key(&s, a).await,
     }
 }
 

@@ -31,6 +31,7 @@ pub mod ice;
 pub mod redact;
 pub mod server;
 pub mod store;
+pub mod store_cli;
 pub mod telemetry;
 pub mod webhooks;
 pub mod ws;

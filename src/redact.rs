@@ -3,7 +3,8 @@
 //!
 //! Every formatted log line passes through [`Redactor::redact`] on its way to stderr. It
 //! replaces the configured secret values (JWT secret, TURN password and secret, NATS
-//! password and token, passwords inside the NATS and MongoDB URLs) and anything shaped like
+//! password and token, passwords inside the NATS and MongoDB URLs, the encryption keys of
+//! `store.encryption_keys`) and anything shaped like
 //! a credential: a URL's `user:password@`, a `token=` query parameter (the WebSocket
 //! upgrade carries its JWT there) or a `resume=` one (a resume token), and a JWT (three
 //! base64url parts, the first two JSON).
@@ -69,6 +70,7 @@ impl Redactor {
         let mut secrets: Vec<String> = values.into_iter().flatten().cloned().collect();
         secrets.extend(url_password(&s.cluster.nats_url));
         secrets.extend(url_password(&s.store.mongodb_uri));
+        secrets.extend(encryption_key_secrets(&s.store.encryption_keys));
         Redactor::new(secrets)
     }
 
@@ -87,6 +89,20 @@ impl Redactor {
         }
         out
     }
+}
+
+/// The secret parts of `store.encryption_keys` (`kid:base64,...`): the whole value, each
+/// entry, and each key's base64 (the kids themselves are not secret and stay readable).
+fn encryption_key_secrets(v: &Option<String>) -> Vec<String> {
+    let Some(v) = v else { return Vec::new() };
+    let mut out = vec![v.trim().to_owned()];
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        out.push(entry.to_owned());
+        if let Some((_, key)) = entry.split_once(':') {
+            out.push(key.trim().to_owned());
+        }
+    }
+    out
 }
 
 /// The password (or the token: a user part alone) of a `scheme://user:password@host` URL.
@@ -152,5 +168,10 @@ mod tests {
         let r = Redactor::from_settings(&s);
         let line = r.redact("nats-pw-1 tok-2222 mongo-pw-3");
         assert_eq!(line, "<redacted> <redacted> <redacted>");
+        let (ka, kb) = ("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=");
+        s.store.encryption_keys = Some(format!("new:{kb}, old:{ka}"));
+        let r = Redactor::from_settings(&s);
+        assert_eq!(r.redact(&format!("keys={kb} and {ka}; kid new")), "keys=<redacted> and <redacted>; kid new");
+        assert_eq!(r.redact(&format!("all: new:{kb}, old:{ka}")), "all: <redacted>");
     }
 }

@@ -21,6 +21,7 @@ const fn k(env: &'static str, key: &'static str) -> EnvKey {
 /// Every environment variable a node reads: the seed platform's names first.
 pub const ENV_KEYS: &[EnvKey] = &[
     k("VIDEO_CALL_JWT_SECRET", "auth.jwt_secret"),
+    k("VIDEO_CALL_ENCRYPTION_KEY", "store.encryption_keys"),
     k("STUN_SERVER_URL", "ice.stun_urls"),
     k("TURN_SERVER_URL", "ice.turn_url"),
     k("TURN_USERNAME", "ice.turn_username"),
@@ -205,6 +206,7 @@ pub(crate) fn set(s: &mut Settings, key: &str, v: &str) -> Result<(), SetError> 
         "store.mongodb_database" => s.store.mongodb_database = v.trim().to_owned(),
         "store.start_unready" => s.store.start_unready = boolean(v)?,
         "store.outbox_max" => s.store.outbox_max = parse(v)?,
+        "store.encryption_keys" => s.store.encryption_keys = opt_string(v),
         "cluster.queue.max_bytes" => s.cluster.queue.max_bytes = parse(v)?,
         "cluster.queue.relay_max_age_ms" => s.cluster.queue.relay_max_age_ms = parse(v)?,
         "http.header_timeout_ms" => s.http.header_timeout_ms = parse(v)?,

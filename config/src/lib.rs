@@ -197,6 +197,10 @@ pub struct StoreSettings {
     pub start_unready: bool,
     /// Call records kept on the node (durably) while the store is unreachable.
     pub outbox_max: usize,
+    /// Keys that seal what signalgrid writes about people (PROTOCOL.md section 9):
+    /// `kid:base64(32 bytes)`, comma-separated; the first seals, every one opens. Unset:
+    /// written as plaintext. Checked when the store opens (src/store/seal.rs).
+    pub encryption_keys: Option<String>,
 }
 
 impl Default for StoreSettings {
@@ -206,6 +210,7 @@ impl Default for StoreSettings {
             mongodb_database: "signalgrid".into(),
             start_unready: false,
             outbox_max: 100_000,
+            encryption_keys: None,
         }
     }
 }
@@ -217,6 +222,7 @@ impl fmt::Debug for StoreSettings {
             .field("mongodb_database", &self.mongodb_database)
             .field("start_unready", &self.start_unready)
             .field("outbox_max", &self.outbox_max)
+            .field("encryption_keys", &redact(&self.encryption_keys))
             .finish()
     }
 }

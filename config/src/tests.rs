@@ -77,7 +77,9 @@ fn debug_hides_secrets() {
     s.ice.turn_secret = Some("turn-secret-value".into());
     s.cluster.nats_password = Some("nats-pass-value".into());
     s.store.mongodb_uri = Some("mongodb://user:mongo-pass-value@h/db".into());
+    s.store.encryption_keys = Some("k1:c2VhbGluZy1rZXktdmFsdWUtMDAwMDAwMDAwMDAwMDA=".into());
     let shown = format!("{s:?}");
+    assert!(!shown.contains("c2VhbGluZy1rZXktdmFsdWUtMDAwMDAwMDAwMDAwMDA="));
     assert!(!shown.contains("super-secret-value-123"));
     assert!(!shown.contains("turn-secret-value"));
     assert!(!shown.contains("nats-pass-value"));

@@ -11,6 +11,7 @@ pub mod embedded;
 pub mod mongo;
 pub mod outbox;
 pub mod retention;
+pub mod seal;
 
 use std::sync::Arc;
 
@@ -20,10 +21,33 @@ pub use signalgrid_actors::ports::{EndOutcome, Store, StoreError};
 use signalgrid_config::Settings;
 
 /// The store the settings select: MongoDB when `store.mongodb_uri` is set, else the embedded
-/// one in `data_dir`.
+/// one in `data_dir`. With `store.encryption_keys`, it seals what it writes about people
+/// ([`seal`]). Errors: a malformed key (naming its kid), stored values sealed with a kid not
+/// configured (naming it), the store's own failures.
 pub async fn open(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match open_kind(settings).await? {
+        Opened::Embedded(s) => Arc::new(s),
+        Opened::Mongo(s) => Arc::new(s),
+    })
+}
+
+/// [`open`], as the store's `rotate-key` side.
+pub async fn open_reseal(settings: &Settings) -> Result<Box<dyn seal::Reseal>, StoreError> {
+    Ok(match open_kind(settings).await? {
+        Opened::Embedded(s) => Box::new(s),
+        Opened::Mongo(s) => Box::new(s),
+    })
+}
+
+enum Opened {
+    Embedded(EmbeddedStore),
+    Mongo(MongoStore),
+}
+
+async fn open_kind(settings: &Settings) -> Result<Opened, StoreError> {
+    let keys = seal::Keyring::from_settings(settings)?;
     let Some(uri) = &settings.store.mongodb_uri else {
-        return Ok(Arc::new(EmbeddedStore::open(&settings.data_dir)?));
+        return Ok(Opened::Embedded(EmbeddedStore::open_with(&settings.data_dir, keys)?));
     };
     // The outbox gauge needs the process's recorder installed before its first value.
     crate::telemetry::metrics();
@@ -34,5 +58,5 @@ pub async fn open(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
         start_unready: settings.store.start_unready,
         outbox_max: settings.store.outbox_max,
     };
-    Ok(Arc::new(MongoStore::open(&cfg).await?))
+    Ok(Opened::Mongo(MongoStore::open_with(&cfg, keys).await?))
 }

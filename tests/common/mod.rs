@@ -61,7 +61,8 @@ impl TestNode {
     pub async fn start_in(data: Arc<tempfile::TempDir>, f: impl FnOnce(&mut Settings)) -> TestNode {
         let mut s = settings(data.path());
         f(&mut s);
-        let store = Arc::new(EmbeddedStore::open(&s.data_dir).unwrap());
+        let keys = signalgrid::store::seal::Keyring::from_settings(&s).expect("store.encryption_keys");
+        let store = Arc::new(EmbeddedStore::open_with(&s.data_dir, keys).unwrap());
         // SIGNALGRID_TEST_STORE=mongo: the node runs on the shared test MongoDB instead.
         if mongo::nodes_on_mongo() && s.store.mongodb_uri.is_none() {
             s.store.mongodb_uri = Some(mongo::shared().uri());

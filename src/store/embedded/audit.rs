@@ -6,23 +6,27 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params_from_iter, Connection, Row};
 use signalgrid_actors::session::{AuditAction, AuditCursor, AuditEntry, AuditFilter, AuditPage};
 
-use super::{bad_column, time};
+use super::super::seal::{field, Keyring};
+use super::{bad_column, time, unsealable};
 
 /// The columns `entry_from_row` reads, in order.
 pub(super) const ENTRY_COLUMNS: &str = "session_id, user_id, action, timestamp, metadata, ip_address, user_agent";
 
-/// Reads an entry from a row selected with `ENTRY_COLUMNS` first.
-pub(super) fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+/// Reads an entry from a row selected with `ENTRY_COLUMNS` first, its sealed values opened
+/// with `k`.
+pub(super) fn entry_from_row(r: &Row<'_>, k: &Keyring) -> rusqlite::Result<AuditEntry> {
     let action: String = r.get(2)?;
-    let meta: String = r.get(4)?;
+    let meta = k.open(field::METADATA, &r.get::<_, String>(4)?).map_err(|e| unsealable(4, e))?;
+    let ip = k.open_opt(field::IP_ADDRESS, r.get::<_, Option<String>>(5)?.as_deref()).map_err(|e| unsealable(5, e))?;
+    let ua = k.open_opt(field::USER_AGENT, r.get::<_, Option<String>>(6)?.as_deref()).map_err(|e| unsealable(6, e))?;
     Ok(AuditEntry {
         session_id: r.get(0)?,
         user_id: r.get(1)?,
         action: AuditAction::parse(&action).ok_or_else(|| bad_column(2, "action"))?,
         timestamp: time(Some(r.get(3)?)).ok_or_else(|| bad_column(3, "timestamp"))?,
         metadata: serde_json::from_str(&meta).unwrap_or(serde_json::Value::Null),
-        ip_address: r.get(5)?,
-        user_agent: r.get(6)?,
+        ip_address: ip,
+        user_agent: ua,
     })
 }
 
@@ -64,6 +68,7 @@ fn conditions(f: &AuditFilter, after: Option<&AuditCursor>) -> (String, Vec<Sql>
 /// One page, newest first; reads one entry more than `limit` to know whether more follow.
 pub(super) fn page(
     c: &Connection,
+    k: &Keyring,
     f: &AuditFilter,
     after: Option<&AuditCursor>,
     limit: usize,
@@ -82,7 +87,7 @@ pub(super) fn page(
             out.next = last;
             break;
         }
-        let e = entry_from_row(r)?;
+        let e = entry_from_row(r, k)?;
         last = Some(AuditCursor { timestamp_ms: e.timestamp.timestamp_millis(), id: r.get::<_, i64>(7)?.to_string() });
         out.entries.push(e);
     }

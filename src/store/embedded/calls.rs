@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use signalgrid_actors::ports::{EndOutcome, OpenCall};
 use signalgrid_actors::rules::call_duration_minutes;
 
-use super::{load, time};
+use super::{load, time, Keyring};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS room_idle (room TEXT PRIMARY KEY, empty_since INTEGER NOT NULL);
@@ -17,9 +17,9 @@ CREATE INDEX IF NOT EXISTS sessions_open_calls ON sessions (video_call_started)
 ";
 
 /// Ends call `id` at `at` (ms) unless it has ended; true when this transaction ended it.
-pub(super) fn end(c: &mut Connection, id: &str, at: i64) -> rusqlite::Result<Option<(EndOutcome, bool)>> {
+pub(super) fn end(c: &mut Connection, k: &Keyring, id: &str, at: i64) -> rusqlite::Result<Option<(EndOutcome, bool)>> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let Some(s) = load(&tx, id)? else { return Ok(None) };
+    let Some(s) = load(&tx, k, id)? else { return Ok(None) };
     let Some(started) = s.video_call_started else { return Ok(Some((EndOutcome::NotStarted, false))) };
     let mut ended_here = false;
     if s.video_call_ended.is_none() {
@@ -31,7 +31,7 @@ pub(super) fn end(c: &mut Connection, id: &str, at: i64) -> rusqlite::Result<Opt
         .execute(params![id, at, call_duration_minutes(started, at_t)])?;
         ended_here = true;
     }
-    let s = load(&tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let s = load(&tx, k, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     tx.commit()?;
     Ok(Some((EndOutcome::Ended(s), ended_here)))
 }
@@ -52,7 +52,7 @@ pub(super) fn occupied(c: &Connection, room: &str) -> rusqlite::Result<()> {
     c.prepare_cached("DELETE FROM room_idle WHERE room = ?1")?.execute([room]).map(|_| ())
 }
 
-pub(super) fn open(c: &Connection, max: usize) -> rusqlite::Result<Vec<OpenCall>> {
+pub(super) fn open(c: &Connection, k: &Keyring, max: usize) -> rusqlite::Result<Vec<OpenCall>> {
     let mut q = c.prepare_cached(
         "SELECT s.id, r.empty_since FROM sessions s LEFT JOIN room_idle r ON r.room = s.meeting_link \
          WHERE s.video_call_started IS NOT NULL AND s.video_call_ended IS NULL \
@@ -63,7 +63,7 @@ pub(super) fn open(c: &Connection, max: usize) -> rusqlite::Result<Vec<OpenCall>
         .collect::<rusqlite::Result<_>>()?;
     let mut calls = Vec::with_capacity(rows.len());
     for (id, since) in rows {
-        if let Some(session) = load(c, &id)? {
+        if let Some(session) = load(c, k, &id)? {
             calls.push(OpenCall { session, empty_since: time(since) });
         }
     }

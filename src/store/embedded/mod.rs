@@ -9,16 +9,23 @@
 //! entries that arrive together are written in one transaction (group commit): each caller
 //! still gets its answer only once its entry is committed.
 //!
+//! With keys set (`VIDEO_CALL_ENCRYPTION_KEY`), the participants' names in `sessions` and an
+//! audit entry's `ip_address`, `user_agent` and `metadata` are stored sealed
+//! ([`super::seal`]); they are opened on the way out, so callers only see plaintext.
+//! `secure_delete` is on: deleted and overwritten content is zeroed in the file.
+//!
 //! - [`audit`]: reading, counting and purging the audit trail.
 //! - [`webhooks`]: the durable webhook queue.
+//! - [`reseal`]: the kids in use (checked at open) and `rotate-key`'s batches.
 
 mod audit;
 mod calls;
+mod reseal;
 mod webhooks;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +37,8 @@ use signalgrid_actors::session::{
     SessionPatch, SessionStatus, SessionType,
 };
 use signalgrid_actors::webhook::{Attempt, ClaimedEvent, QueuedEvent, WebhookStats};
+
+use super::seal::{field, Keyring, SealError};
 
 /// File name of the store inside the data directory.
 pub const FILE_NAME: &str = "signalgrid.sqlite3";
@@ -70,6 +79,7 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 CREATE INDEX IF NOT EXISTS audit_log_by_session ON audit_log (session_id, id);
 CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (timestamp, id);
+CREATE TABLE IF NOT EXISTS seal_keys (kid TEXT PRIMARY KEY, first_used INTEGER NOT NULL);
 ";
 
 macro_rules! columns {
@@ -104,6 +114,7 @@ enum Cmd {
 pub struct EmbeddedStore {
     tx: mpsc::Sender<Cmd>,
     path: PathBuf,
+    keys: Arc<Keyring>,
 }
 
 fn other(e: impl std::fmt::Display) -> StoreError {
@@ -124,6 +135,18 @@ fn time(v: Option<i64>) -> Option<DateTime<Utc>> {
 
 fn bad_column(i: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("bad {what}").into())
+}
+
+/// A value of column `i` that does not open (its message names the kid).
+fn unsealable(i: usize, e: SealError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+}
+
+/// A session as stored, with its names opened.
+fn opened(k: &Keyring, mut s: Session) -> rusqlite::Result<Session> {
+    s.client.name = k.open(field::CLIENT_NAME, &s.client.name).map_err(|e| unsealable(2, e))?;
+    s.psychologist.name = k.open(field::PSYCHOLOGIST_NAME, &s.psychologist.name).map_err(|e| unsealable(4, e))?;
+    Ok(s)
 }
 
 fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
@@ -166,8 +189,8 @@ fn add_missing_columns(c: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn load(c: &Connection, id: &str) -> rusqlite::Result<Option<Session>> {
-    c.prepare_cached(SELECT_BY_ID)?.query_row([id], session_from_row).optional()
+fn load(c: &Connection, k: &Keyring, id: &str) -> rusqlite::Result<Option<Session>> {
+    c.prepare_cached(SELECT_BY_ID)?.query_row([id], session_from_row).optional()?.map(|s| opened(k, s)).transpose()
 }
 
 /// Copies a rusqlite error into a `StoreError` (one per waiting caller).
@@ -183,7 +206,7 @@ fn sql_err_ref(e: &rusqlite::Error) -> StoreError {
 }
 
 /// Writes the queued audit entries in one transaction and answers their callers.
-fn write_audits(c: &mut Connection, batch: &mut Vec<(AuditEntry, AuditDone)>) {
+fn write_audits(c: &mut Connection, k: &Keyring, batch: &mut Vec<(AuditEntry, AuditDone)>) {
     if batch.is_empty() {
         return;
     }
@@ -197,9 +220,9 @@ fn write_audits(c: &mut Connection, batch: &mut Vec<(AuditEntry, AuditDone)>) {
                     e.user_id,
                     e.action.as_str(),
                     ms(e.timestamp),
-                    e.metadata.to_string(),
-                    e.ip_address,
-                    e.user_agent
+                    k.seal(field::METADATA, &e.metadata.to_string()),
+                    k.seal_opt(field::IP_ADDRESS, e.ip_address.as_deref()),
+                    k.seal_opt(field::USER_AGENT, e.user_agent.as_deref())
                 ])?;
             }
         }
@@ -238,7 +261,7 @@ fn start_checkpointer(conn: &Connection, path: &Path) -> Option<mpsc::Sender<()>
 /// The store thread: serves the queue in order until every handle is gone. Audit entries
 /// are held back only while more commands are already queued, and are written before the
 /// next other call (so a caller never sees the store out of order).
-fn serve(mut conn: Connection, rx: mpsc::Receiver<Cmd>, alive: Option<mpsc::Sender<()>>) {
+fn serve(mut conn: Connection, k: Arc<Keyring>, rx: mpsc::Receiver<Cmd>, alive: Option<mpsc::Sender<()>>) {
     // Dropped when this thread ends, which stops the checkpointer.
     let _alive = alive;
     let mut audits = Vec::new();
@@ -249,24 +272,33 @@ fn serve(mut conn: Connection, rx: mpsc::Receiver<Cmd>, alive: Option<mpsc::Send
                 Cmd::Audit(e, done) => {
                     audits.push((e, done));
                     if audits.len() >= AUDIT_BATCH {
-                        write_audits(&mut conn, &mut audits);
+                        write_audits(&mut conn, &k, &mut audits);
                     }
                 }
                 Cmd::Call(job) => {
-                    write_audits(&mut conn, &mut audits);
+                    write_audits(&mut conn, &k, &mut audits);
                     // A panicking call drops its answer channel; the caller sees an error.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
                 }
             }
             next = rx.try_recv().ok();
         }
-        write_audits(&mut conn, &mut audits);
+        write_audits(&mut conn, &k, &mut audits);
     }
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the store file in `data_dir`.
+    /// Opens (creating if needed) the store file in `data_dir`, without encryption keys:
+    /// values are written as plaintext, and a file holding sealed values does not open.
     pub fn open(data_dir: &Path) -> Result<EmbeddedStore, StoreError> {
+        EmbeddedStore::open_with(data_dir, Arc::new(Keyring::default()))
+    }
+
+    /// Opens (creating if needed) the store file in `data_dir`; `keys` seal and open the
+    /// values about people. Fails, naming the kids, when stored values are sealed with a
+    /// kid `keys` lacks ([`reseal::check_kids`]: the file's list of kids in use, and the
+    /// newest rows).
+    pub fn open_with(data_dir: &Path, keys: Arc<Keyring>) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| other(format!("cannot create data directory {}: {e}", data_dir.display())))?;
         let path = data_dir.join(FILE_NAME);
@@ -275,17 +307,25 @@ impl EmbeddedStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sql_err)?;
+        // What is deleted or overwritten (purged entries, values replaced by `rotate-key`,
+        // plaintext from before keys were set) is zeroed in the file, not left in free space.
+        conn.pragma_update(None, "secure_delete", "ON").map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         add_missing_columns(&conn).map_err(sql_err)?;
         conn.execute_batch(webhooks::SCHEMA).map_err(sql_err)?;
         conn.execute_batch(calls::SCHEMA).map_err(sql_err)?;
+        reseal::check_kids(&conn, &keys).map_err(|e| match e {
+            reseal::CheckError::Sql(e) => sql_err(e),
+            reseal::CheckError::Seal(e) => StoreError::from(e),
+        })?;
         let alive = start_checkpointer(&conn, &path);
         let (tx, rx) = mpsc::channel();
+        let thread_keys = keys.clone();
         std::thread::Builder::new()
             .name("signalgrid-store".into())
-            .spawn(move || serve(conn, rx, alive))
+            .spawn(move || serve(conn, thread_keys, rx, alive))
             .map_err(|e| other(format!("cannot start the store thread: {e}")))?;
-        Ok(EmbeddedStore { tx, path })
+        Ok(EmbeddedStore { tx, path, keys })
     }
 
     pub fn path(&self) -> &Path {
@@ -309,6 +349,7 @@ impl EmbeddedStore {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn create_session(&self, n: NewSession) -> Result<Session, StoreError> {
+        let k = self.keys.clone();
         self.with(move |c| {
             let now = now_ms();
             let id = new_object_id(now);
@@ -320,9 +361,9 @@ impl Store for EmbeddedStore {
             .execute(params![
                 id,
                 n.client.id,
-                n.client.name,
+                k.seal(field::CLIENT_NAME, &n.client.name),
                 n.psychologist.id,
-                n.psychologist.name,
+                k.seal(field::PSYCHOLOGIST_NAME, &n.psychologist.name),
                 ms(n.session_date),
                 n.duration_minutes,
                 n.session_type.as_str(),
@@ -331,33 +372,37 @@ impl Store for EmbeddedStore {
                 ms(now),
                 n.waiting_room
             ])?;
-            load(c, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+            load(c, &k, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
         })
         .await
     }
 
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        let id = id.to_owned();
-        self.with(move |c| load(c, &id)).await
+        let (id, k) = (id.to_owned(), self.keys.clone());
+        self.with(move |c| load(c, &k, &id)).await
     }
 
     async fn session_by_room(&self, room_id: &str) -> Result<Option<Session>, StoreError> {
-        let room = room_id.to_owned();
-        self.with(move |c| c.prepare_cached(SELECT_BY_ROOM)?.query_row([room], session_from_row).optional()).await
+        let (room, k) = (room_id.to_owned(), self.keys.clone());
+        self.with(move |c| {
+            let s = c.prepare_cached(SELECT_BY_ROOM)?.query_row([room], session_from_row).optional()?;
+            s.map(|s| opened(&k, s)).transpose()
+        })
+        .await
     }
 
     async fn ensure_room(&self, id: &str, candidate: &str) -> Result<Option<Session>, StoreError> {
-        let (id, candidate) = (id.to_owned(), candidate.to_owned());
+        let (id, candidate, k) = (id.to_owned(), candidate.to_owned(), self.keys.clone());
         self.with(move |c| {
             c.prepare_cached("UPDATE sessions SET meeting_link = ?2 WHERE id = ?1 AND meeting_link IS NULL")?
                 .execute(params![id, candidate])?;
-            load(c, &id)
+            load(c, &k, &id)
         })
         .await
     }
 
     async fn update_session(&self, id: &str, patch: &SessionPatch) -> Result<Option<Session>, StoreError> {
-        let (id, p) = (id.to_owned(), patch.clone());
+        let (id, p, k) = (id.to_owned(), patch.clone(), self.keys.clone());
         self.with(move |c| {
             c.prepare_cached(
                 "UPDATE sessions SET payment_status = COALESCE(?2, payment_status), status = COALESCE(?3, status), \
@@ -372,13 +417,13 @@ impl Store for EmbeddedStore {
                 p.duration_minutes,
                 p.waiting_room
             ])?;
-            load(c, &id)
+            load(c, &k, &id)
         })
         .await
     }
 
     async fn mark_started(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Session>, StoreError> {
-        let id = id.to_owned();
+        let (id, k) = (id.to_owned(), self.keys.clone());
         self.with(move |c| {
             c.prepare_cached(
                 "UPDATE sessions SET video_call_started = COALESCE(video_call_started, ?2), \
@@ -386,19 +431,19 @@ impl Store for EmbeddedStore {
                  WHERE id = ?1",
             )?
             .execute(params![id, ms(at)])?;
-            load(c, &id)
+            load(c, &k, &id)
         })
         .await
     }
 
     async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError> {
-        let id = id.to_owned();
-        self.with(move |c| calls::end(c, &id, ms(at)).map(|o| o.map(|(end, _)| end))).await
+        let (id, k) = (id.to_owned(), self.keys.clone());
+        self.with(move |c| calls::end(c, &k, &id, ms(at)).map(|o| o.map(|(end, _)| end))).await
     }
 
     async fn mark_ended_once(&self, id: &str, at: DateTime<Utc>) -> Result<Option<(EndOutcome, bool)>, StoreError> {
-        let id = id.to_owned();
-        self.with(move |c| calls::end(c, &id, ms(at))).await
+        let (id, k) = (id.to_owned(), self.keys.clone());
+        self.with(move |c| calls::end(c, &k, &id, ms(at))).await
     }
 
     async fn room_empty(&self, room: &str, at: DateTime<Utc>, overwrite: bool) -> Result<DateTime<Utc>, StoreError> {
@@ -413,7 +458,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn open_calls(&self, max: usize) -> Result<Vec<OpenCall>, StoreError> {
-        self.with(move |c| calls::open(c, max)).await
+        let k = self.keys.clone();
+        self.with(move |c| calls::open(c, &k, max)).await
     }
 
     async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -435,11 +481,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn audit_trail(&self, session_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
-        let id = session_id.to_owned();
+        let (id, k) = (session_id.to_owned(), self.keys.clone());
         self.with(move |c| {
             let sql = format!("SELECT {} FROM audit_log WHERE session_id = ?1 ORDER BY id", audit::ENTRY_COLUMNS);
             let mut st = c.prepare_cached(&sql)?;
-            let rows = st.query_map([id], audit::entry_from_row)?;
+            let rows = st.query_map([id], |r| audit::entry_from_row(r, &k))?;
             rows.collect()
         })
         .await
@@ -451,8 +497,8 @@ impl Store for EmbeddedStore {
         after: Option<&AuditCursor>,
         limit: usize,
     ) -> Result<AuditPage, StoreError> {
-        let (f, a) = (filter.clone(), after.cloned());
-        self.with(move |c| audit::page(c, &f, a.as_ref(), limit)).await
+        let (f, a, k) = (filter.clone(), after.cloned(), self.keys.clone());
+        self.with(move |c| audit::page(c, &k, &f, a.as_ref(), limit)).await
     }
 
     async fn audit_count(&self, filter: &AuditFilter) -> Result<u64, StoreError> {

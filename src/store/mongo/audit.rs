@@ -9,6 +9,7 @@ use mongodb::Collection;
 use signalgrid_actors::ports::StoreError;
 use signalgrid_actors::session::{AuditCursor, AuditFilter, AuditPage};
 
+use super::super::seal::Keyring;
 use super::db::store_err;
 use super::docs::{audit_from, date, date_ms, user_ref};
 
@@ -53,6 +54,7 @@ fn query(f: &AuditFilter, after: Option<&AuditCursor>) -> Document {
 /// One page, newest first; reads one entry more than `limit` to know whether more follow.
 pub async fn page(
     coll: &Collection<Document>,
+    k: &Keyring,
     f: &AuditFilter,
     after: Option<&AuditCursor>,
     limit: usize,
@@ -70,7 +72,7 @@ pub async fn page(
             out.next = last;
             break;
         }
-        let e = audit_from(&d).map_err(|e| StoreError::Other(e.to_string()))?;
+        let e = audit_from(&d, k).map_err(|e| StoreError::Other(e.to_string()))?;
         let id = d.get_object_id("_id").map(|o| o.to_hex()).unwrap_or_default();
         last = Some(AuditCursor { timestamp_ms: e.timestamp.timestamp_millis(), id });
         out.entries.push(e);

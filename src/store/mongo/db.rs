@@ -6,6 +6,7 @@
 //! `MongoStore`'s job (mongo/mod.rs).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -20,6 +21,7 @@ use signalgrid_actors::session::{AuditEntry, NewSession, Session, SessionPatch, 
 
 use super::docs::{self, date, party_refs, session_from, session_oid, user_ref};
 use crate::store::outbox::OutboxOp;
+use crate::store::seal::Keyring;
 
 /// Server error codes that mean "not now" (primary stepping down, shutting down, network).
 const TRANSIENT_CODES: &[i32] = &[6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436];
@@ -42,7 +44,7 @@ pub fn store_err(e: mongodb::error::Error) -> StoreError {
     }
 }
 
-fn is_duplicate(e: &mongodb::error::Error) -> bool {
+pub(super) fn is_duplicate(e: &mongodb::error::Error) -> bool {
     matches!(e.kind.as_ref(), ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY)
 }
 
@@ -65,25 +67,43 @@ pub fn hosts(o: &ClientOptions) -> String {
     o.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// The three collections of one database.
+/// The collections of one database, and the keys that seal audit fields.
 #[derive(Clone)]
 pub struct Db {
     client: Client,
     sessions: Collection<Document>,
     users: Collection<Document>,
     audit: Collection<Document>,
+    seal_keys: Collection<Document>,
+    keys: Arc<Keyring>,
 }
 
+/// Signalgrid's own list of the kids that may have sealed an `auditlogs` field
+/// (`{ _id: kid, firstUsed: date }`; src/store/mongo/reseal.rs).
+pub const SEAL_KEYS: &str = "signalgridsealkeys";
+
 impl Db {
-    pub fn new(options: ClientOptions, database: &str) -> Result<Db, StoreError> {
+    pub fn new(options: ClientOptions, database: &str, keys: Arc<Keyring>) -> Result<Db, StoreError> {
         let client = Client::with_options(options).map_err(store_err)?;
         let db = client.database(database);
         Ok(Db {
             sessions: db.collection("sessions"),
             users: db.collection("users"),
             audit: db.collection("auditlogs"),
+            seal_keys: db.collection(SEAL_KEYS),
+            keys,
             client,
         })
+    }
+
+    /// The keys that seal and open audit fields.
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// The list of kids in use.
+    pub fn seal_keys(&self) -> &Collection<Document> {
+        &self.seal_keys
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -320,7 +340,7 @@ impl Db {
             .map_err(store_err)?;
         let mut out = Vec::new();
         while let Some(d) = cur.try_next().await.map_err(store_err)? {
-            out.push(docs::audit_from(&d).map_err(bad)?);
+            out.push(docs::audit_from(&d, &self.keys).map_err(|e| StoreError::Other(e.to_string()))?);
         }
         Ok(out)
     }

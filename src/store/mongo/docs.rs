@@ -12,6 +12,7 @@ use signalgrid_actors::session::{
 };
 
 use super::super::outbox::OutboxOp;
+use super::super::seal::{field, kid_of, Keyring, SealError};
 
 /// Why a stored document could not be read as a domain value.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,20 @@ pub struct BadDocument {
     pub collection: &'static str,
     pub id: String,
     pub field: &'static str,
+}
+
+/// Why an `auditlogs` document could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditDocError {
+    #[error(transparent)]
+    Bad(#[from] BadDocument),
+    /// A sealed field does not open (names the kid).
+    #[error("auditlogs document {id}: {source}")]
+    Seal {
+        id: String,
+        #[source]
+        source: SealError,
+    },
 }
 
 /// A user reference: an ObjectId when the id is 24 hex digits (the platform's users), else
@@ -149,16 +164,23 @@ pub fn session_from(d: &Document, names: &HashMap<String, String>) -> Result<Ses
 }
 
 /// An audit entry as an outbox record, with the document id it will be written under.
-pub fn audit_op(e: &AuditEntry) -> OutboxOp {
+/// With keys, `ipAddress`, `userAgent` and `metadata` (as its JSON text) are sealed here,
+/// so neither the outbox file nor the document holds their plaintext.
+pub fn audit_op(e: &AuditEntry, k: &Keyring) -> OutboxOp {
+    let metadata = if k.is_enabled() {
+        serde_json::Value::String(k.seal(field::METADATA, &e.metadata.to_string()))
+    } else {
+        e.metadata.clone()
+    };
     OutboxOp::Audit {
         doc_id: ObjectId::new().to_hex(),
         session_id: e.session_id.clone(),
         user_id: e.user_id.clone(),
         action: e.action.as_str().to_owned(),
         timestamp_ms: e.timestamp.timestamp_millis(),
-        metadata: e.metadata.clone(),
-        ip_address: e.ip_address.clone(),
-        user_agent: e.user_agent.clone(),
+        metadata,
+        ip_address: k.seal_opt(field::IP_ADDRESS, e.ip_address.as_deref()),
+        user_agent: k.seal_opt(field::USER_AGENT, e.user_agent.as_deref()),
     }
 }
 
@@ -171,6 +193,8 @@ pub fn audit_doc(op: &OutboxOp) -> Option<Document> {
     let id = ObjectId::parse_str(doc_id).unwrap_or_default();
     let meta = match mongodb::bson::to_bson(metadata) {
         Ok(b @ Bson::Document(_)) => b,
+        // Sealed (a string), kept as it is.
+        Ok(Bson::String(sealed)) if kid_of(&sealed).is_some() => Bson::String(sealed),
         Ok(other) => Bson::Document(doc! { "value": other }),
         Err(_) => Bson::Document(Document::new()),
     };
@@ -187,22 +211,29 @@ pub fn audit_doc(op: &OutboxOp) -> Option<Document> {
     })
 }
 
-/// Reads an `auditlogs` document.
-pub fn audit_from(d: &Document) -> Result<AuditEntry, BadDocument> {
+/// Reads an `auditlogs` document, its sealed fields opened with `k` (plaintext ones, written
+/// before keys were set, as they are).
+pub fn audit_from(d: &Document, k: &Keyring) -> Result<AuditEntry, AuditDocError> {
     let id = d.get_object_id("_id").map(|o| o.to_hex()).unwrap_or_default();
     let bad = |field| BadDocument { collection: "auditlogs", id: id.clone(), field };
+    let sealed = |source| AuditDocError::Seal { id: id.clone(), source };
     let metadata = match d.get("metadata") {
+        Some(Bson::String(s)) if kid_of(s).is_some() => {
+            let text = k.open(field::METADATA, s).map_err(sealed)?;
+            serde_json::from_str(&text).map_err(|_| bad("metadata"))?
+        }
         Some(b) => b.clone().into_relaxed_extjson(),
         None => serde_json::json!({}),
     };
+    let open = |name: &str| k.open_opt(name, d.get_str(name).ok()).map_err(sealed);
     Ok(AuditEntry {
         session_id: d.get("sessionId").and_then(ref_str).ok_or_else(|| bad("sessionId"))?,
         user_id: d.get("userId").and_then(ref_str).ok_or_else(|| bad("userId"))?,
         action: d.get_str("action").ok().and_then(AuditAction::parse).ok_or_else(|| bad("action"))?,
         timestamp: opt_date(d, "timestamp").ok_or_else(|| bad("timestamp"))?,
         metadata,
-        ip_address: opt_str(d, "ipAddress"),
-        user_agent: opt_str(d, "userAgent"),
+        ip_address: open(field::IP_ADDRESS)?,
+        user_agent: open(field::USER_AGENT)?,
     })
 }
 
@@ -230,7 +261,16 @@ mod tests {
             ip_address: Some("127.0.0.1".into()),
             user_agent: None,
         };
-        let d = audit_doc(&audit_op(&e)).unwrap();
-        assert_eq!(audit_from(&d).unwrap(), e);
+        let none = Keyring::default();
+        let d = audit_doc(&audit_op(&e, &none)).unwrap();
+        assert_eq!(audit_from(&d, &none).unwrap(), e);
+        let k = Keyring::parse("k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();
+        let sealed = audit_doc(&audit_op(&e, &k)).unwrap();
+        for f in ["metadata", "ipAddress"] {
+            assert!(sealed.get_str(f).unwrap().starts_with("sg1:k1:"), "{sealed}");
+        }
+        assert!(!format!("{sealed}").contains("127.0.0.1") && !format!("{sealed}").contains("rest"));
+        assert_eq!(audit_from(&sealed, &k).unwrap(), e);
+        assert!(audit_from(&sealed, &none).unwrap_err().to_string().contains("\"k1\""));
     }
 }

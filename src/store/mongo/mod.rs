@@ -15,11 +15,17 @@
 //! - [`audit`]: audit trail pages, counts and purge batches.
 //! - [`webhooks`]: the durable webhook queue (no outbox: while MongoDB is away, events
 //!   wait in the node's writer, in order, and delivery pauses).
+//! - [`reseal`]: the kids in use (checked at start-up) and `rotate-key`'s batches.
+//!
+//! With keys set, an audit entry's `ipAddress`, `userAgent` and `metadata` are sealed
+//! before they reach the outbox or `auditlogs` ([`super::seal`]); the platform's `sessions`
+//! and `users` stay exactly as the platform wrote them.
 
 pub mod audit;
 pub mod calls;
 pub mod db;
 pub mod docs;
+pub mod reseal;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -39,6 +45,7 @@ use signalgrid_actors::webhook::{Attempt, ClaimedEvent, QueuedEvent, WebhookStat
 
 use self::db::Db;
 use super::outbox::{Outbox, OutboxOp};
+use super::seal::Keyring;
 
 /// How often the background task retries reaching MongoDB and replaying the outbox.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
@@ -78,13 +85,21 @@ struct Inner {
 }
 
 impl MongoStore {
-    /// Connects, creates the indexes and opens the outbox in `data_dir`. Unreachable MongoDB
-    /// is an error unless `start_unready`: then the store starts not ready (`ping` fails) and
-    /// keeps trying in the background.
+    /// Connects, creates the indexes and opens the outbox in `data_dir`, without encryption
+    /// keys (see [`MongoStore::open_with`]).
     pub async fn open(cfg: &MongoConfig) -> Result<MongoStore, StoreError> {
+        MongoStore::open_with(cfg, Arc::new(Keyring::default())).await
+    }
+
+    /// Connects, checks that `keys` hold every kid the stored audit fields use (an error
+    /// naming the missing kids; [`reseal::check_kids`]), creates the indexes and opens the
+    /// outbox in `data_dir`. Unreachable MongoDB is an error unless `start_unready`: then the
+    /// store starts not ready (`ping` fails) and keeps trying in the background (a missing
+    /// kid found then keeps it not ready, logged as an error).
+    pub async fn open_with(cfg: &MongoConfig, keys: Arc<Keyring>) -> Result<MongoStore, StoreError> {
         let options = db::client_options(&cfg.uri).await?;
         let label = format!("MongoDB at {} (database {})", db::hosts(&options), cfg.database);
-        let db = Db::new(options, &cfg.database)?;
+        let db = Db::new(options, &cfg.database, keys)?;
         let hooks = webhooks::Queue::new(db.client(), &cfg.database);
         let idle = calls::Idle::new(db.client(), &cfg.database);
         let outbox = Outbox::open(&cfg.data_dir, cfg.outbox_max).map_err(|e| StoreError::Other(e.to_string()))?;
@@ -141,6 +156,7 @@ async fn background(inner: Weak<Inner>) {
         if !inner.ready.load(Ordering::Acquire) {
             match inner.init().await {
                 Ok(()) => tracing::info!(store = %inner.label, "MongoDB reached; store ready"),
+                Err(e @ StoreError::Other(_)) => tracing::error!(store = %inner.label, error = %e, "store not ready"),
                 Err(e) => tracing::debug!(store = %inner.label, error = %e, "MongoDB still unreachable"),
             }
             continue;
@@ -157,6 +173,7 @@ impl Inner {
     async fn init(&self) -> Result<(), StoreError> {
         let res = async {
             self.db.ping().await?;
+            reseal::check_kids(&self.db).await?;
             self.db.create_indexes().await?;
             self.hooks.create_indexes().await
         }
@@ -416,7 +433,7 @@ impl Store for MongoStore {
 
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let op = docs::audit_op(&entry);
+        let op = docs::audit_op(&entry, inner.db.keys());
         let cause = if inner.must_queue().await {
             unavailable()
         } else {
@@ -442,7 +459,7 @@ impl Store for MongoStore {
         after: Option<&AuditCursor>,
         limit: usize,
     ) -> Result<AuditPage, StoreError> {
-        let res = audit::page(self.inner.db.audit_logs(), filter, after, limit).await;
+        let res = audit::page(self.inner.db.audit_logs(), self.inner.db.keys(), filter, after, limit).await;
         self.inner.note(&res);
         res
     }

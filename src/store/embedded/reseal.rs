@@ -1,0 +1,203 @@
+//! The embedded store's side of sealing at rest: which kids its values use (checked when the
+//! file opens) and `rotate-key`'s batches (PROTOCOL.md section 9; docs/security.md).
+//!
+//! The table `seal_keys` lists every kid that may have sealed a value in the file: a store
+//! opened with keys adds its first kid before it writes anything, and `rotate-key` removes
+//! the others only after a full scan found no value left under them. At open, the kids of
+//! that list and of the newest 1,000 audit entries and sessions (values a node still running
+//! with an older first key may have written meanwhile) must all be configured.
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, TransactionBehavior};
+use signalgrid_actors::ports::StoreError;
+use signalgrid_actors::session::now_ms;
+
+use super::super::seal::{field, kid_of, Keyring, Reseal, RotateBatch, RotateCounts, Rows, SealError};
+use super::{ms, EmbeddedStore};
+
+/// Rows of each table whose kids are read at open besides the list.
+const SAMPLE: i64 = 1000;
+
+/// Why the check at open failed.
+#[derive(Debug)]
+pub(super) enum CheckError {
+    Sql(rusqlite::Error),
+    Seal(SealError),
+}
+
+impl From<rusqlite::Error> for CheckError {
+    fn from(e: rusqlite::Error) -> Self {
+        CheckError::Sql(e)
+    }
+}
+
+/// Fails naming the kids of stored values that `k` lacks; then records `k`'s first kid as
+/// in use.
+pub(super) fn check_kids(c: &Connection, k: &Keyring) -> Result<(), CheckError> {
+    let mut kids: Vec<String> = Vec::new();
+    let mut collect = |sql: &str, cols: usize| -> rusqlite::Result<()> {
+        let mut st = c.prepare(sql)?;
+        let mut rows = st.query([SAMPLE])?;
+        while let Some(r) = rows.next()? {
+            for i in 0..cols {
+                if let Some(kid) = r.get::<_, Option<String>>(i)?.as_deref().and_then(kid_of) {
+                    kids.push(kid.to_owned());
+                }
+            }
+        }
+        Ok(())
+    };
+    let mut st = c.prepare("SELECT kid FROM seal_keys")?;
+    let listed: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    collect("SELECT metadata, ip_address, user_agent FROM audit_log ORDER BY id DESC LIMIT ?1", 3)?;
+    collect("SELECT client_name, psychologist_name FROM sessions ORDER BY rowid DESC LIMIT ?1", 2)?;
+    kids.extend(listed);
+    k.check_known(kids.iter().map(String::as_str)).map_err(CheckError::Seal)?;
+    if let Some(kid) = k.current_kid() {
+        c.execute("INSERT OR IGNORE INTO seal_keys (kid, first_used) VALUES (?1, ?2)", params![kid, ms(now_ms())])?;
+    }
+    Ok(())
+}
+
+/// `Some(new)` for a value to rewrite (counted), None to keep.
+fn reseal_value(
+    k: &Keyring,
+    name: &str,
+    v: Option<&str>,
+    counts: &mut RotateCounts,
+) -> Result<Option<String>, SealError> {
+    let Some(v) = v else { return Ok(None) };
+    let new = k.reseal(name, v)?;
+    if new.is_some() {
+        counts.note(v);
+    }
+    Ok(new)
+}
+
+fn seal_err(i: usize, e: SealError) -> rusqlite::Error {
+    super::unsealable(i, e)
+}
+
+/// One batch of audit entries after row id `after`, in one immediate transaction.
+fn audit_batch(c: &mut Connection, k: &Keyring, after: i64, max: usize) -> rusqlite::Result<RotateBatch> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut out = RotateBatch::default();
+    {
+        let mut read = tx.prepare_cached(
+            "SELECT id, metadata, ip_address, user_agent FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let mut write = tx.prepare_cached(
+            "UPDATE audit_log SET metadata = COALESCE(?2, metadata), ip_address = COALESCE(?3, ip_address), \
+             user_agent = COALESCE(?4, user_agent) WHERE id = ?1",
+        )?;
+        let mut rows = read.query(params![after, max as i64])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let c = &mut out.counts;
+            c.rows += 1;
+            let meta = reseal_value(k, field::METADATA, r.get::<_, Option<String>>(1)?.as_deref(), c)
+                .map_err(|e| seal_err(1, e))?;
+            let ip = reseal_value(k, field::IP_ADDRESS, r.get::<_, Option<String>>(2)?.as_deref(), c)
+                .map_err(|e| seal_err(2, e))?;
+            let ua = reseal_value(k, field::USER_AGENT, r.get::<_, Option<String>>(3)?.as_deref(), c)
+                .map_err(|e| seal_err(3, e))?;
+            if meta.is_some() || ip.is_some() || ua.is_some() {
+                write.execute(params![id, meta, ip, ua])?;
+                c.rows_changed += 1;
+            }
+            out.next = Some(id.to_string());
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// One batch of sessions after `rowid` `after`, in one immediate transaction.
+fn sessions_batch(c: &mut Connection, k: &Keyring, after: i64, max: usize) -> rusqlite::Result<RotateBatch> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut out = RotateBatch::default();
+    {
+        let mut read = tx.prepare_cached(
+            "SELECT rowid, client_name, psychologist_name FROM sessions WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        )?;
+        let mut write = tx.prepare_cached(
+            "UPDATE sessions SET client_name = COALESCE(?2, client_name), \
+             psychologist_name = COALESCE(?3, psychologist_name) WHERE rowid = ?1",
+        )?;
+        let mut rows = read.query(params![after, max as i64])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let c = &mut out.counts;
+            c.rows += 1;
+            let client = reseal_value(k, field::CLIENT_NAME, r.get::<_, Option<String>>(1)?.as_deref(), c)
+                .map_err(|e| seal_err(1, e))?;
+            let psy = reseal_value(k, field::PSYCHOLOGIST_NAME, r.get::<_, Option<String>>(2)?.as_deref(), c)
+                .map_err(|e| seal_err(2, e))?;
+            if client.is_some() || psy.is_some() {
+                write.execute(params![id, client, psy])?;
+                c.rows_changed += 1;
+            }
+            out.next = Some(id.to_string());
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Rows with a value not sealed with the kid whose prefix (`sg1:<kid>:`) is `prefix`.
+fn not_current(c: &Connection, prefix: &str) -> rusqlite::Result<u64> {
+    let n = prefix.len() as i64;
+    let off = |col: &str| format!("({col} IS NOT NULL AND substr({col}, 1, ?2) <> ?1)");
+    let sql = format!(
+        "SELECT (SELECT COUNT(*) FROM audit_log WHERE {} OR {} OR {}) + \
+         (SELECT COUNT(*) FROM sessions WHERE {} OR {})",
+        off("metadata"),
+        off("ip_address"),
+        off("user_agent"),
+        off("client_name"),
+        off("psychologist_name")
+    );
+    c.query_row(&sql, params![prefix, n], |r| r.get::<_, i64>(0)).map(|n| n as u64)
+}
+
+#[async_trait]
+impl Reseal for EmbeddedStore {
+    fn rows(&self) -> &'static [Rows] {
+        &[Rows::Audit, Rows::Sessions]
+    }
+
+    async fn reseal_batch(&self, rows: Rows, after: Option<String>, max: usize) -> Result<RotateBatch, StoreError> {
+        if !self.keys.is_enabled() {
+            return Err(SealError::NoKeys.into());
+        }
+        let after = after.and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
+        let k = self.keys.clone();
+        self.with(move |c| match rows {
+            Rows::Audit => audit_batch(c, &k, after, max),
+            Rows::Sessions => sessions_batch(c, &k, after, max),
+        })
+        .await
+    }
+
+    async fn not_current(&self) -> Result<u64, StoreError> {
+        let kid = self.keys.current_kid().ok_or(SealError::NoKeys)?;
+        let prefix = format!("{}{kid}:", super::super::seal::PREFIX);
+        self.with(move |c| not_current(c, &prefix)).await
+    }
+
+    /// Checkpoints and truncates the write-ahead log, whose old frames still hold the
+    /// values as they were before the rotation.
+    async fn scrub(&self) -> Result<(), StoreError> {
+        self.with(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))).await
+    }
+
+    async fn retire_other_kids(&self) -> Result<Vec<String>, StoreError> {
+        let kid = self.keys.current_kid().ok_or(SealError::NoKeys)?.to_owned();
+        self.with(move |c| {
+            let mut st = c.prepare("DELETE FROM seal_keys WHERE kid <> ?1 RETURNING kid")?;
+            let gone = st.query_map([kid], |r| r.get(0))?.collect();
+            gone
+        })
+        .await
+    }
+}
