@@ -22,7 +22,7 @@ use crate::intake::Intake;
 pub use crate::msg::{close, Claim, ConnMsg, Origin, ResumeRequest};
 use crate::msg::{JoinRequest, LocalConn, RoomMsg, RoomsMsg};
 use crate::outbound::Outbound;
-use crate::ports::{Delivery, EndOutcome, LeaveReason, Member};
+use crate::ports::{Delivery, EndOutcome, HandOverRequest, LeaveReason, Member};
 use crate::protocol::{relay_frame, ClientEvent, MediaState, RelayKind, Resumed, ServerFrame};
 use crate::registry::Gone;
 use crate::room::room_details;
@@ -94,7 +94,21 @@ pub struct ConnState {
     arriving: bool,
     /// Chat messages this seat may still send (`limits.chat_per_minute`).
     chat_budget: call::ChatBudget,
+    /// A hand-over asked for while the seat's socket was still attached, held until that
+    /// socket closes (or `HAND_OVER_HOLD` passes).
+    held_hand_over: Option<HeldHandOver>,
 }
+
+/// A hand-over request and where its answer goes.
+type HeldHandOver = (HandOverRequest, life::HandOverReply);
+
+/// How long a hand-over waits for the seat's old socket to close. The client sent its last
+/// frames on that socket before it resumed elsewhere; the socket task hands them to this
+/// actor before its `SocketClosed`, so waiting for the close relays them instead of losing
+/// them with the actor. Well under the asking node's 1.5 s hand-over timeout (cluster's
+/// `HAND_OVER_TIMEOUT`); a socket that never closes (a dead link the node has not noticed)
+/// only delays the resume by this much.
+const HAND_OVER_HOLD: Duration = Duration::from_millis(500);
 
 impl ConnState {
     fn error(&self, code: ErrorCode, details: Value) {
@@ -427,6 +441,7 @@ impl Actor for ConnectionActor {
             moved: false,
             arriving: false,
             chat_budget: call::chat_budget(ctx_chat),
+            held_hand_over: None,
         };
         match a.origin {
             Origin::New { failed } => {
@@ -492,6 +507,15 @@ impl Actor for ConnectionActor {
                 st.end(&me, reason, close_code, code.as_str());
             }
             ConnMsg::SocketClosed { socket, clean } => {
+                if socket == st.socket && st.ending.is_none() {
+                    if let Some((req, reply)) = st.held_hand_over.take() {
+                        // Every frame its client sent on it has been handled: the seat moves.
+                        st.out.detach(socket);
+                        st.socket = 0;
+                        st.complete_hand_over(&me, req, reply);
+                        return Ok(());
+                    }
+                }
                 if clean || st.ending.is_some() {
                     if socket == st.socket || st.ending.is_some() {
                         me.stop(Some("socket closed".into()));
@@ -502,11 +526,19 @@ impl Actor for ConnectionActor {
             }
             ConnMsg::Resume(req) => Box::pin(st.resume(req)).await,
             ConnMsg::HandOver { req, reply } => {
-                let res = st.hand_over(req);
-                let moved = res.is_ok();
-                let _ = reply.send(res);
-                if moved {
-                    me.stop(Some("seat handed over".into()));
+                if st.socket != 0 && st.held_hand_over.is_none() {
+                    let socket = st.socket;
+                    st.held_hand_over = Some((req, reply));
+                    me.send_after(HAND_OVER_HOLD, move || ConnMsg::HandOverDue { socket });
+                } else {
+                    st.complete_hand_over(&me, req, reply);
+                }
+            }
+            ConnMsg::HandOverDue { socket } => {
+                if st.socket == socket {
+                    if let Some((req, reply)) = st.held_hand_over.take() {
+                        st.complete_hand_over(&me, req, reply);
+                    }
                 }
             }
             ConnMsg::Expire { away } => {

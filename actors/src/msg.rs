@@ -62,6 +62,9 @@ pub enum ConnMsg {
     Resume(Box<ResumeRequest>),
     /// Another node takes this seat (a resume that arrived there).
     HandOver { req: HandOverRequest, reply: RpcReplyPort<Result<HandedOver, ResumeFailure>> },
+    /// A hand-over held while socket `socket` was still attached is due now, whether or not
+    /// that socket has closed (see `connection::HAND_OVER_HOLD`).
+    HandOverDue { socket: u64 },
     /// The seat's resume window, started at away number `away`, ran out.
     Expire { away: u64 },
     /// Test hook: the handler panics (see `Node::inject_conn_fault`).

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::ActorRef;
+use ractor::{ActorRef, RpcReplyPort};
 use serde_json::json;
 
 use super::{ConnMsg, ConnState, Joined, ResumeRequest};
@@ -16,6 +16,9 @@ use crate::registry::Gone;
 use crate::seat::{ResumeFailure, TokenClaims};
 use crate::session::AuditAction;
 use crate::telemetry;
+
+/// Where a hand-over's answer goes.
+pub(super) type HandOverReply = RpcReplyPort<Result<HandedOver, ResumeFailure>>;
 
 impl ConnState {
     /// The `connected` frame of a new socket, with a new resume token (the generation moves
@@ -165,6 +168,16 @@ impl ConnState {
                 self.moved = true;
                 Err(f)
             }
+        }
+    }
+
+    /// Answers a hand-over (see `hand_over`) and, when the seat moved, stops this actor.
+    pub(super) fn complete_hand_over(&mut self, me: &ActorRef<ConnMsg>, req: HandOverRequest, reply: HandOverReply) {
+        let res = self.hand_over(req);
+        let moved = res.is_ok();
+        let _ = reply.send(res);
+        if moved {
+            me.stop(Some("seat handed over".into()));
         }
     }
 
