@@ -10,6 +10,7 @@
 pub mod embedded;
 pub mod mongo;
 pub mod outbox;
+pub mod pace;
 pub mod retention;
 pub mod seal;
 

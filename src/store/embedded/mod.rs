@@ -1,6 +1,7 @@
 //! The embedded store: SQLite (bundled) in `<data_dir>/signalgrid.sqlite3`.
 //!
-//! WAL mode and a busy timeout let several processes share the file. Every write is one
+//! WAL mode and a busy handler polling for the write lock every millisecond ([`busy`]) let
+//! several processes share the file. Every write is one
 //! statement or one immediate transaction, so concurrent nodes cannot interleave a
 //! read-then-write.
 //!
@@ -15,10 +16,12 @@
 //! `secure_delete` is on: deleted and overwritten content is zeroed in the file.
 //!
 //! - [`audit`]: reading, counting and purging the audit trail.
+//! - [`busy`]: waiting for the write lock another process holds.
 //! - [`webhooks`]: the durable webhook queue.
 //! - [`reseal`]: the kids in use (checked at open) and `rotate-key`'s batches.
 
 mod audit;
+pub mod busy;
 mod calls;
 mod reseal;
 mod webhooks;
@@ -303,7 +306,7 @@ impl EmbeddedStore {
             .map_err(|e| other(format!("cannot create data directory {}: {e}", data_dir.display())))?;
         let path = data_dir.join(FILE_NAME);
         let conn = Connection::open(&path).map_err(|e| other(format!("cannot open {}: {e}", path.display())))?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
+        conn.busy_handler(Some(busy::wait_for_lock)).map_err(sql_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sql_err)?;
