@@ -117,7 +117,7 @@ pub async fn purge(s: &Settings, a: PurgeArgs) -> ExitCode {
     };
     let mut pacer = Pacer::new(pace);
     let started = std::time::Instant::now();
-    let store = match crate::store::open(s).await {
+    let store = match crate::store::open_for_maintenance(s).await {
         Ok(st) => st,
         Err(e) => return fail(e),
     };

@@ -335,6 +335,14 @@ impl EmbeddedStore {
         &self.path
     }
 
+    /// Makes this connection checkpoint (passively, after its own commits, on its store
+    /// thread) whenever the write-ahead log holds [`busy::MAINTENANCE_CHECKPOINT_PAGES`] or
+    /// more: for `store rotate-key` and `store purge`, whose batches would otherwise grow the
+    /// log faster than the background checkpoints can reset it (see [`busy`]).
+    pub async fn checkpoint_after_commits(&self) -> Result<(), StoreError> {
+        self.with(|c| c.pragma_update(None, "wal_autocheckpoint", busy::MAINTENANCE_CHECKPOINT_PAGES)).await
+    }
+
     /// Runs `f` with the connection on the store thread.
     async fn with<T: Send + 'static>(
         &self,
@@ -518,8 +526,10 @@ impl Store for EmbeddedStore {
         self.with(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 
+    /// A passive checkpoint, then a full one: the full one keeps other writers out while it
+    /// copies and syncs, so the passive one (which does not) copies most of the log first.
     async fn flush(&self) -> Result<(), StoreError> {
-        self.with(|c| c.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))).await
+        self.with(|c| busy::checkpoint_then(c, "FULL")).await
     }
 
     async fn enqueue_webhooks(&self, events: Vec<QueuedEvent>, max_waiting: u64) -> Result<usize, StoreError> {
