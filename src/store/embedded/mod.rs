@@ -585,6 +585,21 @@ mod tests {
         }
     }
 
+    /// A store opened for a maintenance command checkpoints after its own commits once the
+    /// log holds 16 MiB; a node's store leaves checkpoints to its checkpointer thread.
+    #[tokio::test]
+    async fn maintenance_stores_checkpoint_after_their_commits_and_nodes_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let pages = |s: &EmbeddedStore| {
+            let s = s.clone();
+            async move { s.with(|c| c.pragma_query_value(None, "wal_autocheckpoint", |r| r.get::<_, i64>(0))).await }
+        };
+        assert_eq!(pages(&store).await.unwrap(), 0);
+        store.checkpoint_after_commits().await.unwrap();
+        assert_eq!(pages(&store).await.unwrap(), busy::MAINTENANCE_CHECKPOINT_PAGES);
+    }
+
     /// Entries sent together are committed (in batches) before their callers are answered,
     /// and reads queued after them see them.
     #[tokio::test]
