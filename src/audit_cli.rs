@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::http::audit::{entry_json, filters_json, parse_time, read_entry};
+use crate::store::pace::{Pace, Pacer};
 use crate::store::retention::{self, Purger, LOCK_KEY, LOCK_TTL};
 
 /// The filters of `GET /api/audit`, as flags.
@@ -90,11 +91,33 @@ pub async fn export(s: &Settings, a: ExportArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Purges (or counts, with `dry_run`) the audit entries past `retention.audit_days` and
-/// prints `removed N` or `would remove N`. Takes no cluster lock: purging is idempotent, and
-/// an operator running it means it.
-pub async fn purge(s: &Settings, dry_run: bool) -> ExitCode {
-    let store = match crate::store::open(s).await {
+/// Flags of `store purge`.
+#[derive(Args)]
+pub struct PurgeArgs {
+    /// Count what would go; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The largest share of the time batches may hold the store, from 0.01 to 1: after each
+    /// batch it pauses batch time × (1 − D) / D, at least 2 ms (1: no pause). Nodes sharing an
+    /// embedded store file write in the pauses. Default: 0.5 on the embedded store, 1 on
+    /// MongoDB.
+    #[arg(long, value_name = "D", value_parser = crate::store_cli::parse_duty)]
+    max_duty: Option<f64>,
+}
+
+/// Purges (or counts, with `dry_run`) the audit entries past `retention.audit_days` in
+/// batches of `retention.purge_batch`, paced by `--max-duty`, and prints `would remove N`
+/// or `removed N in T s (paused P s, batches at most D% of the time)`. Takes no cluster
+/// lock: purging is idempotent, and an operator running it means it.
+pub async fn purge(s: &Settings, a: PurgeArgs) -> ExitCode {
+    let dry_run = a.dry_run;
+    let pace = match Pace::or_default(a.max_duty, Pace::default_for(s)) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("--max-duty: {e}")),
+    };
+    let mut pacer = Pacer::new(pace);
+    let started = std::time::Instant::now();
+    let store = match crate::store::open_for_maintenance(s).await {
         Ok(st) => st,
         Err(e) => return fail(e),
     };
@@ -108,11 +131,15 @@ pub async fn purge(s: &Settings, dry_run: bool) -> ExitCode {
     let res = if dry_run {
         retention::expired(&*store, before).await
     } else {
-        retention::purge_before(&*store, before, s.retention.purge_batch, None).await
+        retention::purge_before(&*store, before, s.retention.purge_batch, &mut pacer, None).await
     };
     match res {
         Ok(n) if dry_run => println!("would remove {n}"),
-        Ok(n) => println!("removed {n}"),
+        Ok(n) => println!(
+            "removed {n} in {:.2} s ({})",
+            started.elapsed().as_secs_f64(),
+            crate::store_cli::pacing(pacer.paused(), pace)
+        ),
         Err(e) => return fail(e),
     }
     if let Err(e) = store.flush().await {
@@ -152,7 +179,12 @@ pub async fn start_retention(app: &Arc<App>) -> RetentionTask {
     };
     let (stop, stopped) = watch::channel(false);
     let clustered_without_lock = app.cluster.is_some() && lease.is_none();
-    let purger = Purger { store: app.store.clone(), settings: app.settings.retention.clone(), lease };
+    let purger = Purger {
+        store: app.store.clone(),
+        settings: app.settings.retention.clone(),
+        pace: Pace::default_for(&app.settings),
+        lease,
+    };
     let task = tokio::spawn(async move {
         if clustered_without_lock {
             return;

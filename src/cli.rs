@@ -65,14 +65,11 @@ enum AuditCommand {
 
 #[derive(Subcommand)]
 enum StoreCommand {
-    /// Delete audit entries older than retention.audit_days, in batches; print how many.
-    Purge {
-        /// Count what would go; delete nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    /// Delete audit entries older than retention.audit_days, in paced batches; print how
+    /// many.
+    Purge(crate::audit_cli::PurgeArgs),
     /// Re-seal every sealed or plaintext value about people with the first key of
-    /// VIDEO_CALL_ENCRYPTION_KEY, in batches; resumable; print counts.
+    /// VIDEO_CALL_ENCRYPTION_KEY, in paced batches; resumable; print counts.
     RotateKey(crate::store_cli::RotateArgs),
 }
 
@@ -255,7 +252,7 @@ pub async fn run() -> ExitCode {
         Command::Session { command: SessionCommand::Create(a) } => create_session(&s, a).await,
         Command::Admin(a) => crate::admin_cli::run(&s, a.json, a.command.into()).await,
         Command::Audit { command: AuditCommand::Export(a) } => crate::audit_cli::export(&s, a).await,
-        Command::Store { command: StoreCommand::Purge { dry_run } } => crate::audit_cli::purge(&s, dry_run).await,
+        Command::Store { command: StoreCommand::Purge(a) } => crate::audit_cli::purge(&s, a).await,
         Command::Store { command: StoreCommand::RotateKey(a) } => crate::store_cli::rotate_key(&s, a).await,
     }
 }

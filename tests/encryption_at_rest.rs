@@ -10,6 +10,9 @@
 //!   again, seals everything (plaintext from before keys were set too) with B; then start-up
 //!   with only B works, with only A or no key fails naming kid B; half way, B alone fails
 //!   naming kid A;
+//! - `--max-duty` paces the batches (a pause after each but the last; none at 1; 0.5 by
+//!   default on the embedded store, no pause on MongoDB) and a duty cycle out of range is
+//!   refused;
 //! - a malformed key is a start-up error naming its kid.
 
 mod common;
@@ -342,6 +345,55 @@ async fn rotation_from_a_to_b_resumes_after_a_stop_and_start_up_names_missing_ki
         let err = start_fails(bin(dir.path(), keys)).await;
         assert!(err.contains(&format!("{KID_B:?}")), "start-up with {keys:?} names kid B: {err}");
     }
+}
+
+/// The seconds of pause `rotate-key` printed for `kind` (`paused 0.012 s`), and its duty
+/// cycle in percent.
+fn pacing(out: &str, kind: &str) -> (f64, u32) {
+    let line = out.lines().find(|l| l.starts_with(kind)).unwrap_or_else(|| panic!("no {kind} line: {out}"));
+    let paused = line.split("paused ").nth(1).and_then(|r| r.split(' ').next()).expect(line);
+    let duty = line.split("at most ").nth(1).and_then(|r| r.split('%').next()).expect(line);
+    (paused.parse().expect(line), duty.parse().expect(line))
+}
+
+#[tokio::test]
+async fn rotation_is_paced_by_max_duty_and_refuses_a_duty_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = key(KID_A, 1);
+    let plain = open_store(dir.path(), None).await;
+    for n in 0..300 {
+        plain.audit(entry(n, "198.51.100.1")).await.unwrap();
+    }
+    drop(plain);
+    for bad in ["0", "0.005", "1.5", "half"] {
+        let out = bin(dir.path(), Some(&a)).args(["store", "rotate-key", "--max-duty", bad]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--max-duty {bad} is refused: {err}");
+        assert!(err.contains("--max-duty") && err.contains(bad), "{err}");
+    }
+    assert!(at_rest(dir.path(), "198.51.100.1").await, "a refused run changed nothing");
+
+    // Six batches of 50: a pause after each of the first five, three times as long as the
+    // batch, at least 2 ms each.
+    let (code, out) = rotate(dir.path(), &a, &["--batch-size", "50", "--max-duty", "0.25"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("audit entries: 300 read, 300 rewritten"), "{out}");
+    let (paused, duty) = pacing(&out, "audit entries");
+    assert_eq!(duty, 25, "{out}");
+    assert!(paused >= 0.010, "paused after each batch but the last: {out}");
+    assert!(!at_rest(dir.path(), "198.51.100.1").await, "every entry was sealed");
+
+    // Again with key B: at 1, batches run back to back.
+    let b_then_a = format!("{},{a}", key(KID_B, 2));
+    let (code, out) = rotate(dir.path(), &b_then_a, &["--batch-size", "50", "--max-duty", "1"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("audit entries: 300 read, 300 rewritten"), "{out}");
+    assert_eq!(pacing(&out, "audit entries"), (0.0, 100), "{out}");
+
+    // The default: half the time on the embedded store, no pause on MongoDB.
+    let (_, out) = rotate(dir.path(), &b_then_a, &[]);
+    let expected = if mongo_db(dir.path()).is_some() { 100 } else { 50 };
+    assert_eq!(pacing(&out, "audit entries").1, expected, "{out}");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Retention (PROTOCOL.md section 9): entries older than `retention.audit_days` go in
 //! bounded batches, newer ones stay; a dry run removes nothing; of two nodes on a real
-//! nats-server purging at once exactly one holds the lock and purges; `signalgrid store purge`
+//! nats-server purging at once exactly one holds the lock and purges; batches are paced;
+//! `signalgrid store purge` (with `--max-duty`)
 //! and `signalgrid audit export` as the real binary. Every case runs on the embedded store,
 //! or on MongoDB with SIGNALGRID_TEST_STORE=mongo (as tests/common's nodes do).
 
@@ -21,6 +22,7 @@ use cluster_support::NatsServer;
 use common::*;
 use proc::{cmd, NodeProc};
 use serde_json::{json, Value};
+use signalgrid::store::pace::{Pace, Pacer, MIN_PAUSE};
 use signalgrid::store::retention::{self, Purger, Round, LOCK_KEY};
 use signalgrid_actors::ports::Store;
 use signalgrid_actors::session::{now_ms, AuditAction, AuditEntry, AuditFilter};
@@ -89,12 +91,16 @@ async fn entries_past_the_limit_go_in_batches_and_newer_ones_stay() {
     store.audit(entry("new", limit, 2000)).await.unwrap(); // exactly at the limit: stays
     assert_eq!(retention::expired(&*store, limit).await.unwrap(), 25, "a dry run counts them");
     assert_eq!(all(&*store).await.len(), 31, "counting removed nothing");
-    // Batches of 4: seven calls, the last one short.
-    assert_eq!(retention::purge_before(&*store, limit, 4, None).await.unwrap(), 25);
+    // Batches of 4: seven calls, the last one short, with a pause after each of the first six.
+    let mut pacer = Pacer::new(Pace::new(0.5).unwrap());
+    assert_eq!(retention::purge_before(&*store, limit, 4, &mut pacer, None).await.unwrap(), 25);
+    assert!(pacer.paused() >= MIN_PAUSE * 6, "paused between batches: {:?}", pacer.paused());
     let left = all(&*store).await;
     assert_eq!(left.len(), 6);
     assert!(left.iter().all(|e| e.session_id == "new" && e.timestamp >= limit), "{left:?}");
-    assert_eq!(retention::purge_before(&*store, limit, 4, None).await.unwrap(), 0);
+    let mut unpaced = Pacer::new(Pace::UNPACED);
+    assert_eq!(retention::purge_before(&*store, limit, 4, &mut unpaced, None).await.unwrap(), 0);
+    assert_eq!(unpaced.paused(), std::time::Duration::ZERO);
     assert_eq!(retention::cutoff(0, now), None, "audit_days 0 keeps everything");
 }
 
@@ -113,7 +119,12 @@ async fn two_nodes_purging_at_once_do_not_both_run() {
         let client = async_nats::connect(nats.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
         let lease = KvLease::open(&js, "signalgrid_test_locks", LOCK_KEY, id, retention::LOCK_TTL).await.unwrap();
-        nodes.push(Purger { store: store.clone(), settings: settings.clone(), lease: Some(lease) });
+        nodes.push(Purger {
+            store: store.clone(),
+            settings: settings.clone(),
+            pace: Pace::UNPACED,
+            lease: Some(lease),
+        });
     }
     let (b, a) = (nodes.pop().unwrap(), nodes.pop().unwrap());
     let (mut a, mut b) = (a, b);
@@ -208,8 +219,22 @@ async fn store_purge_and_audit_export_as_the_binary() {
     assert_eq!(reads.len(), 1, "the export is itself audited");
     assert_eq!((reads[0].user_id.as_str(), &reads[0].metadata["via"]), ("cli", &json!("cli")));
 
-    assert_eq!(run(&mut purge(false)).trim(), "removed 9");
-    assert_eq!(run(&mut purge(false)).trim(), "removed 0");
+    let mut refused = purge(false);
+    let out = refused.args(["--max-duty", "1.5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a duty cycle past 1 is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-duty"));
+    assert_eq!(run(&mut purge(true)).trim(), "would remove 9", "a refused run removed nothing");
+
+    // Batches of 2: five, with a pause after each of the first four (at least 2 ms each).
+    let removed = run(purge(false).env("SIGNALGRID_PURGE_BATCH", "2").args(["--max-duty", "0.3"]));
+    assert!(removed.starts_with("removed 9 in "), "{removed}");
+    assert!(removed.contains("batches at most 30% of the time"), "{removed}");
+    let paused: f64 = removed.split("paused ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    assert!(paused >= 0.008, "paused between batches: {removed}");
+    let again = run(&mut purge(false));
+    assert!(again.starts_with("removed 0 in "), "{again}");
+    let default = if mongo_db(dir.path()).is_some() { "at most 100% of the time" } else { "at most 50% of the time" };
+    assert!(again.contains(default), "paced by default on the embedded store only: {again}");
     let left = all(&*store).await;
     assert_eq!(left.len(), 5, "the four within the limit and the export's audit_read");
     assert!(left.iter().all(|e| e.session_id != "old" || e.action == AuditAction::AuditRead), "{left:?}");

@@ -10,6 +10,7 @@
 pub mod embedded;
 pub mod mongo;
 pub mod outbox;
+pub mod pace;
 pub mod retention;
 pub mod seal;
 
@@ -31,10 +32,26 @@ pub async fn open(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
     })
 }
 
-/// [`open`], as the store's `rotate-key` side.
+/// [`open`] for a maintenance command that writes in batches (`store purge`): the embedded
+/// store then checkpoints after its own commits
+/// ([`EmbeddedStore::checkpoint_after_commits`]).
+pub async fn open_for_maintenance(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match open_kind(settings).await? {
+        Opened::Embedded(s) => {
+            s.checkpoint_after_commits().await?;
+            Arc::new(s)
+        }
+        Opened::Mongo(s) => Arc::new(s),
+    })
+}
+
+/// [`open_for_maintenance`], as the store's `rotate-key` side.
 pub async fn open_reseal(settings: &Settings) -> Result<Box<dyn seal::Reseal>, StoreError> {
     Ok(match open_kind(settings).await? {
-        Opened::Embedded(s) => Box::new(s),
+        Opened::Embedded(s) => {
+            s.checkpoint_after_commits().await?;
+            Box::new(s)
+        }
         Opened::Mongo(s) => Box::new(s),
     })
 }

@@ -5,7 +5,9 @@
 //! One at a time: a clustered node purges only while it holds the cluster's `retention` lock
 //! (a JetStream KV key with a TTL, [`KvLease`]), which it takes when free and renews while it
 //! runs, also between batches of a long purge. A node without NATS purges on its own.
-//! Batches are single store calls, so the store serves joins between them.
+//! Batches are single store calls, so the store serves joins between them, and they are
+//! paced ([`Pacer`]): on the embedded store a pause as long as the batch follows each one
+//! by default, so that other nodes sharing the file get its write lock in between.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,8 @@ use signalgrid_actors::ports::{Store, StoreError};
 use signalgrid_actors::session::AuditFilter;
 use signalgrid_cluster::nats::KvLease;
 use signalgrid_config::RetentionSettings;
+
+use super::pace::{Pace, Pacer};
 
 /// The lock's key in the cluster's lock bucket.
 pub const LOCK_KEY: &str = "retention";
@@ -41,23 +45,26 @@ pub enum Round {
     Purged(u64),
 }
 
-/// Purges entries before `before` in batches of `batch` and returns the count. With a
-/// `lease`, it is renewed between batches once a third of its TTL has passed, and the purge
-/// stops after the batch during which the lock was lost.
+/// Purges entries before `before` in batches of `batch` and returns the count; `pacer`
+/// pauses between batches. With a `lease`, it is renewed between batches once a third of
+/// its TTL has passed, and the purge stops after the batch during which the lock was lost.
 pub async fn purge_before(
     store: &dyn Store,
     before: DateTime<Utc>,
     batch: usize,
+    pacer: &mut Pacer,
     mut lease: Option<&mut KvLease>,
 ) -> Result<u64, StoreError> {
     let mut total = 0;
     let mut renewed = tokio::time::Instant::now();
     loop {
+        let started = tokio::time::Instant::now();
         let n = store.purge_audit(before, batch).await?;
         total += n;
         if (n as usize) < batch {
             return Ok(total);
         }
+        pacer.rest(started.elapsed()).await;
         if let Some(l) = lease.as_deref_mut() {
             if renewed.elapsed() >= l.ttl() / 3 {
                 renewed = tokio::time::Instant::now();
@@ -70,16 +77,23 @@ pub async fn purge_before(
     }
 }
 
-/// Deletes webhook events delivered or given up before `before`, in batches of `batch`;
-/// returns the count.
-pub async fn purge_webhooks_before(store: &dyn Store, before: DateTime<Utc>, batch: usize) -> Result<u64, StoreError> {
+/// Deletes webhook events delivered or given up before `before`, in batches of `batch`
+/// paced by `pacer`; returns the count.
+pub async fn purge_webhooks_before(
+    store: &dyn Store,
+    before: DateTime<Utc>,
+    batch: usize,
+    pacer: &mut Pacer,
+) -> Result<u64, StoreError> {
     let mut total = 0;
     loop {
+        let started = tokio::time::Instant::now();
         let n = store.purge_webhooks(before, batch).await?;
         total += n;
         if (n as usize) < batch {
             return Ok(total);
         }
+        pacer.rest(started.elapsed()).await;
     }
 }
 
@@ -87,6 +101,8 @@ pub async fn purge_webhooks_before(store: &dyn Store, before: DateTime<Utc>, bat
 pub struct Purger {
     pub store: Arc<dyn Store>,
     pub settings: RetentionSettings,
+    /// Pauses between batches ([`Pace::default_for`] the node's store).
+    pub pace: Pace,
     /// The cluster lock; None on a node without NATS.
     pub lease: Option<KvLease>,
 }
@@ -99,11 +115,12 @@ impl Purger {
             return Ok(Round::NotLeader);
         }
         let mut n = 0;
+        let mut pacer = Pacer::new(self.pace);
         if let Some(before) = cutoff(self.settings.audit_days, now) {
-            n = purge_before(&*self.store, before, self.settings.purge_batch, self.lease.as_mut()).await?;
+            n = purge_before(&*self.store, before, self.settings.purge_batch, &mut pacer, self.lease.as_mut()).await?;
         }
         if let Some(before) = cutoff(self.settings.webhook_days, now) {
-            let hooks = purge_webhooks_before(&*self.store, before, self.settings.purge_batch).await?;
+            let hooks = purge_webhooks_before(&*self.store, before, self.settings.purge_batch, &mut pacer).await?;
             if hooks > 0 {
                 tracing::info!(removed = hooks, "finished webhook events purged");
             }

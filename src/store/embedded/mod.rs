@@ -1,6 +1,7 @@
 //! The embedded store: SQLite (bundled) in `<data_dir>/signalgrid.sqlite3`.
 //!
-//! WAL mode and a busy timeout let several processes share the file. Every write is one
+//! WAL mode and a busy handler polling for the write lock every millisecond ([`busy`]) let
+//! several processes share the file. Every write is one
 //! statement or one immediate transaction, so concurrent nodes cannot interleave a
 //! read-then-write.
 //!
@@ -15,10 +16,12 @@
 //! `secure_delete` is on: deleted and overwritten content is zeroed in the file.
 //!
 //! - [`audit`]: reading, counting and purging the audit trail.
+//! - [`busy`]: waiting for the write lock another process holds.
 //! - [`webhooks`]: the durable webhook queue.
 //! - [`reseal`]: the kids in use (checked at open) and `rotate-key`'s batches.
 
 mod audit;
+pub mod busy;
 mod calls;
 mod reseal;
 mod webhooks;
@@ -303,7 +306,7 @@ impl EmbeddedStore {
             .map_err(|e| other(format!("cannot create data directory {}: {e}", data_dir.display())))?;
         let path = data_dir.join(FILE_NAME);
         let conn = Connection::open(&path).map_err(|e| other(format!("cannot open {}: {e}", path.display())))?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
+        conn.busy_handler(Some(busy::wait_for_lock)).map_err(sql_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sql_err)?;
@@ -330,6 +333,14 @@ impl EmbeddedStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Makes this connection checkpoint (passively, after its own commits, on its store
+    /// thread) whenever the write-ahead log holds [`busy::MAINTENANCE_CHECKPOINT_PAGES`] or
+    /// more: for `store rotate-key` and `store purge`, whose batches would otherwise grow the
+    /// log faster than the background checkpoints can reset it (see [`busy`]).
+    pub async fn checkpoint_after_commits(&self) -> Result<(), StoreError> {
+        self.with(|c| c.pragma_update(None, "wal_autocheckpoint", busy::MAINTENANCE_CHECKPOINT_PAGES)).await
     }
 
     /// Runs `f` with the connection on the store thread.
@@ -515,8 +526,10 @@ impl Store for EmbeddedStore {
         self.with(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 
+    /// A passive checkpoint, then a full one: the full one keeps other writers out while it
+    /// copies and syncs, so the passive one (which does not) copies most of the log first.
     async fn flush(&self) -> Result<(), StoreError> {
-        self.with(|c| c.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))).await
+        self.with(|c| busy::checkpoint_then(c, "FULL")).await
     }
 
     async fn enqueue_webhooks(&self, events: Vec<QueuedEvent>, max_waiting: u64) -> Result<usize, StoreError> {
@@ -570,6 +583,21 @@ mod tests {
             ip_address: None,
             user_agent: None,
         }
+    }
+
+    /// A store opened for a maintenance command checkpoints after its own commits once the
+    /// log holds 16 MiB; a node's store leaves checkpoints to its checkpointer thread.
+    #[tokio::test]
+    async fn maintenance_stores_checkpoint_after_their_commits_and_nodes_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let pages = |s: &EmbeddedStore| {
+            let s = s.clone();
+            async move { s.with(|c| c.pragma_query_value(None, "wal_autocheckpoint", |r| r.get::<_, i64>(0))).await }
+        };
+        assert_eq!(pages(&store).await.unwrap(), 0);
+        store.checkpoint_after_commits().await.unwrap();
+        assert_eq!(pages(&store).await.unwrap(), busy::MAINTENANCE_CHECKPOINT_PAGES);
     }
 
     /// Entries sent together are committed (in batches) before their callers are answered,

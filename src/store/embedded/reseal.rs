@@ -186,9 +186,10 @@ impl Reseal for EmbeddedStore {
     }
 
     /// Checkpoints and truncates the write-ahead log, whose old frames still hold the
-    /// values as they were before the rotation.
+    /// values as they were before the rotation (a passive checkpoint first, so that the
+    /// truncating one, which keeps the nodes' writes out, has little left to copy).
     async fn scrub(&self) -> Result<(), StoreError> {
-        self.with(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))).await
+        self.with(|c| super::busy::checkpoint_then(c, "TRUNCATE")).await
     }
 
     async fn retire_other_kids(&self) -> Result<Vec<String>, StoreError> {
