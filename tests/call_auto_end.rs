@@ -59,6 +59,29 @@ async fn ended(store: &Arc<dyn Store>, id: &str) -> Session {
     tokio::time::timeout(WAIT * 3, wait).await.expect("the call ends by itself")
 }
 
+/// As `ended`, and if the call does not end, fails with what the survivor sees: the open
+/// calls with their empty times, and the room's shared membership.
+async fn ended_or_explain(survivor: &TestNode, store: &Arc<dyn Store>, id: &str, room: &str) -> Session {
+    let wait = async {
+        loop {
+            let s = store.session(id).await.unwrap().unwrap();
+            if s.video_call_ended.is_some() {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    match tokio::time::timeout(WAIT * 3, wait).await {
+        Ok(s) => s,
+        Err(_) => {
+            let open = store.open_calls(10).await;
+            let app = &survivor.server.as_ref().unwrap().app;
+            let members = app.node.ctx().ports.membership.snapshot(&room.into()).await;
+            panic!("the call did not end by itself: open calls {open:?}; membership of {room}: {members:?}")
+        }
+    }
+}
+
 /// The `call_end` entries of the session's audit trail, once there is one (audit entries
 /// are written in the background, after the end).
 async fn call_ends(store: &Arc<dyn Store>, id: &str) -> Vec<Value> {
@@ -310,7 +333,7 @@ async fn a_call_on_a_killed_node_ends_once(restart: bool) {
     let killed = chrono::Utc::now();
     victim.kill9();
     let again = restart.then(victim_cmd);
-    let s = ended(&store, &session).await;
+    let s = ended_or_explain(&survivor, &store, &session, &room).await;
     assert!(s.video_call_ended.unwrap() >= killed, "{s:?}");
     check_once(&store, &rx, &s, "empty").await;
     drop((a, b, again));
