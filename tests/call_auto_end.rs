@@ -45,8 +45,8 @@ fn app_store(n: &TestNode) -> Arc<dyn Store> {
     n.server.as_ref().unwrap().app.store.clone()
 }
 
-/// Waits (bounded) until the session's call has ended; returns the session.
-async fn ended(store: &Arc<dyn Store>, id: &str) -> Session {
+/// Waits (bounded: three `WAIT`s) until the session's call has ended; None if it did not.
+async fn wait_ended(store: &Arc<dyn Store>, id: &str) -> Option<Session> {
     let wait = async {
         loop {
             let s = store.session(id).await.unwrap().unwrap();
@@ -56,30 +56,24 @@ async fn ended(store: &Arc<dyn Store>, id: &str) -> Session {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    tokio::time::timeout(WAIT * 3, wait).await.expect("the call ends by itself")
+    tokio::time::timeout(WAIT * 3, wait).await.ok()
+}
+
+/// Waits (bounded) until the session's call has ended; returns the session.
+async fn ended(store: &Arc<dyn Store>, id: &str) -> Session {
+    wait_ended(store, id).await.expect("the call ends by itself")
 }
 
 /// As `ended`, and if the call does not end, fails with what the survivor sees: the open
 /// calls with their empty times, and the room's shared membership.
 async fn ended_or_explain(survivor: &TestNode, store: &Arc<dyn Store>, id: &str, room: &str) -> Session {
-    let wait = async {
-        loop {
-            let s = store.session(id).await.unwrap().unwrap();
-            if s.video_call_ended.is_some() {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    match tokio::time::timeout(WAIT * 3, wait).await {
-        Ok(s) => s,
-        Err(_) => {
-            let open = store.open_calls(10).await;
-            let app = &survivor.server.as_ref().unwrap().app;
-            let members = app.node.ctx().ports.membership.snapshot(&room.into()).await;
-            panic!("the call did not end by itself: open calls {open:?}; membership of {room}: {members:?}")
-        }
+    if let Some(s) = wait_ended(store, id).await {
+        return s;
     }
+    let open = store.open_calls(10).await;
+    let app = &survivor.server.as_ref().unwrap().app;
+    let members = app.node.ctx().ports.membership.snapshot(&room.into()).await;
+    panic!("the call did not end by itself: open calls {open:?}; membership of {room}: {members:?}")
 }
 
 /// The `call_end` entries of the session's audit trail, once there is one (audit entries
