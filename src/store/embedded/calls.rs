@@ -8,7 +8,8 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use signalgrid_actors::ports::{EndOutcome, OpenCall};
 use signalgrid_actors::rules::call_duration_minutes;
 
-use super::{load, time, Keyring};
+use super::sessions::load;
+use super::{time, Keyring};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS room_idle (room TEXT PRIMARY KEY, empty_since INTEGER NOT NULL);

@@ -15,6 +15,11 @@
 //! ([`super::seal`]); they are opened on the way out, so callers only see plaintext.
 //! `secure_delete` is on: deleted and overwritten content is zeroed in the file.
 //!
+//! - [`schema`]: the tables, made or completed at open.
+//! - [`sessions`]: the `sessions` rows and their writes.
+//! - [`thread`]: the store thread, its queue and the audit group commit.
+//! - [`checkpointer`]: the thread that checkpoints the write-ahead log.
+//! - [`calls`]: idle rooms and the end of a call.
 //! - [`audit`]: reading, counting and purging the audit trail.
 //! - [`busy`]: waiting for the write lock another process holds.
 //! - [`webhooks`]: the durable webhook queue.
@@ -23,94 +28,28 @@
 mod audit;
 pub mod busy;
 mod calls;
+mod checkpointer;
 mod reseal;
+mod schema;
+mod sessions;
+mod thread;
 mod webhooks;
 
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::Connection;
 use signalgrid_actors::ports::{EndOutcome, OpenCall, Store, StoreError};
-use signalgrid_actors::session::{
-    new_object_id, now_ms, AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Party, PaymentStatus, Session,
-    SessionPatch, SessionStatus, SessionType,
-};
+use signalgrid_actors::session::{AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session, SessionPatch};
 use signalgrid_actors::webhook::{Attempt, ClaimedEvent, QueuedEvent, WebhookStats};
 
-use super::seal::{field, Keyring, SealError};
+use self::thread::Cmd;
+use super::seal::{Keyring, SealError};
 
 /// File name of the store inside the data directory.
 pub const FILE_NAME: &str = "signalgrid.sqlite3";
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    client_id TEXT NOT NULL,
-    client_name TEXT NOT NULL,
-    psychologist_id TEXT NOT NULL,
-    psychologist_name TEXT NOT NULL,
-    session_date INTEGER NOT NULL,
-    duration_minutes INTEGER NOT NULL,
-    session_type TEXT NOT NULL,
-    status TEXT NOT NULL,
-    payment_status TEXT NOT NULL,
-    meeting_link TEXT UNIQUE,
-    is_video_call INTEGER NOT NULL DEFAULT 1,
-    video_call_started INTEGER,
-    video_call_ended INTEGER,
-    call_duration INTEGER,
-    recording_enabled INTEGER NOT NULL DEFAULT 0,
-    recording_url TEXT,
-    last_accessed_at INTEGER,
-    access_count INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    waiting_room INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS audit_log (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    session_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    action TEXT NOT NULL,
-    timestamp INTEGER NOT NULL,
-    metadata TEXT NOT NULL,
-    ip_address TEXT,
-    user_agent TEXT
-);
-CREATE INDEX IF NOT EXISTS audit_log_by_session ON audit_log (session_id, id);
-CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log (timestamp, id);
-CREATE TABLE IF NOT EXISTS seal_keys (kid TEXT PRIMARY KEY, first_used INTEGER NOT NULL);
-";
-
-macro_rules! columns {
-    () => {
-        "id, client_id, client_name, psychologist_id, psychologist_name, session_date, \
-         duration_minutes, session_type, status, payment_status, meeting_link, is_video_call, video_call_started, \
-         video_call_ended, call_duration, recording_enabled, recording_url, last_accessed_at, access_count, created_at, \
-         waiting_room"
-    };
-}
-
-const SELECT_BY_ID: &str = concat!("SELECT ", columns!(), " FROM sessions WHERE id = ?1");
-const SELECT_BY_ROOM: &str = concat!("SELECT ", columns!(), " FROM sessions WHERE meeting_link = ?1");
-const INSERT_AUDIT: &str =
-    "INSERT INTO audit_log (session_id, user_id, action, timestamp, metadata, ip_address, user_agent) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-
-/// Most audit entries written in one transaction.
-const AUDIT_BATCH: usize = 256;
-
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
-type AuditDone = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
-
-/// What the store thread is asked to do.
-enum Cmd {
-    Call(Job),
-    Audit(AuditEntry, AuditDone),
-}
 
 /// SQLite-backed `Store`.
 #[derive(Clone)]
@@ -145,57 +84,6 @@ fn unsealable(i: usize, e: SealError) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
 }
 
-/// A session as stored, with its names opened.
-fn opened(k: &Keyring, mut s: Session) -> rusqlite::Result<Session> {
-    s.client.name = k.open(field::CLIENT_NAME, &s.client.name).map_err(|e| unsealable(2, e))?;
-    s.psychologist.name = k.open(field::PSYCHOLOGIST_NAME, &s.psychologist.name).map_err(|e| unsealable(4, e))?;
-    Ok(s)
-}
-
-fn session_from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
-    let kind: String = r.get(7)?;
-    let status: String = r.get(8)?;
-    let pay: String = r.get(9)?;
-    Ok(Session {
-        id: r.get(0)?,
-        client: Party { id: r.get(1)?, name: r.get(2)? },
-        psychologist: Party { id: r.get(3)?, name: r.get(4)? },
-        session_date: time(Some(r.get(5)?)).ok_or_else(|| bad_column(5, "sessionDate"))?,
-        duration_minutes: r.get(6)?,
-        session_type: SessionType::parse(&kind).ok_or_else(|| bad_column(7, "sessionType"))?,
-        status: SessionStatus::parse(&status).ok_or_else(|| bad_column(8, "status"))?,
-        payment_status: PaymentStatus::parse(&pay).ok_or_else(|| bad_column(9, "paymentStatus"))?,
-        meeting_link: r.get(10)?,
-        is_video_call: r.get(11)?,
-        video_call_started: time(r.get(12)?),
-        video_call_ended: time(r.get(13)?),
-        call_duration: r.get(14)?,
-        recording_enabled: r.get(15)?,
-        recording_url: r.get(16)?,
-        last_accessed_at: time(r.get(17)?),
-        access_count: r.get(18)?,
-        created_at: time(Some(r.get(19)?)).ok_or_else(|| bad_column(19, "createdAt"))?,
-        waiting_room: r.get(20)?,
-    })
-}
-
-/// Columns added after a store file's tables were first made: added to older files at open.
-fn add_missing_columns(c: &Connection) -> rusqlite::Result<()> {
-    let mut have = Vec::new();
-    let mut q = c.prepare("SELECT name FROM pragma_table_info('sessions')")?;
-    for name in q.query_map([], |r| r.get::<_, String>(0))? {
-        have.push(name?);
-    }
-    if !have.iter().any(|n| n == "waiting_room") {
-        c.execute_batch("ALTER TABLE sessions ADD COLUMN waiting_room INTEGER NOT NULL DEFAULT 0")?;
-    }
-    Ok(())
-}
-
-fn load(c: &Connection, k: &Keyring, id: &str) -> rusqlite::Result<Option<Session>> {
-    c.prepare_cached(SELECT_BY_ID)?.query_row([id], session_from_row).optional()?.map(|s| opened(k, s)).transpose()
-}
-
 /// Copies a rusqlite error into a `StoreError` (one per waiting caller).
 fn sql_err_ref(e: &rusqlite::Error) -> StoreError {
     match e {
@@ -205,88 +93,6 @@ fn sql_err_ref(e: &rusqlite::Error) -> StoreError {
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Other(e.to_string()),
-    }
-}
-
-/// Writes the queued audit entries in one transaction and answers their callers.
-fn write_audits(c: &mut Connection, k: &Keyring, batch: &mut Vec<(AuditEntry, AuditDone)>) {
-    if batch.is_empty() {
-        return;
-    }
-    let res = (|| {
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut st = tx.prepare_cached(INSERT_AUDIT)?;
-            for (e, _) in batch.iter() {
-                st.execute(params![
-                    e.session_id,
-                    e.user_id,
-                    e.action.as_str(),
-                    ms(e.timestamp),
-                    k.seal(field::METADATA, &e.metadata.to_string()),
-                    k.seal_opt(field::IP_ADDRESS, e.ip_address.as_deref()),
-                    k.seal_opt(field::USER_AGENT, e.user_agent.as_deref())
-                ])?;
-            }
-        }
-        tx.commit()
-    })();
-    for (_, done) in batch.drain(..) {
-        let _ = done.send(res.as_ref().map(|_| ()).map_err(sql_err_ref));
-    }
-}
-
-/// How often the checkpointer copies the write-ahead log back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
-/// Checkpoints on its own connection and thread, so that the store thread never stops for
-/// a checkpoint's copy and fsync (SQLite would otherwise run one inside whichever commit
-/// finds the log past 1,000 pages). A passive checkpoint does not block readers or writers.
-fn checkpointer(conn: Connection, alive: mpsc::Receiver<()>) {
-    while let Err(mpsc::RecvTimeoutError::Timeout) = alive.recv_timeout(CHECKPOINT_EVERY) {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "WAL checkpoint failed");
-        }
-    }
-}
-
-/// Starts the checkpointer and turns off the store connection's own checkpoints; if the
-/// checkpointer cannot start, the store connection keeps checkpointing itself.
-fn start_checkpointer(conn: &Connection, path: &Path) -> Option<mpsc::Sender<()>> {
-    let cp = Connection::open(path).ok()?;
-    cp.busy_timeout(Duration::from_secs(1)).ok()?;
-    let (alive, stop) = mpsc::channel();
-    std::thread::Builder::new().name("signalgrid-checkpoint".into()).spawn(move || checkpointer(cp, stop)).ok()?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0).ok()?;
-    Some(alive)
-}
-
-/// The store thread: serves the queue in order until every handle is gone. Audit entries
-/// are held back only while more commands are already queued, and are written before the
-/// next other call (so a caller never sees the store out of order).
-fn serve(mut conn: Connection, k: Arc<Keyring>, rx: mpsc::Receiver<Cmd>, alive: Option<mpsc::Sender<()>>) {
-    // Dropped when this thread ends, which stops the checkpointer.
-    let _alive = alive;
-    let mut audits = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Cmd::Audit(e, done) => {
-                    audits.push((e, done));
-                    if audits.len() >= AUDIT_BATCH {
-                        write_audits(&mut conn, &k, &mut audits);
-                    }
-                }
-                Cmd::Call(job) => {
-                    write_audits(&mut conn, &k, &mut audits);
-                    // A panicking call drops its answer channel; the caller sees an error.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
-                }
-            }
-            next = rx.try_recv().ok();
-        }
-        write_audits(&mut conn, &k, &mut audits);
     }
 }
 
@@ -313,20 +119,20 @@ impl EmbeddedStore {
         // What is deleted or overwritten (purged entries, values replaced by `rotate-key`,
         // plaintext from before keys were set) is zeroed in the file, not left in free space.
         conn.pragma_update(None, "secure_delete", "ON").map_err(sql_err)?;
-        conn.execute_batch(SCHEMA).map_err(sql_err)?;
-        add_missing_columns(&conn).map_err(sql_err)?;
+        conn.execute_batch(schema::SCHEMA).map_err(sql_err)?;
+        schema::add_missing_columns(&conn).map_err(sql_err)?;
         conn.execute_batch(webhooks::SCHEMA).map_err(sql_err)?;
         conn.execute_batch(calls::SCHEMA).map_err(sql_err)?;
         reseal::check_kids(&conn, &keys).map_err(|e| match e {
             reseal::CheckError::Sql(e) => sql_err(e),
             reseal::CheckError::Seal(e) => StoreError::from(e),
         })?;
-        let alive = start_checkpointer(&conn, &path);
+        let alive = checkpointer::start_checkpointer(&conn, &path);
         let (tx, rx) = mpsc::channel();
         let thread_keys = keys.clone();
         std::thread::Builder::new()
             .name("signalgrid-store".into())
-            .spawn(move || serve(conn, thread_keys, rx, alive))
+            .spawn(move || thread::serve(conn, thread_keys, rx, alive))
             .map_err(|e| other(format!("cannot start the store thread: {e}")))?;
         Ok(EmbeddedStore { tx, path, keys })
     }
@@ -342,109 +148,38 @@ impl EmbeddedStore {
     pub async fn checkpoint_after_commits(&self) -> Result<(), StoreError> {
         self.with(|c| c.pragma_update(None, "wal_autocheckpoint", busy::MAINTENANCE_CHECKPOINT_PAGES)).await
     }
-
-    /// Runs `f` with the connection on the store thread.
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |c| {
-            let _ = done.send(f(c));
-        });
-        self.tx.send(Cmd::Call(job)).map_err(|_| other("store thread stopped"))?;
-        answer.await.map_err(|_| other("store call failed"))?.map_err(sql_err)
-    }
 }
 
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn create_session(&self, n: NewSession) -> Result<Session, StoreError> {
         let k = self.keys.clone();
-        self.with(move |c| {
-            let now = now_ms();
-            let id = new_object_id(now);
-            c.prepare_cached(
-                "INSERT INTO sessions (id, client_id, client_name, psychologist_id, psychologist_name, session_date, \
-                 duration_minutes, session_type, status, payment_status, created_at, waiting_room) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?
-            .execute(params![
-                id,
-                n.client.id,
-                k.seal(field::CLIENT_NAME, &n.client.name),
-                n.psychologist.id,
-                k.seal(field::PSYCHOLOGIST_NAME, &n.psychologist.name),
-                ms(n.session_date),
-                n.duration_minutes,
-                n.session_type.as_str(),
-                n.status.as_str(),
-                n.payment_status.as_str(),
-                ms(now),
-                n.waiting_room
-            ])?;
-            load(c, &k, &id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
-        })
-        .await
+        self.with(move |c| sessions::create(c, &k, &n)).await
     }
 
     async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let (id, k) = (id.to_owned(), self.keys.clone());
-        self.with(move |c| load(c, &k, &id)).await
+        self.with(move |c| sessions::load(c, &k, &id)).await
     }
 
     async fn session_by_room(&self, room_id: &str) -> Result<Option<Session>, StoreError> {
         let (room, k) = (room_id.to_owned(), self.keys.clone());
-        self.with(move |c| {
-            let s = c.prepare_cached(SELECT_BY_ROOM)?.query_row([room], session_from_row).optional()?;
-            s.map(|s| opened(&k, s)).transpose()
-        })
-        .await
+        self.with(move |c| sessions::by_room(c, &k, &room)).await
     }
 
     async fn ensure_room(&self, id: &str, candidate: &str) -> Result<Option<Session>, StoreError> {
         let (id, candidate, k) = (id.to_owned(), candidate.to_owned(), self.keys.clone());
-        self.with(move |c| {
-            c.prepare_cached("UPDATE sessions SET meeting_link = ?2 WHERE id = ?1 AND meeting_link IS NULL")?
-                .execute(params![id, candidate])?;
-            load(c, &k, &id)
-        })
-        .await
+        self.with(move |c| sessions::ensure_room(c, &k, &id, &candidate)).await
     }
 
     async fn update_session(&self, id: &str, patch: &SessionPatch) -> Result<Option<Session>, StoreError> {
         let (id, p, k) = (id.to_owned(), patch.clone(), self.keys.clone());
-        self.with(move |c| {
-            c.prepare_cached(
-                "UPDATE sessions SET payment_status = COALESCE(?2, payment_status), status = COALESCE(?3, status), \
-                 session_date = COALESCE(?4, session_date), duration_minutes = COALESCE(?5, duration_minutes), \
-                 waiting_room = COALESCE(?6, waiting_room) WHERE id = ?1",
-            )?
-            .execute(params![
-                id,
-                p.payment_status.map(PaymentStatus::as_str),
-                p.status.map(SessionStatus::as_str),
-                p.session_date.map(ms),
-                p.duration_minutes,
-                p.waiting_room
-            ])?;
-            load(c, &k, &id)
-        })
-        .await
+        self.with(move |c| sessions::update(c, &k, &id, &p)).await
     }
 
     async fn mark_started(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Session>, StoreError> {
         let (id, k) = (id.to_owned(), self.keys.clone());
-        self.with(move |c| {
-            c.prepare_cached(
-                "UPDATE sessions SET video_call_started = COALESCE(video_call_started, ?2), \
-                 status = CASE WHEN status IN ('Completed', 'Cancelled') THEN status ELSE 'In Progress' END \
-                 WHERE id = ?1",
-            )?
-            .execute(params![id, ms(at)])?;
-            load(c, &k, &id)
-        })
-        .await
+        self.with(move |c| sessions::mark_started(c, &k, &id, ms(at))).await
     }
 
     async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError> {
@@ -475,14 +210,7 @@ impl Store for EmbeddedStore {
 
     async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.with(move |c| {
-            c.prepare_cached(
-                "UPDATE sessions SET last_accessed_at = ?2, access_count = access_count + 1 WHERE id = ?1",
-            )?
-            .execute(params![id, ms(at)])
-            .map(|_| ())
-        })
-        .await
+        self.with(move |c| sessions::touch(c, &id, ms(at))).await
     }
 
     async fn audit(&self, e: AuditEntry) -> Result<(), StoreError> {
@@ -565,62 +293,5 @@ impl Store for EmbeddedStore {
     async fn purge_webhooks(&self, before: DateTime<Utc>, max: usize) -> Result<u64, StoreError> {
         let before = ms(before);
         self.with(move |c| webhooks::purge(c, before, max)).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use signalgrid_actors::session::AuditAction;
-
-    fn entry(session: &str, n: usize) -> AuditEntry {
-        AuditEntry {
-            session_id: session.to_owned(),
-            user_id: format!("u{n}"),
-            action: AuditAction::JoinAttempt,
-            timestamp: Utc::now(),
-            metadata: serde_json::json!({ "n": n }),
-            ip_address: None,
-            user_agent: None,
-        }
-    }
-
-    /// A store opened for a maintenance command checkpoints after its own commits once the
-    /// log holds 16 MiB; a node's store leaves checkpoints to its checkpointer thread.
-    #[tokio::test]
-    async fn maintenance_stores_checkpoint_after_their_commits_and_nodes_do_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        let pages = |s: &EmbeddedStore| {
-            let s = s.clone();
-            async move { s.with(|c| c.pragma_query_value(None, "wal_autocheckpoint", |r| r.get::<_, i64>(0))).await }
-        };
-        assert_eq!(pages(&store).await.unwrap(), 0);
-        store.checkpoint_after_commits().await.unwrap();
-        assert_eq!(pages(&store).await.unwrap(), busy::MAINTENANCE_CHECKPOINT_PAGES);
-    }
-
-    /// Entries sent together are committed (in batches) before their callers are answered,
-    /// and reads queued after them see them.
-    #[tokio::test]
-    async fn concurrent_audits_are_all_written_before_they_return() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        let mut writes = tokio::task::JoinSet::new();
-        for n in 0..600 {
-            let store = store.clone();
-            writes.spawn(async move { store.audit(entry("s1", n)).await });
-        }
-        while let Some(res) =
-            tokio::time::timeout(Duration::from_secs(30), writes.join_next()).await.expect("audit writes finish")
-        {
-            res.unwrap().unwrap();
-        }
-        let trail = store.audit_trail("s1").await.unwrap();
-        assert_eq!(trail.len(), 600);
-        let mut seen: Vec<usize> = trail.iter().map(|e| e.metadata["n"].as_u64().unwrap() as usize).collect();
-        seen.sort_unstable();
-        assert_eq!(seen, (0..600).collect::<Vec<_>>());
-        assert!(store.audit_trail("other").await.unwrap().is_empty());
     }
 }

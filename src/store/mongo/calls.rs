@@ -14,7 +14,8 @@ use signalgrid_actors::ports::{EndOutcome, OpenCall, StoreError};
 
 use super::db::store_err;
 use super::docs::date;
-use super::{unavailable, Inner};
+use super::replay::unavailable;
+use super::Inner;
 
 /// The rooms' empty-since times.
 #[derive(Clone)]

@@ -3,7 +3,7 @@
 //! interleave a read-then-write. Also the client options and the start-up indexes.
 //!
 //! Owns the driver calls and error classification. Does not queue, cache or retry: that is
-//! `MongoStore`'s job (mongo/mod.rs).
+//! `MongoStore`'s job (mongo/mod.rs, mongo/records.rs, mongo/replay.rs).
 
 use std::collections::HashMap;
 use std::sync::Arc;

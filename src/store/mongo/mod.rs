@@ -10,6 +10,8 @@
 //! (rules live in the domain) and never holds a std lock across a MongoDB call (only the
 //! async `drain_lock`, which orders outbox replays).
 //!
+//! - [`replay`]: queuing call records in the outbox and replaying them; the background task.
+//! - [`records`]: the call records and the session cache that answers them.
 //! - [`docs`]: document shapes and conversions.
 //! - [`db`]: the driver calls, each one guarded write.
 //! - [`audit`]: audit trail pages, counts and purge batches.
@@ -25,32 +27,25 @@ pub mod audit;
 pub mod calls;
 pub mod db;
 pub mod docs;
+mod records;
+mod replay;
 pub mod reseal;
 pub mod webhooks;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use signalgrid_actors::ports::{EndOutcome, OpenCall, Store, StoreError};
-use signalgrid_actors::rules::call_duration_minutes;
-use signalgrid_actors::session::{
-    now_ms, AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session, SessionStatus,
-};
+use signalgrid_actors::session::{now_ms, AuditCursor, AuditEntry, AuditFilter, AuditPage, NewSession, Session};
 use signalgrid_actors::webhook::{Attempt, ClaimedEvent, QueuedEvent, WebhookStats};
 
 use self::db::Db;
-use super::outbox::{Outbox, OutboxOp};
+use super::outbox::Outbox;
 use super::seal::Keyring;
-
-/// How often the background task retries reaching MongoDB and replaying the outbox.
-const RETRY_EVERY: Duration = Duration::from_millis(500);
-/// Sessions remembered for answering call records while MongoDB is away.
-const CACHE_MAX: usize = 10_000;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -124,7 +119,7 @@ impl MongoStore {
             }
             Err(StoreError::Other(e)) => return Err(StoreError::Other(format!("{}: {e}", inner.label))),
         }
-        tokio::spawn(background(Arc::downgrade(&inner)));
+        tokio::spawn(replay::background(Arc::downgrade(&inner)));
         Ok(MongoStore { inner })
     }
 
@@ -145,27 +140,6 @@ impl MongoStore {
     /// The driver's client (tests inspect documents with it).
     pub fn client(&self) -> &mongodb::Client {
         self.inner.db.client()
-    }
-}
-
-/// Retries start-up and replays the outbox until the store is dropped.
-async fn background(inner: Weak<Inner>) {
-    loop {
-        tokio::time::sleep(RETRY_EVERY).await;
-        let Some(inner) = inner.upgrade() else { return };
-        if !inner.ready.load(Ordering::Acquire) {
-            match inner.init().await {
-                Ok(()) => tracing::info!(store = %inner.label, "MongoDB reached; store ready"),
-                Err(e @ StoreError::Other(_)) => tracing::error!(store = %inner.label, error = %e, "store not ready"),
-                Err(e) => tracing::debug!(store = %inner.label, error = %e, "MongoDB still unreachable"),
-            }
-            continue;
-        }
-        if !inner.outbox.is_empty() {
-            if let Err(e) = inner.drain().await {
-                tracing::debug!(store = %inner.label, error = %e, pending = inner.outbox.len(), "outbox replay waits");
-            }
-        }
     }
 }
 
@@ -192,89 +166,6 @@ impl Inner {
             Err(StoreError::Unavailable(_)) => self.healthy.store(false, Ordering::Release),
             Err(StoreError::Other(_)) => {}
         }
-    }
-
-    fn remember(&self, s: &Session) {
-        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if c.len() >= CACHE_MAX && !c.contains_key(&s.id) {
-            c.clear();
-        }
-        c.insert(s.id.clone(), s.clone());
-    }
-
-    fn cached(&self, id: &str) -> Option<Session> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
-    }
-
-    /// Replays the outbox, oldest first, until it is empty or MongoDB stops answering.
-    async fn drain(&self) -> Result<(), StoreError> {
-        let _g = self.drain_lock.lock().await;
-        let ob = |e: super::outbox::OutboxError| StoreError::Other(e.to_string());
-        loop {
-            let (seq, op) = match self.outbox.peek() {
-                Ok(Some(x)) => x,
-                Ok(None) => return Ok(()),
-                Err(e @ super::outbox::OutboxError::Corrupt { seq, .. }) => {
-                    tracing::error!(error = %e, "dropping an unreadable outbox entry");
-                    self.outbox.remove(seq).map_err(ob)?;
-                    continue;
-                }
-                Err(e) => return Err(ob(e)),
-            };
-            let res = self.db.apply(&op).await;
-            self.note(&res);
-            match res {
-                Ok(()) => {}
-                Err(e @ StoreError::Unavailable(_)) => return Err(e),
-                Err(StoreError::Other(e)) => {
-                    tracing::error!(?op, error = %e, "outbox entry cannot be written; dropped");
-                }
-            }
-            self.outbox.remove(seq).map_err(ob)?;
-        }
-    }
-
-    /// Whether call records must queue behind waiting ones. While MongoDB answers, the
-    /// backlog is replayed first (so records stay in order); while it does not, they queue.
-    async fn must_queue(&self) -> bool {
-        if self.outbox.is_empty() {
-            return false;
-        }
-        if self.healthy.load(Ordering::Acquire) {
-            let _ = self.drain().await;
-        }
-        !self.outbox.is_empty()
-    }
-
-    /// Queues a call record; on a full or failing outbox the original error stands.
-    fn queue(&self, op: OutboxOp, cause: StoreError) -> Result<(), StoreError> {
-        match self.outbox.push(&op) {
-            Ok(()) => {
-                tracing::warn!(
-                    ?op,
-                    pending = self.outbox.len(),
-                    "MongoDB unavailable; call record queued in the outbox"
-                );
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(?op, error = %e, "call record lost: MongoDB unavailable and outbox unusable");
-                Err(cause)
-            }
-        }
-    }
-}
-
-fn unavailable() -> StoreError {
-    StoreError::Unavailable("MongoDB unavailable; earlier call records still wait in the outbox".into())
-}
-
-/// A direct call's error: `Unavailable` lets the record queue, anything else is returned.
-fn queueable<T>(res: Result<T, StoreError>) -> Result<Result<T, StoreError>, StoreError> {
-    match res {
-        Err(e @ StoreError::Unavailable(_)) => Ok(Err(e)),
-        Err(e) => Err(e),
-        Ok(v) => Ok(Ok(v)),
     }
 }
 
@@ -325,69 +216,11 @@ impl Store for MongoStore {
     }
 
     async fn mark_started(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Session>, StoreError> {
-        let inner = &self.inner;
-        let cause = if inner.must_queue().await {
-            unavailable()
-        } else {
-            let res = inner.db.mark_started(id, at).await;
-            inner.note(&res);
-            match queueable(res)? {
-                Ok(s) => {
-                    s.iter().for_each(|s| inner.remember(s));
-                    return Ok(s);
-                }
-                Err(e) => e,
-            }
-        };
-        let op = OutboxOp::Start { session_id: id.to_owned(), at_ms: at.timestamp_millis() };
-        // Without a session seen before, the record still queues but the caller hears 503.
-        let Some(mut s) = inner.cached(id) else {
-            inner.queue(op, cause.clone())?;
-            return Err(cause);
-        };
-        inner.queue(op, cause)?;
-        s.video_call_started.get_or_insert(at);
-        if !matches!(s.status, SessionStatus::Completed | SessionStatus::Cancelled) {
-            s.status = SessionStatus::InProgress;
-        }
-        inner.remember(&s);
-        Ok(Some(s))
+        self.inner.mark_started(id, at).await
     }
 
     async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError> {
-        let inner = &self.inner;
-        let cause = if inner.must_queue().await {
-            unavailable()
-        } else {
-            let res = inner.db.mark_ended(id, at).await;
-            inner.note(&res);
-            match queueable(res)? {
-                Ok(out) => {
-                    if let Some(EndOutcome::Ended(s)) = &out {
-                        inner.remember(s);
-                    }
-                    return Ok(out);
-                }
-                Err(e) => e,
-            }
-        };
-        let op = OutboxOp::End { session_id: id.to_owned(), at_ms: at.timestamp_millis() };
-        // Only a call this node saw start can be answered without MongoDB. The end is queued
-        // all the same, so the record is not lost (replayed, it changes nothing if the call
-        // never started or has ended already); the caller hears 503.
-        let Some(mut s) = inner.cached(id).filter(|s| s.video_call_started.is_some()) else {
-            inner.queue(op, cause.clone())?;
-            return Err(cause);
-        };
-        if s.video_call_ended.is_none() {
-            inner.queue(op, cause)?;
-            let started = s.video_call_started.unwrap_or(at);
-            s.video_call_ended = Some(at);
-            s.call_duration = Some(call_duration_minutes(started, at));
-            s.status = SessionStatus::Completed;
-            inner.remember(&s);
-        }
-        Ok(Some(EndOutcome::Ended(s)))
+        self.inner.mark_ended(id, at).await
     }
 
     async fn mark_ended_once(&self, id: &str, at: DateTime<Utc>) -> Result<Option<(EndOutcome, bool)>, StoreError> {
@@ -411,40 +244,11 @@ impl Store for MongoStore {
     }
 
     async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let inner = &self.inner;
-        let cause = if inner.must_queue().await {
-            unavailable()
-        } else {
-            let res = inner.db.touch(id, at).await;
-            inner.note(&res);
-            match queueable(res)? {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            }
-        };
-        inner.queue(OutboxOp::Touch { session_id: id.to_owned(), at_ms: at.timestamp_millis() }, cause)?;
-        if let Some(mut s) = inner.cached(id) {
-            s.last_accessed_at = Some(s.last_accessed_at.map_or(at, |t| t.max(at)));
-            s.access_count += 1;
-            inner.remember(&s);
-        }
-        Ok(())
+        self.inner.touch(id, at).await
     }
 
     async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        let inner = &self.inner;
-        let op = docs::audit_op(&entry, inner.db.keys());
-        let cause = if inner.must_queue().await {
-            unavailable()
-        } else {
-            let res = inner.db.audit(&op).await;
-            inner.note(&res);
-            match queueable(res)? {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            }
-        };
-        inner.queue(op, cause)
+        self.inner.audit(entry).await
     }
 
     async fn audit_trail(&self, session_id: &str) -> Result<Vec<AuditEntry>, StoreError> {
