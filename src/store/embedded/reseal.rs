@@ -8,7 +8,8 @@
 //! with an older first key may have written meanwhile) must all be configured.
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, TransactionBehavior};
 use signalgrid_actors::ports::StoreError;
 use signalgrid_actors::session::now_ms;
 
@@ -49,8 +50,9 @@ pub(super) fn check_kids(c: &Connection, k: &Keyring) -> Result<(), CheckError> 
     };
     let mut st = c.prepare("SELECT kid FROM seal_keys")?;
     let listed: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-    collect("SELECT metadata, ip_address, user_agent FROM audit_log ORDER BY id DESC LIMIT ?1", 3)?;
-    collect("SELECT client_name, psychologist_name FROM sessions ORDER BY rowid DESC LIMIT ?1", 2)?;
+    for t in SEALED {
+        collect(&format!("SELECT {} FROM {} ORDER BY {} DESC LIMIT ?1", t.names(), t.table, t.key), t.columns.len())?;
+    }
     kids.extend(listed);
     k.check_known(kids.iter().map(String::as_str)).map_err(CheckError::Seal)?;
     if let Some(kid) = k.current_kid() {
@@ -78,63 +80,63 @@ fn seal_err(i: usize, e: SealError) -> rusqlite::Error {
     super::unsealable(i, e)
 }
 
-/// One batch of audit entries after row id `after`, in one immediate transaction.
-fn audit_batch(c: &mut Connection, k: &Keyring, after: i64, max: usize) -> rusqlite::Result<RotateBatch> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut out = RotateBatch::default();
-    {
-        let mut read = tx.prepare_cached(
-            "SELECT id, metadata, ip_address, user_agent FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let mut write = tx.prepare_cached(
-            "UPDATE audit_log SET metadata = COALESCE(?2, metadata), ip_address = COALESCE(?3, ip_address), \
-             user_agent = COALESCE(?4, user_agent) WHERE id = ?1",
-        )?;
-        let mut rows = read.query(params![after, max as i64])?;
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            let c = &mut out.counts;
-            c.rows += 1;
-            let meta = reseal_value(k, field::METADATA, r.get::<_, Option<String>>(1)?.as_deref(), c)
-                .map_err(|e| seal_err(1, e))?;
-            let ip = reseal_value(k, field::IP_ADDRESS, r.get::<_, Option<String>>(2)?.as_deref(), c)
-                .map_err(|e| seal_err(2, e))?;
-            let ua = reseal_value(k, field::USER_AGENT, r.get::<_, Option<String>>(3)?.as_deref(), c)
-                .map_err(|e| seal_err(3, e))?;
-            if meta.is_some() || ip.is_some() || ua.is_some() {
-                write.execute(params![id, meta, ip, ua])?;
-                c.rows_changed += 1;
-            }
-            out.next = Some(id.to_string());
-        }
-    }
-    tx.commit()?;
-    Ok(out)
+/// A table with sealed columns: its row key, and each column with the field name its values
+/// are sealed under (the associated data, `seal::field`).
+struct Sealed {
+    table: &'static str,
+    key: &'static str,
+    columns: &'static [(&'static str, &'static str)],
 }
 
-/// One batch of sessions after `rowid` `after`, in one immediate transaction.
-fn sessions_batch(c: &mut Connection, k: &Keyring, after: i64, max: usize) -> rusqlite::Result<RotateBatch> {
+const AUDIT: Sealed = Sealed {
+    table: "audit_log",
+    key: "id",
+    columns: &[("metadata", field::METADATA), ("ip_address", field::IP_ADDRESS), ("user_agent", field::USER_AGENT)],
+};
+
+const SESSIONS: Sealed = Sealed {
+    table: "sessions",
+    key: "rowid",
+    columns: &[("client_name", field::CLIENT_NAME), ("psychologist_name", field::PSYCHOLOGIST_NAME)],
+};
+
+/// Every table with sealed values (docs/storage.md lists them).
+const SEALED: [&Sealed; 2] = [&AUDIT, &SESSIONS];
+
+impl Sealed {
+    fn names(&self) -> String {
+        self.columns.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// One batch of `t`'s rows after key `after`, in one immediate transaction: each value not
+/// sealed with the current key is re-sealed with it.
+fn batch(c: &mut Connection, k: &Keyring, t: &Sealed, after: i64, max: usize) -> rusqlite::Result<RotateBatch> {
+    let (table, key) = (t.table, t.key);
+    let read = format!("SELECT {key}, {} FROM {table} WHERE {key} > ?1 ORDER BY {key} LIMIT ?2", t.names());
+    let sets: Vec<String> =
+        t.columns.iter().enumerate().map(|(i, (col, _))| format!("{col} = COALESCE(?{}, {col})", i + 2)).collect();
+    let write = format!("UPDATE {table} SET {} WHERE {key} = ?1", sets.join(", "));
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut out = RotateBatch::default();
     {
-        let mut read = tx.prepare_cached(
-            "SELECT rowid, client_name, psychologist_name FROM sessions WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
-        )?;
-        let mut write = tx.prepare_cached(
-            "UPDATE sessions SET client_name = COALESCE(?2, client_name), \
-             psychologist_name = COALESCE(?3, psychologist_name) WHERE rowid = ?1",
-        )?;
+        let mut read = tx.prepare_cached(&read)?;
+        let mut write = tx.prepare_cached(&write)?;
         let mut rows = read.query(params![after, max as i64])?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             let c = &mut out.counts;
             c.rows += 1;
-            let client = reseal_value(k, field::CLIENT_NAME, r.get::<_, Option<String>>(1)?.as_deref(), c)
-                .map_err(|e| seal_err(1, e))?;
-            let psy = reseal_value(k, field::PSYCHOLOGIST_NAME, r.get::<_, Option<String>>(2)?.as_deref(), c)
-                .map_err(|e| seal_err(2, e))?;
-            if client.is_some() || psy.is_some() {
-                write.execute(params![id, client, psy])?;
+            let mut values = vec![Value::Integer(id)];
+            let mut changed = false;
+            for (i, (_, name)) in t.columns.iter().enumerate() {
+                let new = reseal_value(k, name, r.get::<_, Option<String>>(i + 1)?.as_deref(), c)
+                    .map_err(|e| seal_err(i + 1, e))?;
+                changed |= new.is_some();
+                values.push(new.map_or(Value::Null, Value::Text));
+            }
+            if changed {
+                write.execute(params_from_iter(values))?;
                 c.rows_changed += 1;
             }
             out.next = Some(id.to_string());
@@ -147,16 +149,18 @@ fn sessions_batch(c: &mut Connection, k: &Keyring, after: i64, max: usize) -> ru
 /// Rows with a value not sealed with the kid whose prefix (`sg1:<kid>:`) is `prefix`.
 fn not_current(c: &Connection, prefix: &str) -> rusqlite::Result<u64> {
     let n = prefix.len() as i64;
-    let off = |col: &str| format!("({col} IS NOT NULL AND substr({col}, 1, ?2) <> ?1)");
-    let sql = format!(
-        "SELECT (SELECT COUNT(*) FROM audit_log WHERE {} OR {} OR {}) + \
-         (SELECT COUNT(*) FROM sessions WHERE {} OR {})",
-        off("metadata"),
-        off("ip_address"),
-        off("user_agent"),
-        off("client_name"),
-        off("psychologist_name")
-    );
+    let counts: Vec<String> = SEALED
+        .iter()
+        .map(|t| {
+            let off: Vec<String> = t
+                .columns
+                .iter()
+                .map(|(col, _)| format!("({col} IS NOT NULL AND substr({col}, 1, ?2) <> ?1)"))
+                .collect();
+            format!("(SELECT COUNT(*) FROM {} WHERE {})", t.table, off.join(" OR "))
+        })
+        .collect();
+    let sql = format!("SELECT {}", counts.join(" + "));
     c.query_row(&sql, params![prefix, n], |r| r.get::<_, i64>(0)).map(|n| n as u64)
 }
 
@@ -173,8 +177,8 @@ impl Reseal for EmbeddedStore {
         let after = after.and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
         let k = self.keys.clone();
         self.with(move |c| match rows {
-            Rows::Audit => audit_batch(c, &k, after, max),
-            Rows::Sessions => sessions_batch(c, &k, after, max),
+            Rows::Audit => batch(c, &k, &AUDIT, after, max),
+            Rows::Sessions => batch(c, &k, &SESSIONS, after, max),
         })
         .await
     }
