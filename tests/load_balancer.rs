@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use cluster_support::*;
 use common::*;
-use nginx::Nginx;
+use nginx::{call_through, Nginx};
 use serde_json::{json, Value};
 
 #[test]
@@ -26,28 +26,6 @@ fn nginx_accepts_the_shipped_configuration() {
     let (ok, out) = nginx::config_test(&addrs);
     assert!(ok, "nginx -t: {out}");
     assert!(out.contains("test is successful"), "{out}");
-}
-
-/// A fresh session created, and its room generated, through nginx's REST.
-async fn call_through(lb: &Nginx) -> String {
-    let http = reqwest::Client::new();
-    let res = http
-        .post(lb.http("/api/sessions"))
-        .header("x-auth-token", admin())
-        .json(&SessionSpec::default().body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let res = http
-        .post(lb.http(&format!("/api/video-calls/generate-room/{id}")))
-        .header("x-auth-token", client_token())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.json::<Value>().await.unwrap()["roomId"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +50,7 @@ async fn a_call_runs_through_nginx_and_a_drained_node_gets_no_new_connections() 
     }
 
     // A two-person call through nginx: join, offer and answer relayed.
-    let room = call_through(&lb).await;
+    let (_, room) = call_through(&lb).await;
     let (mut a, mut b) = pair_in_room(&lb.ws(), &lb.ws(), &room).await;
     let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
     a.send("offer", json!({"to": b.socket_id, "offer": offer})).await;
@@ -119,7 +97,7 @@ async fn an_admin_drain_of_a_node_process_moves_its_clients_through_nginx_to_the
     let p2 = node_proc(&nats.url(), "lbp", data.path(), "proc-b");
     let lb = Nginx::start(&[p1.addr.parse().unwrap(), p2.addr.parse().unwrap()]);
 
-    let room = call_through(&lb).await;
+    let (_, room) = call_through(&lb).await;
     let (mut a, mut b) = pair_in_room(&lb.ws(), &lb.ws(), &room).await;
     let offer = json!({"type": "offer", "sdp": "v=0\r\n"});
     a.send("offer", json!({"to": b.socket_id, "offer": offer})).await;

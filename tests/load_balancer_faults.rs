@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use cluster_support::*;
 use common::resume::{peer_hears, resume_ok};
 use common::*;
-use nginx::Nginx;
+use nginx::{call_through, Nginx};
 use serde_json::{json, Value};
 
 /// A `serve` process of cluster `name` on `data` (one SQLite store shared by the nodes),
@@ -39,29 +39,6 @@ fn node_proc(nats: &str, name: &str, data: &std::path::Path, id: &str, env: &[(&
 
 fn addr(p: &proc::NodeProc) -> SocketAddr {
     p.addr.parse().unwrap()
-}
-
-/// A fresh session created, and its room generated, through nginx's REST: (session, room).
-async fn call_through(lb: &Nginx) -> (String, String) {
-    let http = reqwest::Client::new();
-    let res = http
-        .post(lb.http("/api/sessions"))
-        .header("x-auth-token", admin())
-        .json(&SessionSpec::default().body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let res = http
-        .post(lb.http(&format!("/api/video-calls/generate-room/{id}")))
-        .header("x-auth-token", client_token())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let room = res.json::<Value>().await.unwrap()["roomId"].as_str().unwrap().to_owned();
-    (id, room)
 }
 
 /// An offer from `from` reaches `to`, with `from`'s socket id.
