@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use cluster_support::NatsServer;
+use cluster_support::{node_with, NatsServer};
 #[allow(unused_imports)]
 use common::*;
 use receiver::{Received, Receiver};
@@ -254,17 +254,8 @@ async fn a_call_across_two_nodes_ends_once() {
     let rx = Receiver::start().await;
     let nats = NatsServer::start();
     let data = Arc::new(tempfile::tempdir().unwrap());
-    let start = |id: &'static str| {
-        let (url, hook) = (nats.url(), rx.url());
-        TestNode::start_in(data.clone(), move |s| {
-            s.cluster.nats_url = Some(url);
-            s.cluster.name = "ae".into();
-            s.cluster.presence_ms = 200;
-            s.cluster.dead_after_ms = 1_500;
-            s.node_id = Some(id.into());
-            quick(s, &hook);
-        })
-    };
+    let (url, hook) = (nats.url(), rx.url());
+    let start = |id: &'static str| node_with(&url, "ae", &data, id, |s| quick(s, &hook));
     let n1 = start("n1").await;
     let n2 = start("n2").await;
     let store = app_store(&n1);
@@ -293,15 +284,9 @@ async fn a_call_on_a_killed_node_ends_once(restart: bool) {
     let nats = NatsServer::start();
     let data = Arc::new(tempfile::tempdir().unwrap());
     let mongo_db = common::mongo::nodes_on_mongo().then(|| common::mongo::database_for(data.path()));
-    let (url, hook) = (nats.url(), rx.url());
-    let survivor = TestNode::start_in(data.clone(), move |s| {
-        s.cluster.nats_url = Some(url);
-        s.cluster.name = "k9".into();
-        s.cluster.presence_ms = 200;
-        s.cluster.dead_after_ms = 1_500;
+    let survivor = node_with(&nats.url(), "k9", &data, "survivor", |s| {
         s.resume.window_ms = 1_000;
-        s.node_id = Some("survivor".into());
-        quick(s, &hook);
+        quick(s, &rx.url());
     })
     .await;
     let victim_cmd = || {

@@ -16,7 +16,7 @@ mod receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_support::NatsServer;
+use cluster_support::{node_with, NatsServer};
 #[allow(unused_imports)]
 use common::*;
 use receiver::{Received, Receiver};
@@ -100,17 +100,8 @@ async fn a_call_across_two_nodes_gives_each_event_once_in_order() {
     let rx = Receiver::start().await;
     let nats = NatsServer::start();
     let data = Arc::new(tempfile::tempdir().unwrap());
-    let start = |id: &'static str| {
-        let (url, hook) = (nats.url(), rx.url());
-        TestNode::start_in(data.clone(), move |s| {
-            s.cluster.nats_url = Some(url);
-            s.cluster.name = "wh".into();
-            s.cluster.presence_ms = 200;
-            s.cluster.dead_after_ms = 1_500;
-            s.node_id = Some(id.into());
-            hooks(s, &hook);
-        })
-    };
+    let (url, hook) = (nats.url(), rx.url());
+    let start = |id: &'static str| node_with(&url, "wh", &data, id, |s| hooks(s, &hook));
     let n1 = start("n1").await;
     let n2 = start("n2").await;
     let (session, room) = n1.call().await;

@@ -220,6 +220,18 @@ pub async fn refused_start(data: &std::path::Path, f: impl FnOnce(&mut signalgri
 
 /// An in-process node of cluster `name` on `nats_url`, sharing `data` (one store file).
 pub async fn node(nats_url: &str, name: &str, data: &Arc<tempfile::TempDir>, id: &str) -> TestNode {
+    node_with(nats_url, name, data, id, |_| {}).await
+}
+
+/// As `node`, with `more` applied to its settings after the cluster's (presence every
+/// 200 ms, dead after 1.5 s).
+pub async fn node_with(
+    nats_url: &str,
+    name: &str,
+    data: &Arc<tempfile::TempDir>,
+    id: &str,
+    more: impl FnOnce(&mut signalgrid::Settings),
+) -> TestNode {
     let (url, name, id) = (nats_url.to_owned(), name.to_owned(), id.to_owned());
     TestNode::start_in(data.clone(), move |s| {
         s.cluster.nats_url = Some(url);
@@ -227,6 +239,7 @@ pub async fn node(nats_url: &str, name: &str, data: &Arc<tempfile::TempDir>, id:
         s.cluster.presence_ms = 200;
         s.cluster.dead_after_ms = 1_500;
         s.node_id = Some(id);
+        more(s);
     })
     .await
 }
