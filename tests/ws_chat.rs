@@ -18,8 +18,7 @@ use std::sync::Arc;
 use call::*;
 use cluster_support::*;
 use common::*;
-use serde_json::{json, Value};
-use signalgrid_actors::identity::Role;
+use serde_json::json;
 
 /// client-1, psy-1 and an admin in one Group room (joined in that order; each has heard of
 /// the later ones).
@@ -61,15 +60,6 @@ async fn chat_goes_around(from: &mut WsClient, to: &mut [&mut WsClient], texts: 
         }
     }
     ids
-}
-
-/// Roles of a user id in these tests.
-fn role_of(user: &str) -> Role {
-    if user.starts_with("psy") {
-        Role::Psychologist
-    } else {
-        Role::Client
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,26 +142,7 @@ async fn chat_text_never_reaches_the_log_output() {
     let mut c = proc::cmd(data.path());
     c.env("VIDEO_CALL_LOG_LEVEL", "trace");
     let node = proc::NodeProc::serve(c);
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", node.addr);
-    let res = http
-        .post(format!("{base}/api/sessions"))
-        .header("x-auth-token", admin())
-        .json(&SessionSpec::default().body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let session: Value = res.json().await.unwrap();
-    let id = session["id"].as_str().unwrap();
-    let res = http
-        .post(format!("{base}/api/video-calls/generate-room/{id}"))
-        .header("x-auth-token", token("client-1", role_of("client-1")))
-        .send()
-        .await
-        .unwrap();
-    let room: Value = res.json().await.unwrap();
-    let room = room["roomId"].as_str().unwrap().to_owned();
+    let (_, room) = call_at(&format!("http://{}", node.addr)).await;
 
     let ws = format!("ws://{}", node.addr);
     let (mut a, mut b) = pair_in_room(&ws, &ws, &room).await;

@@ -200,6 +200,30 @@ pub fn client_token() -> String {
     token("client-1", Role::Client)
 }
 
+/// A fresh session (`SessionSpec::default()`) created as an admin, and its room generated
+/// as its client, through the REST API at `base` (`http://host:port`): (session id, room id).
+pub async fn call_at(base: &str) -> (String, String) {
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{base}/api/sessions"))
+        .header("x-auth-token", admin())
+        .json(&SessionSpec::default().body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let res = http
+        .post(format!("{base}/api/video-calls/generate-room/{id}"))
+        .header("x-auth-token", client_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let room = res.json::<Value>().await.unwrap()["roomId"].as_str().unwrap().to_owned();
+    (id, room)
+}
+
 pub fn psy_token() -> String {
     token("psy-1", Role::Psychologist)
 }

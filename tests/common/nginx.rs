@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::cluster_support::{free_port, wait_port};
-use super::common::{admin, client_token, SessionSpec};
 
 /// The shipped configuration (an http-context file).
 pub const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx/signalgrid.conf");
@@ -125,23 +124,5 @@ impl Drop for Nginx {
 /// A fresh session created, and its room generated, through the load balancer's REST
 /// (`lb`): (session id, room id).
 pub async fn call_through(lb: &Nginx) -> (String, String) {
-    let http = reqwest::Client::new();
-    let res = http
-        .post(lb.http("/api/sessions"))
-        .header("x-auth-token", admin())
-        .json(&SessionSpec::default().body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let res = http
-        .post(lb.http(&format!("/api/video-calls/generate-room/{id}")))
-        .header("x-auth-token", client_token())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let room = res.json::<serde_json::Value>().await.unwrap()["roomId"].as_str().unwrap().to_owned();
-    (id, room)
+    super::common::call_at(&lb.http("")).await
 }
