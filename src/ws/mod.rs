@@ -52,9 +52,9 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
-/// Read buffer of a socket: small, since it is allocated (and zero-filled before each read)
-/// per connection. 2 KiB relays as fast as 4 KiB here (docs/benchmarks.md) and costs 2 KiB less
-/// per connection; a larger frame is read in several steps.
+/// Read buffer of a socket (bytes), zero-filled before each read and held only while the socket
+/// has something to read (an idle socket gives it back). 2 KiB relays as fast as 4 KiB here
+/// (docs/benchmarks.md); a larger frame is read in several steps.
 const READ_BUFFER: usize = 2 * 1024;
 /// Frames are written out once this much is buffered (and on every flush).
 const WRITE_BUFFER: usize = 8 * 1024;
@@ -131,6 +131,20 @@ pub fn transport_cap(max_frame: usize) -> usize {
     max_frame.saturating_mul(4).max(1 << 20)
 }
 
+/// The WebSocket settings of every client socket: a read buffer of `READ_BUFFER` bytes, frames
+/// written out at `WRITE_BUFFER` bytes or on a flush, and [`transport_cap`] of `max_frame`
+/// (bytes) as the largest message and frame. tungstenite (vendored,
+/// vendor/tungstenite/VENDORED.md) takes the read buffer only while the socket has something
+/// to read and the write buffer only while something waits to be written.
+pub fn socket_config(max_frame: usize) -> WebSocketConfig {
+    let cap = transport_cap(max_frame);
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(Some(cap))
+        .max_frame_size(Some(cap))
+}
+
 fn admit(ctx: &Ctx, query: &HashMap<String, String>) -> Result<(Identity, Slot), ApiError> {
     let app = &ctx.app;
     if app.node.ctx().is_draining() {
@@ -184,12 +198,7 @@ async fn upgrade(hs: Handshake, ctx: Ctx, query: HashMap<String, String>) -> Res
     let res = res.map(|(who, slot, resume)| {
         let app = ctx.app.clone();
         let meta = ctx.meta();
-        let cap = transport_cap(app.settings.limits.max_frame_bytes);
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            .write_buffer_size(WRITE_BUFFER)
-            .max_message_size(Some(cap))
-            .max_frame_size(Some(cap));
+        let config = socket_config(app.settings.limits.max_frame_bytes);
         match hs.upgrade.take() {
             Some(on_upgrade) => {
                 // One allocation carries what only the start needs (see `socket::serve`).
