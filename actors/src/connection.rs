@@ -94,11 +94,12 @@ pub struct ConnState {
     moved: bool,
     /// Arriving from another node, until the first `Resume` completes the claim.
     arriving: bool,
-    /// Chat messages this seat may still send (`limits.chat_per_minute`).
-    chat_budget: call::ChatBudget,
+    /// Chat messages this seat may still send (`limits.chat_per_minute`); made at the first
+    /// chat message (boxed: most seats never chat, and the state lives as long as the seat).
+    chat_budget: Option<Box<call::ChatBudget>>,
     /// A hand-over asked for while the seat's socket was still attached, held until that
-    /// socket closes (or `HAND_OVER_HOLD` passes).
-    held_hand_over: Option<HeldHandOver>,
+    /// socket closes (or `HAND_OVER_HOLD` passes). Boxed, as it is rare.
+    held_hand_over: Option<Box<HeldHandOver>>,
 }
 
 /// A hand-over request and where its answer goes.
@@ -258,7 +259,6 @@ impl Actor for ConnectionActor {
         a.ctx.conns.insert(a.id.clone(), a.identity.user_id.clone(), a.out.clone(), me);
         telemetry::connections(1.0);
         let (id, identity, meta, out, intake, ctx) = (a.id, a.identity, a.meta, a.out, a.intake, a.ctx);
-        let ctx_chat = ctx.limits.chat_per_minute;
         let mut st = ConnState {
             id,
             identity,
@@ -273,7 +273,7 @@ impl Actor for ConnectionActor {
             ending: None,
             moved: false,
             arriving: false,
-            chat_budget: call::chat_budget(ctx_chat),
+            chat_budget: None,
             held_hand_over: None,
         };
         match a.origin {
@@ -341,7 +341,7 @@ impl Actor for ConnectionActor {
             }
             ConnMsg::SocketClosed { socket, clean } => {
                 if socket == st.socket && st.ending.is_none() {
-                    if let Some((req, reply)) = st.held_hand_over.take() {
+                    if let Some((req, reply)) = st.held_hand_over.take().map(|h| *h) {
                         // Every frame its client sent on it has been handled: the seat moves.
                         st.out.detach(socket);
                         st.socket = 0;
@@ -359,9 +359,10 @@ impl Actor for ConnectionActor {
             }
             ConnMsg::Resume(req) => Box::pin(st.resume(req)).await,
             ConnMsg::HandOver { req, reply } => {
+                let req = *req;
                 if st.socket != 0 && st.held_hand_over.is_none() {
                     let socket = st.socket;
-                    st.held_hand_over = Some((req, reply));
+                    st.held_hand_over = Some(Box::new((req, reply)));
                     me.send_after(HAND_OVER_HOLD, move || ConnMsg::HandOverDue { socket });
                 } else {
                     st.complete_hand_over(&me, req, reply);
@@ -369,7 +370,7 @@ impl Actor for ConnectionActor {
             }
             ConnMsg::HandOverDue { socket } => {
                 if st.socket == socket {
-                    if let Some((req, reply)) = st.held_hand_over.take() {
+                    if let Some((req, reply)) = st.held_hand_over.take().map(|h| *h) {
                         st.complete_hand_over(&me, req, reply);
                     }
                 }

@@ -60,8 +60,10 @@ pub enum ConnMsg {
     SocketClosed { socket: u64, clean: bool },
     /// A new socket takes this seat back (a resume on this node).
     Resume(Box<ResumeRequest>),
-    /// Another node takes this seat (a resume that arrived there).
-    HandOver { req: HandOverRequest, reply: RpcReplyPort<Result<HandedOver, ResumeFailure>> },
+    /// Another node takes this seat (a resume that arrived there). The request is boxed: it
+    /// is the largest of these messages and rare, and ractor's processing loop keeps room
+    /// for a message, several times over, for the actor's whole life.
+    HandOver { req: Box<HandOverRequest>, reply: RpcReplyPort<Result<HandedOver, ResumeFailure>> },
     /// A hand-over held while socket `socket` was still attached is due now, whether or not
     /// that socket has closed (see `connection::HAND_OVER_HOLD`).
     HandOverDue { socket: u64 },
@@ -109,7 +111,9 @@ pub struct LocalConn {
     pub out: Outbound,
     pub actor: ActorRef<ConnMsg>,
     /// What shared membership says about it (to put it back if the cluster dropped it).
-    pub member: Member,
+    /// Boxed, so that the room's map of local members keeps a pointer per slot, not a
+    /// member (a map of two has four slots).
+    pub member: Box<Member>,
 }
 
 pub enum RoomMsg {

@@ -438,7 +438,12 @@ impl SeatReader {
             return Some(Some(Out::Close(Box::new(Closing { code: 4001, reason: "resumed elsewhere" }))));
         }
         if i.raw.front().is_some_and(|(after, _)| *after <= i.written) {
-            return i.raw.pop_front().map(|(_, o)| Some(o));
+            let item = i.raw.pop_front().map(|(_, o)| Some(o));
+            if i.raw.is_empty() {
+                // Raw items are rare (a `connected` per attach, a close): keep no room for them.
+                i.raw = VecDeque::new();
+            }
+            return item;
         }
         let next = i.written + 1;
         let base = i.base();

@@ -211,7 +211,7 @@ impl RoomState {
             return;
         }
         l.member.away_since_ms = away.then(|| chrono::Utc::now().timestamp_millis());
-        let member = l.member.clone();
+        let member = (*l.member).clone();
         match self.ctx.ports.membership.join(&self.room_id, member.clone(), usize::MAX).await {
             Ok(snap) => {
                 self.publish(&RoomEvent::Membership(snap.clone()));
@@ -255,7 +255,7 @@ impl RoomState {
             .filter(|l| {
                 !snap.members.iter().any(|s| s.conn_id == l.member.conn_id && s.is_away() == l.member.is_away())
             })
-            .map(|l| l.member.clone())
+            .map(|l| (*l.member).clone())
             .collect();
         // Seats here are as this node knows them: announce no false away (put right below).
         let mut snap = snap;
@@ -330,7 +330,7 @@ impl RoomState {
         if let Ok(snap) = self.ctx.ports.membership.snapshot(&self.room_id).await {
             for m in snap.members.iter().filter(|m| m.node_id == self.ctx.node_id) {
                 if let Some(c) = self.ctx.conns.get(&m.conn_id) {
-                    let local = LocalConn { out: c.out, actor: c.actor, member: m.clone() };
+                    let local = LocalConn { out: c.out, actor: c.actor, member: Box::new(m.clone()) };
                     self.locals.insert(m.conn_id.clone(), local);
                 }
             }

@@ -49,6 +49,9 @@ pub fn admit(members: &mut Vec<Member>, member: Member, capacity: usize, departe
         departed.push(Departure { conn_id: m.conn_id.clone(), reason: LeaveReason::Replaced });
     }
     members.retain(stays);
+    // Rooms are small and their member lists live as long as the room: room for exactly
+    // one more, not the doubling growth (4 members of about 140 bytes for a pair).
+    members.reserve_exact(1);
     members.push(member);
     true
 }

@@ -61,7 +61,9 @@ impl ConnState {
         let Some(j) = self.room.as_ref().filter(|j| !j.waiting) else {
             return self.error(ErrorCode::Forbidden, json!({ "event": "chat-message" }));
         };
-        if let Err(not_until) = self.chat_budget.check() {
+        let per_minute = self.ctx.limits.chat_per_minute;
+        let budget = self.chat_budget.get_or_insert_with(|| Box::new(chat_budget(per_minute)));
+        if let Err(not_until) = budget.check() {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
             let retry = wait.as_millis() as u64;
             return self.error(ErrorCode::RateLimited, json!({ "event": "chat-message", "retryAfterMs": retry }));

@@ -119,7 +119,7 @@ impl ConnState {
             if let Some(Some((room, view))) =
                 self.rooms_call(|reply| RoomsMsg::GetOrSpawn { room_id: rid, reply }).await
             {
-                let conn = LocalConn { out: self.out.clone(), actor: me.clone(), member: member.clone() };
+                let conn = LocalConn { out: self.out.clone(), actor: me.clone(), member: Box::new(member.clone()) };
                 let m = member.clone();
                 let session = session.map(|s| Box::new(s.clone()));
                 let res = room

@@ -123,6 +123,7 @@ impl Inbound {
     /// checks the token; `Expired` if it is not on this node.
     pub async fn hand_over(&self, req: HandOverRequest) -> Result<HandedOver, ResumeFailure> {
         let Some(c) = self.ctx.conns.get(&req.conn_id) else { return Err(ResumeFailure::Expired) };
+        let req = Box::new(req);
         match c.actor.call(|reply| ConnMsg::HandOver { req, reply }, Some(Duration::from_secs(5))).await {
             Ok(ractor::rpc::CallResult::Success(res)) => res,
             _ => Err(ResumeFailure::Expired),

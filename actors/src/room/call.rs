@@ -123,7 +123,7 @@ impl RoomState {
             .locals
             .values()
             .filter(|l| self.members.iter().any(|m| m.conn_id == l.member.conn_id && m.media != l.member.media))
-            .map(|l| l.member.clone())
+            .map(|l| (*l.member).clone())
             .collect();
         for m in stale {
             // An update in place (same connection): no capacity involved.
