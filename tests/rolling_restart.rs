@@ -124,7 +124,11 @@ struct Report {
 /// One socket of a pair: sends a numbered relay to `peer` every `SEND_EVERY` while
 /// connected (not after `NODE_DRAINING`), checks the peer's relays arrive in order and once,
 /// resumes on a live node when its node closes it, and after `stop` sends its count and
-/// reads until the peer's count arrived and matches what it received.
+/// reads until the peer's count arrived and matches what it received, and every
+/// `user-reconnecting` about the peer was followed by its `user-reconnected` (the two travel
+/// apart from the relays, so the last may come after the peer's count). Hands its socket
+/// back still open: the caller drops the sockets only once every task ended, so that no
+/// socket hears a peer that finished first go away.
 async fn run_socket(
     i: usize,
     mut c: WsClient,
@@ -132,7 +136,7 @@ async fn run_socket(
     live: Arc<Live>,
     positions: watch::Sender<Positions>,
     mut stop: watch::Receiver<bool>,
-) -> Report {
+) -> (Report, WsClient) {
     let mut r = Report { who: format!("{} ({})", c.socket_id, jwt_user(i)), ..Report::default() };
     r.sockets.push((c.node_id.clone(), None, None));
     let mut tick = tokio::time::interval(SEND_EVERY);
@@ -141,12 +145,12 @@ async fn run_socket(
     let mut stopping = false;
     let deadline = tokio::time::Instant::now() + WHOLE_RUN;
     loop {
-        if stopping && r.peer_sent.is_some_and(|n| n == r.received) {
-            return r;
+        if stopping && r.peer_sent.is_some_and(|n| n == r.received) && r.reconnecting == r.reconnected {
+            return (r, c);
         }
         if tokio::time::Instant::now() > deadline {
             r.faults.push(format!("run out of time (stopping {stopping}, peer sent {:?})", r.peer_sent));
-            return r;
+            return (r, c);
         }
         let frame = tokio::select! {
             _ = tick.tick(), if sending && !stopping => {
@@ -171,7 +175,7 @@ async fn run_socket(
         let frame = match frame {
             Err(_) => {
                 r.faults.push(format!("no frame for {WAIT:?} (stopping {stopping})"));
-                return r;
+                return (r, c);
             }
             Ok(f) => f,
         };
@@ -226,7 +230,7 @@ async fn run_socket(
                     if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(WAIT, c.ws.next()).await {
                         r.resume_failed.push(serde_json::from_str(&t).unwrap_or(Value::Null));
                     }
-                    return r;
+                    return (r, c);
                 }
                 if c.socket_id != seat.socket_id || c.hello["lost"] != false {
                     r.faults.push(format!("resume of {} at {base}: {}", seat.socket_id, c.hello));
@@ -238,7 +242,7 @@ async fn run_socket(
             }
             other => {
                 r.faults.push(format!("socket ended: {other:?}"));
-                return r;
+                return (r, c);
             }
         }
     }
@@ -316,10 +320,13 @@ async fn a_rolling_restart_of_every_node_under_load_loses_no_call_and_no_frame()
     }
 
     stop_tx.send(true).unwrap();
-    let mut reports = Vec::new();
+    let (mut reports, mut open) = (Vec::new(), Vec::new());
     for t in tasks {
-        reports.push(tokio::time::timeout(WHOLE_RUN, t).await.expect("a socket's task ends").expect("a socket's task"));
+        let (r, c) = tokio::time::timeout(WHOLE_RUN, t).await.expect("a socket's task ends").expect("a socket's task");
+        reports.push(r);
+        open.push(c);
     }
+    drop(open);
     let faults: Vec<(&str, &String)> =
         reports.iter().flat_map(|r| r.faults.iter().map(|f| (r.who.as_str(), f))).collect();
     let left: Vec<&Value> = reports.iter().flat_map(|r| &r.user_left).collect();
