@@ -26,6 +26,9 @@ impl LocalMembership {
     }
 }
 
+/// Member lists shorter than this grow by exactly one member (see `admit`).
+const EXACT_GROWTH_BELOW: usize = 8;
+
 /// The membership rule shared by every implementation: admit `member` into `members`,
 /// replacing the same user's other connection (noted in `departed` as `replaced`), within
 /// `capacity`. An entry with the same connection id is updated in place (a seat that went
@@ -49,9 +52,12 @@ pub fn admit(members: &mut Vec<Member>, member: Member, capacity: usize, departe
         departed.push(Departure { conn_id: m.conn_id.clone(), reason: LeaveReason::Replaced });
     }
     members.retain(stays);
-    // Rooms are small and their member lists live as long as the room: room for exactly
-    // one more, not the doubling growth (4 members of about 140 bytes for a pair).
-    members.reserve_exact(1);
+    // Rooms are small and their member lists live as long as the room: a small list grows
+    // by exactly one (a pair holds 2 members of about 140 bytes, not the 4 that doubling
+    // gives); a large one (a busy waiting room) grows by doubling, without a copy per join.
+    if members.len() < EXACT_GROWTH_BELOW {
+        members.reserve_exact(1);
+    }
     members.push(member);
     true
 }
