@@ -58,23 +58,7 @@ async fn wait_ready(addr: &str) {
 /// A session of `client` and `psy` made through the node at `addr`; returns its room.
 async fn call_via(http: &reqwest::Client, addr: &str, client: &str, psy: &str) -> String {
     let spec = SessionSpec { client: client.into(), psychologist: psy.into(), ..SessionSpec::default() };
-    let res = http
-        .post(format!("http://{addr}/api/sessions"))
-        .header("x-auth-token", admin())
-        .json(&spec.body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let res = http
-        .post(format!("http://{addr}/api/video-calls/generate-room/{id}"))
-        .header("x-auth-token", token(client, Role::Client))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.json::<Value>().await.unwrap()["roomId"].as_str().unwrap().to_owned()
+    call_for(http, &format!("http://{addr}"), &spec).await.1
 }
 
 /// The nodes clients may resume on, and a round-robin cursor over them.

@@ -203,11 +203,16 @@ pub fn client_token() -> String {
 /// A fresh session (`SessionSpec::default()`) created as an admin, and its room generated
 /// as its client, through the REST API at `base` (`http://host:port`): (session id, room id).
 pub async fn call_at(base: &str) -> (String, String) {
-    let http = reqwest::Client::new();
+    call_for(&reqwest::Client::new(), base, &SessionSpec::default()).await
+}
+
+/// Session `spec` created as an admin, and its room generated as `spec.client`, through the
+/// REST API at `base` (`http://host:port`): (session id, room id).
+pub async fn call_for(http: &reqwest::Client, base: &str, spec: &SessionSpec) -> (String, String) {
     let res = http
         .post(format!("{base}/api/sessions"))
         .header("x-auth-token", admin())
-        .json(&SessionSpec::default().body())
+        .json(&spec.body())
         .send()
         .await
         .unwrap();
@@ -215,7 +220,7 @@ pub async fn call_at(base: &str) -> (String, String) {
     let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let res = http
         .post(format!("{base}/api/video-calls/generate-room/{id}"))
-        .header("x-auth-token", client_token())
+        .header("x-auth-token", token(&spec.client, Role::Client))
         .send()
         .await
         .unwrap();
