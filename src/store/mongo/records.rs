@@ -8,7 +8,6 @@ use signalgrid_actors::rules::call_duration_minutes;
 use signalgrid_actors::session::{AuditEntry, Session, SessionStatus};
 
 use super::super::outbox::OutboxOp;
-use super::replay::{queueable, unavailable};
 use super::{docs, Inner};
 
 /// Sessions remembered for answering call records while MongoDB is away.
@@ -29,18 +28,12 @@ impl Inner {
 
     /// `Store::mark_started`.
     pub(super) async fn mark_started(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Session>, StoreError> {
-        let cause = if self.must_queue().await {
-            unavailable()
-        } else {
-            let res = self.db.mark_started(id, at).await;
-            self.note(&res);
-            match queueable(res)? {
-                Ok(s) => {
-                    s.iter().for_each(|s| self.remember(s));
-                    return Ok(s);
-                }
-                Err(e) => e,
+        let cause = match self.write_or_queue(self.db.mark_started(id, at)).await? {
+            Ok(s) => {
+                s.iter().for_each(|s| self.remember(s));
+                return Ok(s);
             }
+            Err(e) => e,
         };
         let op = OutboxOp::Start { session_id: id.to_owned(), at_ms: at.timestamp_millis() };
         // Without a session seen before, the record still queues but the caller hears 503.
@@ -59,20 +52,14 @@ impl Inner {
 
     /// `Store::mark_ended`.
     pub(super) async fn mark_ended(&self, id: &str, at: DateTime<Utc>) -> Result<Option<EndOutcome>, StoreError> {
-        let cause = if self.must_queue().await {
-            unavailable()
-        } else {
-            let res = self.db.mark_ended(id, at).await;
-            self.note(&res);
-            match queueable(res)? {
-                Ok(out) => {
-                    if let Some(EndOutcome::Ended(s)) = &out {
-                        self.remember(s);
-                    }
-                    return Ok(out);
+        let cause = match self.write_or_queue(self.db.mark_ended(id, at)).await? {
+            Ok(out) => {
+                if let Some(EndOutcome::Ended(s)) = &out {
+                    self.remember(s);
                 }
-                Err(e) => e,
+                return Ok(out);
             }
+            Err(e) => e,
         };
         let op = OutboxOp::End { session_id: id.to_owned(), at_ms: at.timestamp_millis() };
         // Only a call this node saw start can be answered without MongoDB. The end is queued
@@ -95,15 +82,9 @@ impl Inner {
 
     /// `Store::touch`.
     pub(super) async fn touch(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let cause = if self.must_queue().await {
-            unavailable()
-        } else {
-            let res = self.db.touch(id, at).await;
-            self.note(&res);
-            match queueable(res)? {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            }
+        let cause = match self.write_or_queue(self.db.touch(id, at)).await? {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
         };
         self.queue(OutboxOp::Touch { session_id: id.to_owned(), at_ms: at.timestamp_millis() }, cause)?;
         if let Some(mut s) = self.cached(id) {
@@ -117,15 +98,9 @@ impl Inner {
     /// `Store::audit`.
     pub(super) async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
         let op = docs::audit_op(&entry, self.db.keys());
-        let cause = if self.must_queue().await {
-            unavailable()
-        } else {
-            let res = self.db.audit(&op).await;
-            self.note(&res);
-            match queueable(res)? {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            }
+        let cause = match self.write_or_queue(self.db.audit(&op)).await? {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
         };
         self.queue(op, cause)
     }

@@ -78,6 +78,26 @@ impl Inner {
         !self.outbox.is_empty()
     }
 
+    /// Writes a call record or audit entry straight to MongoDB, unless earlier ones still
+    /// wait in the outbox (then it must queue behind them, in order). `Ok(Ok(v))`: written;
+    /// `Ok(Err(cause))`: not written, queue it (`cause` is `Unavailable`); `Err`: any other
+    /// error, returned to the caller as is.
+    pub(super) async fn write_or_queue<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<Result<T, StoreError>, StoreError> {
+        if self.must_queue().await {
+            return Ok(Err(unavailable()));
+        }
+        let res = write.await;
+        self.note(&res);
+        match res {
+            Err(e @ StoreError::Unavailable(_)) => Ok(Err(e)),
+            Err(e) => Err(e),
+            Ok(v) => Ok(Ok(v)),
+        }
+    }
+
     /// Queues a call record; on a full or failing outbox the original error stands.
     pub(super) fn queue(&self, op: OutboxOp, cause: StoreError) -> Result<(), StoreError> {
         match self.outbox.push(&op) {
@@ -99,13 +119,4 @@ impl Inner {
 
 pub(super) fn unavailable() -> StoreError {
     StoreError::Unavailable("MongoDB unavailable; earlier call records still wait in the outbox".into())
-}
-
-/// A direct call's error: `Unavailable` lets the record queue, anything else is returned.
-pub(super) fn queueable<T>(res: Result<T, StoreError>) -> Result<Result<T, StoreError>, StoreError> {
-    match res {
-        Err(e @ StoreError::Unavailable(_)) => Ok(Err(e)),
-        Err(e) => Err(e),
-        Ok(v) => Ok(Ok(v)),
-    }
 }
