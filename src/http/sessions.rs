@@ -252,16 +252,18 @@ pub fn parse_new_session(body: &[u8], default_waiting_room: bool) -> Result<NewS
     if pay.is_none() {
         note("paymentStatus", "required, one of paid, pending, failed, refunded");
     }
-    let status = match &v["status"] {
-        Value::Null => Some(SessionStatus::Scheduled),
-        s => s.as_str().and_then(SessionStatus::parse),
+    // Absent means the default; an explicit null is refused like any other wrong value (the
+    // OpenAPI document says these fields are not nullable).
+    let status = match v.get("status") {
+        None => Some(SessionStatus::Scheduled),
+        Some(s) => s.as_str().and_then(SessionStatus::parse),
     };
     if status.is_none() {
         note("status", "one of Scheduled, In Progress, Completed, Cancelled");
     }
-    let waiting_room = match &v["waitingRoom"] {
-        Value::Null => Some(default_waiting_room),
-        w => w.as_bool(),
+    let waiting_room = match v.get("waitingRoom") {
+        None => Some(default_waiting_room),
+        Some(w) => w.as_bool(),
     };
     if waiting_room.is_none() {
         note("waitingRoom", "true or false");
@@ -332,6 +334,15 @@ mod tests {
         }
         assert!(parse_patch(b"{}").is_err());
         assert!(parse_patch(b"[1]").is_err());
+    }
+
+    #[test]
+    fn an_explicit_null_is_not_an_absent_field() {
+        let e = parse_new_session(br#"{"client":{"id":"c","name":"C"},"psychologist":{"id":"p","name":"P"},"sessionDate":"2026-11-24T10:00:00.000Z","durationMinutes":50,"sessionType":"Individual","paymentStatus":"paid","status":null,"waitingRoom":null}"#, true)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError);
+        let fields = e.details["fields"].as_object().unwrap();
+        assert_eq!(fields.keys().collect::<Vec<_>>(), ["status", "waitingRoom"], "{fields:?}");
     }
 
     #[test]
